@@ -1,0 +1,23 @@
+// Typed errors: InputError (bad config, data file, checkpoint; CLI exit 2) and RuntimeFailure (exit 1).
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace semaim {
+
+// Bad user input: a malformed config, a truncated dataset file, a wrong checkpoint. The message names
+// the file (or key) and the fault.
+class InputError : public std::runtime_error {
+ public:
+  explicit InputError(const std::string& msg) : std::runtime_error(msg) {}
+  InputError(const std::string& where, const std::string& fault)
+      : std::runtime_error(where + ": " + fault) {}
+};
+
+// Something went wrong while running with valid input (diverged training, I/O failure while writing).
+class RuntimeFailure : public std::runtime_error {
+ public:
+  explicit RuntimeFailure(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+}  // namespace semaim

@@ -1,0 +1,61 @@
+// Batched, prefetching, deterministic data loader with a distributed sampler (disjoint shards per rank).
+// Follows MAE's DataLoader + DistributedSampler(drop_last) setup; sample randomness is keyed, not streamed.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "semaim/data/idx.h"
+#include "semaim/data/transforms.h"
+
+namespace semaim::data {
+
+struct Batch {
+  at::Tensor images;   // (B, C, out, out) float32
+  at::Tensor labels;   // (B) int64
+  at::Tensor indices;  // (B) int64, dataset index of each sample
+  int64_t epoch = 0, index = 0;
+};
+
+struct LoaderConfig {
+  int64_t batch_size = 256;
+  int64_t num_workers = 2;  // 0: batches are built synchronously in next()
+  int64_t prefetch = 4;     // batches in flight (built or being built) ahead of the consumer
+  bool shuffle = true;
+  bool drop_last = true;
+  uint64_t seed = 0;
+  // Each rank takes a disjoint, strided floor(N / world_size) slice of the epoch order (same steps per rank).
+  int64_t rank = 0, world_size = 1;
+  AugmentConfig augment;
+  // Runs on each finished batch in the thread that built it (extra CPU preprocessing); an exception it
+  // throws surfaces from next() for that batch.
+  std::function<void(Batch&)> post_batch;
+};
+
+// Sample k of epoch e is transformed with an RNG seeded from (seed, e, dataset index of k) and the epoch's
+// order comes from (seed, e), so the batches are bitwise identical for any num_workers, and resuming at
+// batch b yields exactly the tail of the full epoch. Call start_epoch before next(); next() and
+// start_epoch() are for one consumer thread.
+class Loader {
+ public:
+  Loader(ImageSet data, LoaderConfig cfg);
+  ~Loader();  // stops the workers; at most the batches being built are finished first
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int64_t steps_per_epoch() const;
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);  // resume mid-epoch at batch first_batch
+  std::optional<Batch> next();                               // nullopt at the end of the epoch
+  double wait_seconds() const;  // time next() spent blocked (or building, with 0 workers) since start_epoch
+  int64_t size() const;         // samples in the data set (all ranks)
+  int64_t samples_per_rank() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace semaim::data

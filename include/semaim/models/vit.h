@@ -1,0 +1,125 @@
+// Plain ViT encoder with timm's parameter names, plus the fixed 2D sin-cos table (SPEC §3; timm
+// vision_transformer.VisionTransformer, MAE util/pos_embed.get_2d_sincos_pos_embed).
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace semaim::models {
+
+struct VitConfig {
+  int64_t img_size = 224, patch_size = 16, in_chans = 3, embed_dim = 768, depth = 12, num_heads = 12;
+  double mlp_ratio = 4.0;
+  // Non-square inputs: a positive value overrides img_size for that side (0 = img_size).
+  int64_t img_h = 0, img_w = 0;
+
+  int64_t height() const { return img_h > 0 ? img_h : img_size; }
+  int64_t width() const { return img_w > 0 ? img_w : img_size; }
+  int64_t grid_h() const { return height() / patch_size; }
+  int64_t grid_w() const { return width() / patch_size; }
+  int64_t num_patches() const { return grid_h() * grid_w(); }
+  int64_t head_dim() const { return embed_dim / num_heads; }
+  int64_t mlp_hidden() const { return static_cast<int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
+  // Throws InputError naming `where` and the offending field.
+  void validate(const std::string& where = "model") const;
+};
+
+// Fixed 2D sin-cos table, MAE layout: first dim/2 channels encode the column, the rest the row; row 0
+// (cls) is zeros. Computed in float64.
+// -> (1, 1 + gh*gw, dim) float32 (or `dtype`)
+at::Tensor sincos_pos_embed_2d(int64_t dim, int64_t gh, int64_t gw, at::ScalarType dtype = at::kFloat);
+
+// LayerNorm with the ViT epsilon (1e-6).
+torch::nn::LayerNorm make_layer_norm(int64_t dim);
+
+// timm Mlp: fc1 -> exact GELU -> fc2.
+class MlpImpl : public torch::nn::Module {
+ public:
+  MlpImpl(int64_t in, int64_t hidden, int64_t out);
+  // x: (..., in) -> (..., out)
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+// Multi-head self-attention with a fused qkv Linear (timm Attention). Either a bool mask (true = take
+// part), causal (top-left aligned), or neither (bidirectional).
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(int64_t dim, int64_t num_heads);
+  // x: (N, T, D), mask: (N or 1, 1, T, T) bool -> (N, T, D)
+  at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask = std::nullopt,
+                     bool causal = false);
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  int64_t num_heads;
+};
+TORCH_MODULE(Attention);
+
+// Pre-norm transformer block (timm Block).
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden);
+  // x: (N, T, D) -> (N, T, D)
+  at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask = std::nullopt,
+                     bool causal = false);
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+// Holds `proj` so the conv's keys read `patch_embed.proj.*` as in timm.
+class PatchEmbedImpl : public torch::nn::Module {
+ public:
+  PatchEmbedImpl(int64_t in_chans, int64_t dim, int64_t patch);
+  // imgs: (N, C, H, W) -> (N, L, D), patches row-major
+  at::Tensor forward(const at::Tensor& imgs);
+  torch::nn::Conv2d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed);
+
+// timm-named ViT encoder: cls_token, pos_embed, patch_embed.proj, blocks.i.*, norm.
+class VitEncoderImpl : public torch::nn::Module {
+ public:
+  explicit VitEncoderImpl(const VitConfig& cfg);
+  // Bidirectional (no mask) pass + final norm. imgs: (N, C, H, W) -> (N, L+1, D)
+  at::Tensor forward_features(const at::Tensor& imgs);
+  const VitConfig& vit_config() const { return vit_cfg_; }
+  int64_t depth() const { return static_cast<int64_t>(blocks_.size()); }
+  const Block& block(int64_t i) const { return blocks_.at(static_cast<size_t>(i)); }
+  const torch::nn::LayerNorm& final_norm() const { return norm_; }
+  const at::Tensor& cls_token() const { return cls_token_; }
+  const at::Tensor& pos_embed() const { return pos_embed_; }
+
+ protected:
+  // Throws InputError unless imgs is (N, C, H, W) of the configured size.
+  void check_images(const at::Tensor& imgs) const;
+  // Patch tokens plus their positions, natural order. imgs: (N, C, H, W) -> (N, L, D)
+  at::Tensor embed_patches(const at::Tensor& imgs);
+  // cls token plus position 0. -> (1, 1, D)
+  at::Tensor cls_with_pos() const;
+  // [cls + pos0 ; patches + pos1..L], natural order. imgs: (N, C, H, W) -> (N, L+1, D)
+  at::Tensor embed(const at::Tensor& imgs);
+
+  VitConfig vit_cfg_;
+  at::Tensor cls_token_, pos_embed_;
+  PatchEmbed patch_embed_{nullptr};
+  torch::nn::ModuleList blocks_list_{nullptr};
+  std::vector<Block> blocks_;
+  torch::nn::LayerNorm norm_{nullptr};
+};
+TORCH_MODULE(VitEncoder);
+
+// Xavier-uniform weight, zero bias (SPEC §3 init for every Linear).
+void init_linear_(torch::nn::Linear& lin);
+
+}  // namespace semaim::models

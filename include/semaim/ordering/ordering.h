@@ -1,0 +1,113 @@
+// Patch orderings as per-patch keys (SPEC §2, §5, §6); reference: models_semaim.py generate_*_permutation.
+// Every strategy is vectorized ATen over the batch and works on any gh x gw grid.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace semaim::ordering {
+
+// semaim names (SPEC §5); reference names: raster = `zigzag`, snake = `raster`, center_out = `center2out`,
+// similarity = `attention`, semantic = `attention_center`.
+enum class Strategy { kRaster, kSnake, kStochastic, kCenterOut, kStochasticCenter, kSimilarity, kSemantic };
+
+// "raster", "snake", ... ; an unknown name throws InputError naming the closest valid one (and the semaim
+// name of a reference name such as "zigzag" or "attention_center").
+Strategy parse_strategy(const std::string& name);
+std::string strategy_name(Strategy s);
+std::vector<std::string> strategy_names();
+// similarity and semantic read encoder tokens (SPEC §6 step 1).
+bool needs_tokens(Strategy s);
+
+// What each patch is compared with (SPEC §6 step 3): the cls token or the mean patch token.
+enum class SimilaritySource { kCls, kGap };
+SimilaritySource parse_source(const std::string& name);  // "cls" | "gap"
+std::string source_name(SimilaritySource s);
+
+struct OrderingConfig {
+  Strategy strategy = Strategy::kSemantic;
+  SimilaritySource source = SimilaritySource::kCls;
+  // Side lengths of nested square windows for center_out / stochastic_center; empty = the grid's default
+  // (default_center_windows).
+  std::vector<int64_t> center_windows;
+  // Scale of the uniform noise added to semantic keys (SPEC §6 step 5: distance + 1e-3*U[0,1)). Must be
+  // finite and >= 0. Not used by similarity: SPEC §5 keys it by -similarity alone, and noise of this size
+  // would reorder patches whose similarities differ by less than it; its ties are broken at random instead.
+  double tie_noise = 1e-3;
+};
+
+// The keys the engine uses: (N, L) float32 on `device`, smaller = earlier, and always the rank of each
+// patch in its row's order (the values 0..L-1, exactly distinct, so SPEC §4's fast form is exact).
+// Each strategy's own key (below) is ranked with ties broken at random: in float32, distance + 1e-3*U
+// collides for ~16% of rows on 14x14 and ~97% on 37x37, so the ranking is done on float64 keys.
+// tokens: (N, L+1, D) encoder output after the final norm, required iff needs_tokens(cfg.strategy)
+// (ignored otherwise). All randomness comes from `gen` (a CPU generator), so a seed reproduces the keys.
+at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
+                     at::Generator& gen, at::Device device);
+
+// order = argsort(keys) (stable, so equal keys keep index order), inverse[order[i]] = i; both (N, L) int64.
+struct Permutation {
+  at::Tensor order, inverse;
+};
+Permutation order_from_keys(const at::Tensor& keys);
+
+// Ranks of `primary` per row, ties broken by `tiebreak` (then by index): (N, L), (N, L) -> (N, L) float32
+// holding 0..L-1. Both inputs on the same device; compared in their own dtype.
+at::Tensor rank_keys(const at::Tensor& primary, const at::Tensor& tiebreak);
+// True iff every row of keys (N, L) has L distinct values.
+bool keys_distinct(const at::Tensor& keys);
+
+// ---- Individual strategies: SPEC §5 formulas, float32 on the CPU unless the tokens live elsewhere. ----
+// key = j (patch index j = row*gw + col): -> (N, L)
+at::Tensor raster_keys(int64_t n, int64_t gh, int64_t gw);
+// Even rows left->right, odd rows right->left; key = position along that path: -> (N, L)
+at::Tensor snake_keys(int64_t n, int64_t gh, int64_t gw);
+// A uniformly random permutation per row, as keys rank/L in [0,1) (U[0,1) without float ties): -> (N, l)
+at::Tensor stochastic_keys(int64_t n, int64_t l, at::Generator& gen);
+
+// Windows (SPEC §5 center_out, reference generate_center_permutation): a window of side s around cell
+// (cr, cc) covers rows [cr - s/2, cr - s/2 + s) and the same for columns, shifted to lie inside the grid
+// (integer division; on 14x14 with center (7, 7) this is exactly the reference's [6,8), [4,10), [2,12)).
+// key = stochastic key - (number of windows containing the patch): window by window inward-first, random
+// inside each ring. Windows are squares of side 1..min(gh, gw), distinct, in any order; empty = default.
+// center_out centers them on cell (gh/2, gw/2): -> (N, L)
+at::Tensor center_out_keys(int64_t n, int64_t gh, int64_t gw, const std::vector<int64_t>& windows,
+                           at::Generator& gen);
+// Same windows around a center cell drawn uniformly per image (the reference draws rows/cols 0..12 of 14
+// only and clips windows oddly at the border; semaim uses every cell and shifts windows inside): -> (N, L)
+at::Tensor stochastic_center_keys(int64_t n, int64_t gh, int64_t gw, const std::vector<int64_t>& windows,
+                                  at::Generator& gen);
+// Draws from gen, in this order: center rows randint(gh, {N}), center cols randint(gw, {N}), ring noise.
+// The window geometry both center strategies use: how many windows around each image's center cell
+// (row, col) contain each patch. centers: (N, 2) int64 -> (N, L) float32
+at::Tensor window_count(const at::Tensor& centers, int64_t gh, int64_t gw,
+                        const std::vector<int64_t>& windows);
+
+// Default windows for a grid, proportional to the reference's {2, 6, 10} on 14 (1/7, 3/7, 5/7 of the side):
+// m = min(gh, gw); s_k = the integer nearest m*(2k+1)/7 with the parity of m (so windows are exactly
+// centered), at least 1 (odd m) or 2 (even m); sizes >= m and duplicates are dropped.
+// 7 -> {1,3,5}; 14 -> {2,6,10}; 16 -> {2,6,12}; 37 -> {5,15,27}; 2 -> {} (center_out = stochastic).
+std::vector<int64_t> default_center_windows(int64_t gh, int64_t gw);
+// Throws InputError unless every side is in 1..min(gh, gw) and the sides are distinct.
+void check_center_windows(const std::vector<int64_t>& windows, int64_t gh, int64_t gw);
+
+// SPEC §6 steps 2-3: L2-normalize tokens, cosine of every patch to cls (or to the normalized mean of the
+// raw patch tokens, as the reference's calculate_attention_gap). tokens: (N, L+1, D) -> (N, L), in the
+// tokens' dtype (float32 for half/bfloat16); the reference then applies a softmax, which changes no order.
+at::Tensor cls_similarity(const at::Tensor& tokens, SimilaritySource src);
+// key = -similarity + noise. tokens: (N, L+1, D), noise: (N, L) already scaled -> (N, L) float32
+at::Tensor similarity_keys(const at::Tensor& tokens, SimilaritySource src, const at::Tensor& noise);
+// SPEC §6 step 4: center = argmax_j similarity. tokens: (N, L+1, D) -> (N) int64
+at::Tensor semantic_center(const at::Tensor& tokens, SimilaritySource src);
+// SPEC §6 steps 2-5: key = euclidean grid distance from the center + noise.
+// tokens: (N, gh*gw+1, D), noise: (N, L) already scaled -> (N, L) float32. Noise below the smallest gap
+// between distinct grid distances (~1/(2*diagonal): 0.01 on 37x37) only breaks ties.
+at::Tensor semantic_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, SimilaritySource src,
+                         const at::Tensor& noise);
+// Euclidean grid distance of every patch from a center cell. center: (N) int64 patch index -> (N, L)
+// in `dtype` (float64 for exact ranking, float32 for keys).
+at::Tensor grid_distance(const at::Tensor& center, int64_t gh, int64_t gw, at::ScalarType dtype);
+
+}  // namespace semaim::ordering

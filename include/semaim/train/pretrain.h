@@ -1,0 +1,34 @@
+// The SemAIM pretraining engine (MAE's engine_pretrain.train_one_epoch + main_pretrain's loop): data, per-step
+// ordering, two-stream forward/backward, AdamW with warmup + cosine, clipping, accumulation, bf16, EMA, checkpoints.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+
+#include "semaim/config/config.h"
+
+namespace semaim::train {
+
+struct PretrainOptions {
+  // "" = start fresh (fails if the run directory already holds checkpoints), "auto" = resume from the run's newest
+  // complete checkpoint if there is one, else a checkpoint path or directory.
+  std::string resume;
+  bool quiet = false;
+  // Test hook: maps each micro-batch loss before backward (e.g. to inject a non-finite value). Empty in production.
+  std::function<at::Tensor(const at::Tensor& loss, int64_t step)> loss_hook;
+};
+
+struct PretrainResult {
+  std::string run_dir;
+  std::string last_checkpoint;  // manifest path
+  int64_t steps = 0;            // optimizer steps completed (in total, across resumes)
+  int64_t skipped_steps = 0;
+  double first_loss = 0, last_loss = 0;  // mean loss of the first and last logging windows of this process
+  double images_per_sec = 0;             // over this process's training time
+  double seconds = 0;
+};
+
+PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts);
+
+}  // namespace semaim::train

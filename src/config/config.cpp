@@ -1,0 +1,373 @@
+// Layered YAML configuration: loading with `_base_` inheritance, `--set` overrides and strict validation.
+#include "semaim/config/config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "semaim/config/errors.h"
+
+namespace semaim::config {
+namespace {
+
+std::string fmt_num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> all_keys() {
+  std::vector<std::string> keys;
+  for (const auto& s : schema()) keys.push_back(s.key);
+  return keys;
+}
+
+std::string type_name(ValueType t) {
+  switch (t) {
+    case ValueType::kInt: return "an integer";
+    case ValueType::kFloat: return "a number";
+    case ValueType::kBool: return "true or false";
+    case ValueType::kString: return "a string";
+    case ValueType::kIntList: return "a list of integers";
+    case ValueType::kFloatList: return "a list of numbers";
+  }
+  return "?";
+}
+
+std::string describe(const YAML::Node& n) {
+  if (n.IsScalar()) return "'" + n.Scalar() + "'";
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a mapping";
+  return "nothing (null)";
+}
+
+bool parse_int(const std::string& s, int64_t& out) {
+  if (s.empty()) return false;
+  size_t pos = 0;
+  try {
+    long long v = std::stoll(s, &pos, 0);
+    if (pos != s.size()) return false;
+    out = v;
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool parse_float(const std::string& s, double& out) {
+  if (s.empty()) return false;
+  size_t pos = 0;
+  try {
+    double v = std::stod(s, &pos);
+    if (pos != s.size()) return false;
+    out = v;
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string fault_prefix(const std::string& origin, const std::string& key) {
+  return origin + ": key '" + key + "'";
+}
+
+void check_range(const KeySpec& spec, double v, const std::string& origin) {
+  if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max)) {
+    std::ostringstream os;
+    os << "value " << v << " is out of range [" << (spec.min ? fmt_num(*spec.min) : "-inf") << ", "
+       << (spec.max ? fmt_num(*spec.max) : "inf") << "]";
+    throw InputError(fault_prefix(origin, spec.key), os.str());
+  }
+}
+
+Value convert(const KeySpec& spec, const YAML::Node& n, const std::string& origin) {
+  auto bad = [&]() -> InputError {
+    return InputError(fault_prefix(origin, spec.key),
+                      "expected " + type_name(spec.type) + ", got " + describe(n));
+  };
+  switch (spec.type) {
+    case ValueType::kInt: {
+      int64_t v;
+      if (!n.IsScalar() || !parse_int(n.Scalar(), v)) throw bad();
+      check_range(spec, static_cast<double>(v), origin);
+      return v;
+    }
+    case ValueType::kFloat: {
+      double v;
+      if (!n.IsScalar() || !parse_float(n.Scalar(), v)) throw bad();
+      check_range(spec, v, origin);
+      return v;
+    }
+    case ValueType::kBool: {
+      if (!n.IsScalar()) throw bad();
+      const std::string s = n.Scalar();
+      if (s == "true" || s == "True" || s == "yes") return true;
+      if (s == "false" || s == "False" || s == "no") return false;
+      throw bad();
+    }
+    case ValueType::kString: {
+      if (!n.IsScalar()) throw bad();
+      std::string s = n.Scalar();
+      if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end()) {
+        std::string list;
+        for (const auto& c : spec.choices) list += (list.empty() ? "" : ", ") + c;
+        std::string hint = closest_match(s, spec.choices);
+        throw InputError(fault_prefix(origin, spec.key),
+                         "'" + s + "' is not one of {" + list + "}" +
+                             (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+      }
+      return s;
+    }
+    case ValueType::kIntList: {
+      if (!n.IsSequence()) throw bad();
+      std::vector<int64_t> out;
+      for (const auto& e : n) {
+        int64_t v;
+        if (!e.IsScalar() || !parse_int(e.Scalar(), v)) throw bad();
+        check_range(spec, static_cast<double>(v), origin);
+        out.push_back(v);
+      }
+      return out;
+    }
+    case ValueType::kFloatList: {
+      if (!n.IsSequence()) throw bad();
+      std::vector<double> out;
+      for (const auto& e : n) {
+        double v;
+        if (!e.IsScalar() || !parse_float(e.Scalar(), v)) throw bad();
+        check_range(spec, v, origin);
+        out.push_back(v);
+      }
+      return out;
+    }
+  }
+  throw bad();
+}
+
+// A key that is not in the schema: name the closest valid key. A section name used as a leaf is named as such.
+[[noreturn]] void unknown_key(const std::string& key, const std::string& origin) {
+  std::string hint = closest_match(key, all_keys());
+  throw InputError(origin, "unknown key '" + key + "'" +
+                               (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+}
+
+bool is_section(const std::string& prefix) {
+  for (const auto& s : schema())
+    if (s.key.rfind(prefix + ".", 0) == 0) return true;
+  return false;
+}
+
+YAML::Node parse_file(const std::string& path) {
+  if (!fs::exists(path)) throw InputError(path, "no such config file");
+  try {
+    YAML::Node n = YAML::LoadFile(path);
+    if (n.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    if (!n.IsMap()) throw InputError(path, "a config file must be a YAML mapping at the top level");
+    return n;
+  } catch (const YAML::ParserException& e) {
+    throw InputError(path, "YAML syntax error at line " + std::to_string(e.mark.line + 1) + ", column " +
+                               std::to_string(e.mark.column + 1) + ": " + e.msg);
+  } catch (const YAML::BadFile&) {
+    throw InputError(path, "cannot read the config file");
+  }
+}
+
+// Flattens one file's mapping into (dotted key -> node) leaves.
+void flatten(const YAML::Node& n, const std::string& prefix, const std::string& file,
+             std::vector<std::pair<std::string, YAML::Node>>& out) {
+  for (const auto& kv : n) {
+    const std::string k = kv.first.as<std::string>();
+    const std::string key = prefix.empty() ? k : prefix + "." + k;
+    if (prefix.empty() && k == "_base_") continue;
+    if (kv.second.IsMap() && !find_spec(key)) {
+      if (!is_section(key)) unknown_key(key, file);
+      flatten(kv.second, key, file, out);
+    } else {
+      if (!find_spec(key)) {
+        if (is_section(key))
+          throw InputError(file, "key '" + key + "' is a section and must be a mapping, got " + describe(kv.second));
+        unknown_key(key, file);
+      }
+      out.emplace_back(key, kv.second);
+    }
+  }
+}
+
+void load_chain(const std::string& path, Config& cfg, std::vector<std::string>& stack) {
+  const std::string canon = fs::weakly_canonical(path).string();
+  if (std::find(stack.begin(), stack.end(), canon) != stack.end())
+    throw InputError(path, "_base_ inheritance cycle");
+  stack.push_back(canon);
+  YAML::Node root = parse_file(path);
+  if (root["_base_"]) {
+    const YAML::Node b = root["_base_"];
+    std::vector<std::string> bases;
+    if (b.IsScalar()) {
+      bases.push_back(b.Scalar());
+    } else if (b.IsSequence()) {
+      for (const auto& e : b) {
+        if (!e.IsScalar()) throw InputError(path, "_base_ entries must be file paths");
+        bases.push_back(e.Scalar());
+      }
+    } else {
+      throw InputError(path, "_base_ must be a file path or a list of file paths");
+    }
+    const fs::path dir = fs::path(path).parent_path();
+    for (const auto& base : bases) {
+      fs::path bp = fs::path(base).is_absolute() ? fs::path(base) : dir / base;
+      if (!fs::exists(bp)) throw InputError(path, "_base_ file '" + base + "' does not exist (looked at " + bp.string() + ")");
+      load_chain(bp.string(), cfg, stack);
+    }
+  }
+  std::vector<std::pair<std::string, YAML::Node>> leaves;
+  flatten(root, "", path, leaves);
+  for (const auto& [key, node] : leaves) {
+    YAML::Emitter em;
+    em << YAML::Flow << node;
+    cfg.set_from_yaml(key, em.c_str(), path);
+  }
+  stack.pop_back();
+}
+
+void emit_value(YAML::Emitter& em, const Value& v) {
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<double>>) {
+          em << YAML::Flow << YAML::BeginSeq;
+          for (auto e : x) em << e;
+          em << YAML::EndSeq;
+        } else if constexpr (std::is_same_v<T, double>) {
+          std::ostringstream os;
+          os.precision(17);
+          os << x;
+          std::string s = os.str();
+          if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+          em << s;
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          em << YAML::DoubleQuoted << x;
+        } else {
+          em << x;
+        }
+      },
+      v);
+}
+
+}  // namespace
+
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  auto dist = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      cur[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j)
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      std::swap(prev, cur);
+    }
+    return prev[b.size()];
+  };
+  // Compare leaf names too, so `train.epoch` finds `train.epochs` and `epochs` finds it from any section.
+  auto leaf = [](const std::string& s) {
+    auto p = s.rfind('.');
+    return p == std::string::npos ? s : s.substr(p + 1);
+  };
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const auto& c : candidates) {
+    size_t d = std::min(dist(word, c), dist(leaf(word), leaf(c)) + 1);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best_d <= std::max<size_t>(3, leaf(word).size() / 2) ? best : std::string();
+}
+
+Config Config::defaults() {
+  Config cfg;
+  for (const auto& spec : schema()) cfg.set_from_yaml(spec.key, spec.default_yaml, "default");
+  return cfg;
+}
+
+Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
+  Config cfg = defaults();
+  std::vector<std::string> stack;
+  load_chain(path, cfg, stack);
+  cfg.path_ = path;
+  cfg.apply_overrides(overrides);
+  return cfg;
+}
+
+void Config::apply_overrides(const std::vector<std::string>& overrides) {
+  for (const auto& o : overrides) {
+    auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw InputError("--set " + o, "expected key=value, e.g. train.epochs=5");
+    const std::string key = o.substr(0, eq);
+    if (!find_spec(key)) unknown_key(key, "--set " + o);
+    set_from_yaml(key, o.substr(eq + 1), "--set");
+  }
+}
+
+void Config::set_from_yaml(const std::string& key, const std::string& yaml_text, const std::string& origin) {
+  const KeySpec* spec = find_spec(key);
+  if (!spec) unknown_key(key, origin);
+  YAML::Node n;
+  try {
+    n = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(fault_prefix(origin, key), "cannot parse value '" + yaml_text + "': " + e.msg);
+  }
+  values_[key] = convert(*spec, n, origin);
+  origins_[key] = origin;
+}
+
+const Value& Config::at(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) throw std::logic_error("semaim: config key '" + key + "' is not in the schema");
+  return it->second;
+}
+
+int64_t Config::get_int(const std::string& key) const { return std::get<int64_t>(at(key)); }
+double Config::get_float(const std::string& key) const { return std::get<double>(at(key)); }
+bool Config::get_bool(const std::string& key) const { return std::get<bool>(at(key)); }
+const std::string& Config::get_string(const std::string& key) const { return std::get<std::string>(at(key)); }
+const std::vector<int64_t>& Config::get_ints(const std::string& key) const {
+  return std::get<std::vector<int64_t>>(at(key));
+}
+std::vector<double> Config::get_floats(const std::string& key) const {
+  return std::get<std::vector<double>>(at(key));
+}
+const std::string& Config::origin(const std::string& key) const {
+  static const std::string kNone = "default";
+  auto it = origins_.find(key);
+  return it == origins_.end() ? kNone : it->second;
+}
+
+std::string Config::to_yaml() const {
+  YAML::Emitter em;
+  em << YAML::BeginMap;
+  std::string section;
+  bool open = false;
+  for (const auto& spec : schema()) {
+    const auto dot = spec.key.find('.');
+    const std::string sec = spec.key.substr(0, dot);
+    const std::string rest = spec.key.substr(dot + 1);
+    if (sec != section) {
+      if (open) em << YAML::EndMap;
+      em << YAML::Key << sec << YAML::Value << YAML::BeginMap;
+      section = sec;
+      open = true;
+    }
+    em << YAML::Key << rest << YAML::Value;
+    emit_value(em, at(spec.key));
+  }
+  if (open) em << YAML::EndMap;
+  em << YAML::EndMap;
+  return std::string(em.c_str()) + "\n";
+}
+
+}  // namespace semaim::config

@@ -1,0 +1,242 @@
+// Prefetching loader: persistent worker threads build whole batches (keyed RNG per sample) into a bounded,
+// ordered window; MAE's DistributedSampler(drop_last) sharding. Workers never call ATen per pixel.
+#include "semaim/data/loader.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include "semaim/config/errors.h"
+
+namespace semaim::data {
+namespace {
+
+constexpr uint64_t kOrderTag = 0x6f72646572ULL;   // "order"
+constexpr uint64_t kSampleTag = 0x73616d706cULL;  // "sampl"
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t mix_seed(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
+  return splitmix64(splitmix64(splitmix64(seed ^ splitmix64(tag)) ^ a) ^ b);
+}
+
+// The epoch's full order (all ranks): a Fisher-Yates shuffle keyed by (seed, epoch), or the identity.
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  if (!shuffle) return order;
+  std::mt19937_64 rng(mix_seed(seed, kOrderTag, static_cast<uint64_t>(epoch), 0));
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[uniform_int(rng, i + 1)]);
+  return order;
+}
+
+}  // namespace
+
+struct Loader::State {
+  struct Plan {
+    int64_t epoch = 0;
+    std::vector<int64_t> order;  // this rank's dataset indices, in epoch order
+  };
+
+  ImageSet data;
+  LoaderConfig cfg;
+  int64_t channels = 0, height = 0, width = 0, per_rank = 0, steps = 0;
+
+  mutable std::mutex mu;
+  std::condition_variable work_cv, ready_cv;
+  bool stop = false;
+  uint64_t generation = 0;  // bumped by start_epoch; batches of an older generation are dropped
+  std::shared_ptr<const Plan> plan;
+  int64_t next_claim = 0, next_deliver = 0;
+  std::map<int64_t, Batch> ready;
+  std::map<int64_t, std::exception_ptr> errors;
+  double waited = 0;
+  std::vector<std::thread> workers;
+
+  // Batch b of the plan: samples [b*B, min((b+1)*B, per_rank)). -> images (B, C, out, out), labels (B)
+  Batch build(const Plan& p, int64_t b) const {
+    const int64_t bs = cfg.batch_size, start = b * bs;
+    const int64_t count = std::min(bs, per_rank - start), out = cfg.augment.out_size;
+    Batch batch;
+    batch.epoch = p.epoch;
+    batch.index = b;
+    batch.images = at::empty({count, channels, out, out}, at::TensorOptions().dtype(at::kFloat));
+    batch.labels = at::empty({count}, at::TensorOptions().dtype(at::kLong));
+    batch.indices = at::empty({count}, at::TensorOptions().dtype(at::kLong));
+    const uint8_t* pixels = data.images.data_ptr<uint8_t>();
+    const int64_t* labels = data.labels.data_ptr<int64_t>();
+    float* dst = batch.images.data_ptr<float>();
+    int64_t* label_dst = batch.labels.data_ptr<int64_t>();
+    int64_t* index_dst = batch.indices.data_ptr<int64_t>();
+    const int64_t in_stride = channels * height * width, out_stride = channels * out * out;
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t idx = p.order[static_cast<size_t>(start + k)];
+      std::mt19937_64 rng(
+          mix_seed(cfg.seed, kSampleTag, static_cast<uint64_t>(p.epoch), static_cast<uint64_t>(idx)));
+      transform_into(pixels + idx * in_stride, channels, height, width, cfg.augment, rng,
+                     dst + k * out_stride);
+      label_dst[k] = labels[idx];
+      index_dst[k] = idx;
+    }
+    if (cfg.post_batch) cfg.post_batch(batch);
+    return batch;
+  }
+
+  void worker_loop() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (true) {
+      work_cv.wait(lock, [&] {
+        return stop || (plan && next_claim < steps && next_claim < next_deliver + cfg.prefetch);
+      });
+      if (stop) return;
+      const int64_t b = next_claim++;
+      const uint64_t gen = generation;
+      const std::shared_ptr<const Plan> p = plan;
+      lock.unlock();
+      Batch batch;
+      std::exception_ptr error;
+      try {
+        batch = build(*p, b);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      if (gen == generation && !stop) {
+        if (error) {
+          errors[b] = error;
+        } else {
+          ready.emplace(b, std::move(batch));
+        }
+        ready_cv.notify_all();
+      }
+    }
+  }
+};
+
+Loader::Loader(ImageSet data, LoaderConfig cfg) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  const std::string where = "loader(" + data.name + ")";
+  if (!data.images.defined() || data.images.dim() != 4 || data.images.scalar_type() != at::kByte) {
+    throw InputError(where, "images must be a (N, C, H, W) uint8 tensor");
+  }
+  if (!data.labels.defined() || data.labels.dim() != 1 || data.labels.size(0) != data.images.size(0)) {
+    throw InputError(where, "labels must be (N) with N = " + std::to_string(data.images.size(0)));
+  }
+  if (cfg.batch_size <= 0) throw InputError(where, "batch_size must be positive");
+  if (cfg.num_workers < 0) throw InputError(where, "num_workers must be >= 0");
+  if (cfg.prefetch < 1) throw InputError(where, "prefetch must be >= 1");
+  if (cfg.world_size < 1 || cfg.rank < 0 || cfg.rank >= cfg.world_size) {
+    throw InputError(
+        where, "rank " + std::to_string(cfg.rank) + " outside world of " + std::to_string(cfg.world_size));
+  }
+  validate_augment(cfg.augment, data.images.size(1));
+  data.images = data.images.contiguous();
+  data.labels = data.labels.to(at::kLong).contiguous();
+  s.channels = data.images.size(1);
+  s.height = data.images.size(2);
+  s.width = data.images.size(3);
+  s.per_rank = data.images.size(0) / cfg.world_size;
+  s.steps = cfg.drop_last ? s.per_rank / cfg.batch_size : (s.per_rank + cfg.batch_size - 1) / cfg.batch_size;
+  if (s.steps == 0) {
+    throw InputError(where, std::to_string(s.per_rank) + " samples per rank make no batch of " +
+                                std::to_string(cfg.batch_size) + (cfg.drop_last ? " (drop_last)" : ""));
+  }
+  s.data = std::move(data);
+  s.cfg = std::move(cfg);
+  try {
+    for (int64_t w = 0; w < s.cfg.num_workers; ++w) s.workers.emplace_back([&s] { s.worker_loop(); });
+  } catch (...) {
+    // No destructor runs for a half-built object: stop the threads already started.
+    {
+      std::lock_guard<std::mutex> lock(s.mu);
+      s.stop = true;
+    }
+    s.work_cv.notify_all();
+    for (std::thread& t : s.workers) t.join();
+    throw RuntimeFailure("loader: cannot start " + std::to_string(s.cfg.num_workers) + " worker threads");
+  }
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->stop = true;
+  }
+  state_->work_cv.notify_all();
+  for (std::thread& t : state_->workers) t.join();
+}
+
+int64_t Loader::steps_per_epoch() const { return state_->steps; }
+int64_t Loader::size() const { return state_->data.images.size(0); }
+int64_t Loader::samples_per_rank() const { return state_->per_rank; }
+
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
+  State& s = *state_;
+  if (first_batch < 0 || first_batch > s.steps) {
+    throw InputError(
+        "loader", "resume batch " + std::to_string(first_batch) + " outside 0.." + std::to_string(s.steps));
+  }
+  auto plan = std::make_shared<State::Plan>();
+  plan->epoch = epoch;
+  const std::vector<int64_t> all = epoch_order(size(), s.cfg.shuffle, s.cfg.seed, epoch);
+  plan->order.resize(static_cast<size_t>(s.per_rank));
+  for (int64_t k = 0; k < s.per_rank; ++k)
+    plan->order[k] = all[static_cast<size_t>(s.cfg.rank + k * s.cfg.world_size)];
+  std::map<int64_t, Batch> stale;  // freed outside the lock
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    ++s.generation;
+    s.plan = std::move(plan);
+    s.next_claim = s.next_deliver = first_batch;
+    stale.swap(s.ready);
+    s.errors.clear();
+    s.waited = 0;
+  }
+  s.work_cv.notify_all();
+}
+
+std::optional<Batch> Loader::next() {
+  State& s = *state_;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  if (s.workers.empty()) {
+    if (!s.plan) throw RuntimeFailure("Loader::next called before start_epoch");
+    if (s.next_deliver >= s.steps) return std::nullopt;
+    const int64_t b = s.next_deliver++;
+    Batch batch = s.build(*s.plan, b);
+    s.waited += elapsed();
+    return batch;
+  }
+  std::unique_lock<std::mutex> lock(s.mu);
+  if (!s.plan) throw RuntimeFailure("Loader::next called before start_epoch");
+  if (s.next_deliver >= s.steps) return std::nullopt;
+  const int64_t b = s.next_deliver;
+  s.ready_cv.wait(lock, [&] { return s.ready.count(b) != 0 || s.errors.count(b) != 0; });
+  s.waited += elapsed();
+  ++s.next_deliver;
+  s.work_cv.notify_all();  // the window moved: one more batch may be claimed
+  if (auto it = s.errors.find(b); it != s.errors.end()) {
+    const std::exception_ptr error = it->second;
+    s.errors.erase(it);
+    lock.unlock();
+    std::rethrow_exception(error);
+  }
+  auto node = s.ready.extract(b);
+  return std::move(node.mapped());
+}
+
+double Loader::wait_seconds() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->waited;
+}
+
+}  // namespace semaim::data

@@ -1,0 +1,196 @@
+// Strategy names, make_keys (the engine's entry point) and key -> permutation (SPEC §2, §4, §5, §6).
+// make_keys ranks every strategy's key in float64 so the engine always gets exactly distinct keys.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "semaim/config/errors.h"
+#include "semaim/ordering/ordering.h"
+
+namespace semaim::ordering {
+namespace {
+
+const std::vector<std::pair<std::string, Strategy>>& strategy_table() {
+  static const std::vector<std::pair<std::string, Strategy>> kTable = {
+      {"raster", Strategy::kRaster},
+      {"snake", Strategy::kSnake},
+      {"stochastic", Strategy::kStochastic},
+      {"center_out", Strategy::kCenterOut},
+      {"stochastic_center", Strategy::kStochasticCenter},
+      {"similarity", Strategy::kSimilarity},
+      {"semantic", Strategy::kSemantic}};
+  return kTable;
+}
+
+// Reference names whose semaim spelling differs (SPEC §5); "raster" is valid in both with different meanings.
+const std::vector<std::pair<std::string, std::string>>& reference_aliases() {
+  static const std::vector<std::pair<std::string, std::string>> kAliases = {{"zigzag", "raster"},
+                                                                            {"center2out", "center_out"},
+                                                                            {"attention", "similarity"},
+                                                                            {"attention_center", "semantic"}};
+  return kAliases;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string joined_names() {
+  std::string s;
+  for (const auto& [name, _] : strategy_table()) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+// Inverse of a per-row permutation. order: (N, L) int64 -> (N, L) int64
+at::Tensor invert(const at::Tensor& order) {
+  at::Tensor pos = at::arange(order.size(1), order.options()).expand_as(order);
+  return at::empty_like(order).scatter_(1, order, pos);
+}
+
+}  // namespace
+
+Strategy parse_strategy(const std::string& name) {
+  for (const auto& [n, s] : strategy_table()) {
+    if (n == name) return s;
+  }
+  std::string hint;
+  for (const auto& [ref, ours] : reference_aliases()) {
+    if (ref == name) hint = "the reference's '" + ref + "' is semaim's '" + ours + "'";
+  }
+  if (hint.empty()) {
+    std::string best;
+    size_t best_d = static_cast<size_t>(-1);
+    for (const auto& [n, _] : strategy_table()) {
+      const size_t d = edit_distance(name, n);
+      if (d < best_d) best_d = d, best = n;
+    }
+    hint = "did you mean '" + best + "'?";
+  }
+  throw InputError("ordering.strategy",
+                   "unknown ordering '" + name + "'; " + hint + " (valid: " + joined_names() + ")");
+}
+
+std::string strategy_name(Strategy s) {
+  for (const auto& [n, t] : strategy_table()) {
+    if (t == s) return n;
+  }
+  throw RuntimeFailure("ordering: strategy value " + std::to_string(static_cast<int>(s)) + " has no name");
+}
+
+std::vector<std::string> strategy_names() {
+  std::vector<std::string> out;
+  for (const auto& [n, _] : strategy_table()) out.push_back(n);
+  return out;
+}
+
+bool needs_tokens(Strategy s) { return s == Strategy::kSimilarity || s == Strategy::kSemantic; }
+
+SimilaritySource parse_source(const std::string& name) {
+  if (name == "cls") return SimilaritySource::kCls;
+  if (name == "gap") return SimilaritySource::kGap;
+  throw InputError("ordering.source", "unknown similarity source '" + name + "' (valid: cls, gap)");
+}
+
+std::string source_name(SimilaritySource s) { return s == SimilaritySource::kCls ? "cls" : "gap"; }
+
+Permutation order_from_keys(const at::Tensor& keys) {
+  if (!keys.defined() || keys.dim() != 2) throw InputError("ordering", "keys must be (N, L)");
+  at::Tensor order = at::argsort(keys, /*stable=*/true, 1);
+  return {order, invert(order)};
+}
+
+at::Tensor rank_keys(const at::Tensor& primary, const at::Tensor& tiebreak) {
+  if (!primary.defined() || !tiebreak.defined() || primary.dim() != 2 ||
+      primary.sizes() != tiebreak.sizes()) {
+    throw InputError("ordering", "rank_keys needs two (N, L) tensors of the same shape");
+  }
+  // Lexicographic (primary, tiebreak): stable sort by the tiebreak, then stably by the primary key.
+  at::Tensor by_tie = at::argsort(tiebreak, /*stable=*/true, 1);
+  at::Tensor by_primary = at::argsort(primary.gather(1, by_tie.to(primary.device())), /*stable=*/true, 1);
+  at::Tensor order = by_tie.to(primary.device()).gather(1, by_primary);
+  return invert(order).to(at::kFloat);
+}
+
+bool keys_distinct(const at::Tensor& keys) {
+  if (!keys.defined() || keys.dim() != 2) throw InputError("ordering", "keys must be (N, L)");
+  if (keys.size(1) < 2 || keys.size(0) == 0) return true;
+  at::Tensor s = std::get<0>(keys.sort(1));
+  return !(s.narrow(1, 1, s.size(1) - 1) == s.narrow(1, 0, s.size(1) - 1)).any().item<bool>();
+}
+
+at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
+                     at::Generator& gen, at::Device device) {
+  if (!std::isfinite(cfg.tie_noise) || cfg.tie_noise < 0) {
+    throw InputError("ordering.tie_noise", "must be finite and >= 0, got " + std::to_string(cfg.tie_noise));
+  }
+  if (n < 0 || gh < 1 || gw < 1) {
+    throw InputError("ordering", "need N >= 0 and a grid of at least 1x1, got N=" + std::to_string(n) + ", " +
+                                     std::to_string(gh) + "x" + std::to_string(gw));
+  }
+  const int64_t l = gh * gw;
+  if (needs_tokens(cfg.strategy)) {
+    if (!tokens.defined()) {
+      throw InputError("ordering", "strategy '" + strategy_name(cfg.strategy) + "' needs encoder tokens");
+    }
+    if (tokens.dim() != 3 || tokens.size(0) != n || tokens.size(1) != l + 1) {
+      std::string got;
+      for (int64_t i = 0; i < tokens.dim(); ++i) got += (i ? ", " : "") + std::to_string(tokens.size(i));
+      throw InputError("ordering", "encoder tokens (" + got + ") do not match N=" + std::to_string(n) +
+                                       " on a " + std::to_string(gh) + "x" + std::to_string(gw) +
+                                       " grid (expected (" + std::to_string(n) + ", " +
+                                       std::to_string(l + 1) + ", D))");
+    }
+  }
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor keys;
+  switch (cfg.strategy) {
+    case Strategy::kRaster:
+      keys = raster_keys(n, gh, gw);
+      break;
+    case Strategy::kSnake:
+      keys = snake_keys(n, gh, gw);
+      break;
+    case Strategy::kStochastic:
+      keys = invert(at::argsort(stochastic_keys(n, l, gen), /*stable=*/true, 1)).to(at::kFloat);
+      break;
+    case Strategy::kCenterOut:
+    case Strategy::kStochasticCenter: {
+      // Already exactly distinct (rank/L - count); ranking maps them to 0..L-1 without changing the order.
+      at::Tensor raw = cfg.strategy == Strategy::kCenterOut
+                           ? center_out_keys(n, gh, gw, cfg.center_windows, gen)
+                           : stochastic_center_keys(n, gh, gw, cfg.center_windows, gen);
+      keys = invert(at::argsort(raw, /*stable=*/true, 1)).to(at::kFloat);
+      break;
+    }
+    case Strategy::kSimilarity: {
+      // SPEC §5: key = -similarity; exact ties (identical tokens) go in random order.
+      at::Tensor tie = at::rand({n, l}, gen, f64).to(tokens.device());
+      keys = rank_keys(cls_similarity(tokens, cfg.source).neg(), tie);
+      break;
+    }
+    case Strategy::kSemantic: {
+      // SPEC §6 step 5 in float64 (distance + tie_noise*U), ranked; exact ties left (tie_noise = 0) go by U.
+      at::Tensor u = at::rand({n, l}, gen, f64).to(tokens.device());
+      at::Tensor center = semantic_center(tokens, cfg.source);
+      at::Tensor key64 = grid_distance(center, gh, gw, at::kDouble) + cfg.tie_noise * u;
+      keys = rank_keys(key64, u);
+      break;
+    }
+  }
+  return keys.to(device);
+}
+
+}  // namespace semaim::ordering

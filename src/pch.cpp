@@ -1,0 +1,1 @@
+// Owner of the precompiled header (include/semaim/pch.h); no code of its own.

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs everything semaim's build, tests and main job need, idempotently: Debian packages and the
+# pinned torch wheel (LibTorch) in a per-user virtual environment outside the clone.
+# Quick when nothing is missing. Prints what it installed. Sourcing-safe: exports SEMAIM_VENV.
+set -euo pipefail
+
+TORCH_VERSION="2.11.0"
+TORCHVISION_VERSION="0.26.0"
+TIMM_VERSION="1.0.31"
+: "${SEMAIM_VENV:=${XDG_CACHE_HOME:-$HOME/.cache}/semaim/venv-torch-${TORCH_VERSION}}"
+export SEMAIM_VENV
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  libopencv-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
+  libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev zlib1g-dev
+  dataset-fashion-mnist python3-venv
+)
+
+installed=()
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  installed+=("apt: ${missing[*]}")
+fi
+
+PY="${SEMAIM_PYTHON:-python3}"
+stamp="$SEMAIM_VENV/.semaim-ok-${TORCH_VERSION}-${TORCHVISION_VERSION}-${TIMM_VERSION}"
+if [ ! -f "$stamp" ]; then
+  echo "[setup] creating torch ${TORCH_VERSION} venv at $SEMAIM_VENV (about 3 GB, once per machine)"
+  mkdir -p "$(dirname "$SEMAIM_VENV")"
+  [ -x "$SEMAIM_VENV/bin/python" ] || "$PY" -m venv "$SEMAIM_VENV"
+  "$SEMAIM_VENV/bin/python" -m pip install -q --upgrade pip
+  "$SEMAIM_VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
+    "timm==${TIMM_VERSION}" safetensors numpy pyyaml
+  "$SEMAIM_VENV/bin/python" -c "import torch, timm; assert torch.__version__.startswith('${TORCH_VERSION}')"
+  touch "$stamp"
+  installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}")
+fi
+
+if ((${#installed[@]})); then
+  for line in "${installed[@]}"; do echo "[setup] installed $line"; done
+else
+  echo "[setup] nothing missing (venv: $SEMAIM_VENV)"
+fi
