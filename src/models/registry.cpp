@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "semaim/config/config.h"
 #include "semaim/config/errors.h"
 
 namespace semaim::models {
@@ -37,18 +38,6 @@ const std::map<std::string, AimConfig>& table() {
   return kModels;
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 }  // namespace
 
 AimConfig aim_config_by_name(const std::string& name) {
@@ -57,7 +46,7 @@ AimConfig aim_config_by_name(const std::string& name) {
   std::string closest;
   size_t best = SIZE_MAX;
   for (const auto& [known, cfg] : models) {
-    const size_t dist = edit_distance(name, known);
+    const size_t dist = config::edit_distance(name, known);
     if (dist < best) best = dist, closest = known;
   }
   throw InputError("model", "unknown model '" + name + "'; did you mean '" + closest + "'?");

@@ -29,6 +29,9 @@ struct KeySpec {
 const std::vector<KeySpec>& schema();
 const KeySpec* find_spec(const std::string& key);
 
+// Levenshtein distance (insertions, deletions, substitutions).
+size_t edit_distance(const std::string& a, const std::string& b);
+
 // The closest candidate by edit distance (for "did you mean" messages); empty if none is reasonably close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
