@@ -7,6 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 CONFIG="${CONFIG:-configs/pretrain/aim-fmnist-p4_1xb256-semantic_fmnist.yaml}"
 RUN_NAME="${RUN_NAME:-quickstart}"
+source tools/setup.sh
 tools/build.sh --target semaim
 bin="${BUILD_DIR:-$root/build}/semaim"
 run_dir="runs/$RUN_NAME"

@@ -8,7 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "semaim/config/config.h"
 #include "semaim/config/errors.h"
+#include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
 
 namespace semaim::ordering {
@@ -35,19 +37,6 @@ const std::vector<std::pair<std::string, std::string>>& reference_aliases() {
   return kAliases;
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 std::string joined_names() {
   std::string s;
   for (const auto& [name, _] : strategy_table()) s += (s.empty() ? "" : ", ") + name;
@@ -58,6 +47,13 @@ std::string joined_names() {
 at::Tensor invert(const at::Tensor& order) {
   at::Tensor pos = at::arange(order.size(1), order.options()).expand_as(order);
   return at::empty_like(order).scatter_(1, order, pos);
+}
+
+// True iff distance + tie_noise*U (U in [0, 1)) cannot reorder two different grid distances: distinct
+// squared distances m' > m <= M differ in sqrt by >= 1/(2*sqrt(M)); half of that leaves room for rounding.
+bool noise_only_breaks_ties(double tie_noise, int64_t gh, int64_t gw) {
+  const double max_d2 = static_cast<double>((gh - 1) * (gh - 1) + (gw - 1) * (gw - 1));
+  return tie_noise < 0.25 / std::sqrt(std::max(max_d2, 1.0));
 }
 
 }  // namespace
@@ -74,7 +70,7 @@ Strategy parse_strategy(const std::string& name) {
     std::string best;
     size_t best_d = static_cast<size_t>(-1);
     for (const auto& [n, _] : strategy_table()) {
-      const size_t d = edit_distance(name, n);
+      const size_t d = config::edit_distance(name, n);
       if (d < best_d) best_d = d, best = n;
     }
     hint = "did you mean '" + best + "'?";
@@ -106,7 +102,7 @@ SimilaritySource parse_source(const std::string& name) {
 
 std::string source_name(SimilaritySource s) { return s == SimilaritySource::kCls ? "cls" : "gap"; }
 
-Permutation order_from_keys(const at::Tensor& keys) {
+Permutation order_from_keys_reference(const at::Tensor& keys) {
   if (!keys.defined() || keys.dim() != 2) throw InputError("ordering", "keys must be (N, L)");
   at::Tensor order = at::argsort(keys, /*stable=*/true, 1);
   return {order, invert(order)};
@@ -184,6 +180,11 @@ at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t g
     case Strategy::kSemantic: {
       // SPEC §6 step 5 in float64 (distance + tie_noise*U), ranked; exact ties left (tie_noise = 0) go by U.
       at::Tensor u = at::rand({n, l}, gen, f64).to(tokens.device());
+      if (noise_only_breaks_ties(cfg.tie_noise, gh, gw) && (!tokens.is_cuda() || cuda_kernels_built())) {
+        // Then that ranking is exactly (distance, U, index): the fused op's order; its inverse is the rank.
+        keys = std::get<1>(semantic_order(tokens, gh, gw, source_name(cfg.source), u)).to(at::kFloat);
+        break;
+      }
       at::Tensor center = semantic_center(tokens, cfg.source);
       at::Tensor key64 = grid_distance(center, gh, gw, at::kDouble) + cfg.tie_noise * u;
       keys = rank_keys(key64, u);

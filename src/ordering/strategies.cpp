@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "semaim/config/errors.h"
@@ -213,6 +214,22 @@ at::Tensor grid_distance(const at::Tensor& center, int64_t gh, int64_t gw, at::S
   at::Tensor dc = cols.view({1, -1}) - at::remainder(c, gw);
   // Squared distances are exact integers, so equal distances stay bit-identical ties.
   return (dr * dr + dc * dc).to(dtype).sqrt();
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_reference(const at::Tensor& tokens, int64_t gh,
+                                                                        int64_t gw, SimilaritySource src,
+                                                                        const at::Tensor& noise) {
+  check_tokens_grid(tokens, gh, gw);
+  check_noise(noise, tokens);
+  at::Tensor center = semantic_center(tokens, src);              // (N)
+  at::Tensor dist = grid_distance(center, gh, gw, at::kDouble);  // (N, L)
+  at::Tensor tie = noise.to(dist.device());
+  // rank_keys' lexicographic (distance, noise, index): stably by the noise, then stably by the distance.
+  at::Tensor by_tie = at::argsort(tie, /*stable=*/true, 1);
+  at::Tensor order = by_tie.gather(1, at::argsort(dist.gather(1, by_tie), /*stable=*/true, 1));
+  at::Tensor inverse =
+      at::empty_like(order).scatter_(1, order, at::arange(order.size(1), order.options()).expand_as(order));
+  return {order, inverse, center};
 }
 
 at::Tensor semantic_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, SimilaritySource src,

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace semaim::ordering {
@@ -42,16 +43,24 @@ struct OrderingConfig {
 // patch in its row's order (the values 0..L-1, exactly distinct, so SPEC §4's fast form is exact).
 // Each strategy's own key (below) is ranked with ties broken at random: in float32, distance + 1e-3*U
 // collides for ~16% of rows on 14x14 and ~97% on 37x37, so the ranking is done on float64 keys.
+// semantic runs as the fused op (kernels.h semantic_order, on the tokens' device) whenever tie_noise only
+// breaks ties on the grid (< 1/(4*max distance)), which gives exactly the float64 ranking; otherwise, and on
+// CUDA in a build without the CUDA kernels, it runs the ATen composition.
 // tokens: (N, L+1, D) encoder output after the final norm, required iff needs_tokens(cfg.strategy)
 // (ignored otherwise). All randomness comes from `gen` (a CPU generator), so a seed reproduces the keys.
 at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
                      at::Generator& gen, at::Device device);
 
-// order = argsort(keys) (stable, so equal keys keep index order), inverse[order[i]] = i; both (N, L) int64.
+// order = argsort(keys) (stable, so equal keys keep index order; NaN last), inverse[order[i]] = i; both
+// (N, L) int64. The fused op semaim::order_from_keys (kernels/order_from_keys: CPU twin or CUDA, by the
+// keys' device; order_from_keys_reference for CUDA keys in a build without the CUDA kernels); keys of any
+// real dtype. Bad shapes, dtypes or devices throw InputError.
 struct Permutation {
   at::Tensor order, inverse;
 };
 Permutation order_from_keys(const at::Tensor& keys);
+// The ATen composition the op is held to (stable at::argsort + scatter): keys (N, L) -> (N, L), (N, L)
+Permutation order_from_keys_reference(const at::Tensor& keys);
 
 // Ranks of `primary` per row, ties broken by `tiebreak` (then by index): (N, L), (N, L) -> (N, L) float32
 // holding 0..L-1. Both inputs on the same device; compared in their own dtype.
@@ -106,6 +115,12 @@ at::Tensor semantic_center(const at::Tensor& tokens, SimilaritySource src);
 // between distinct grid distances (~1/(2*diagonal): 0.01 on 37x37) only breaks ties.
 at::Tensor semantic_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, SimilaritySource src,
                          const at::Tensor& noise);
+// Reference of the fused semantic_order op (kernels.h): center = semantic_center, then patches ranked by
+// float64 grid distance, ties by noise, then by index (rank_keys' order). tokens: (N, gh*gw+1, D), noise:
+// (N, L) -> order (N, L), inverse (N, L), center (N), int64 on the tokens' device.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_reference(const at::Tensor& tokens, int64_t gh,
+                                                                        int64_t gw, SimilaritySource src,
+                                                                        const at::Tensor& noise);
 // Euclidean grid distance of every patch from a center cell. center: (N) int64 patch index -> (N, L)
 // in `dtype` (float64 for exact ranking, float32 for keys).
 at::Tensor grid_distance(const at::Tensor& center, int64_t gh, int64_t gw, at::ScalarType dtype);

@@ -1,0 +1,83 @@
+// Ordering-kernel benchmark (issue 3, SPEC §6): each fused op's CPU twin against its ATen reference
+// composition (src/ordering *_reference) in one run, same inputs, checking the outputs agree.
+//
+// usage: bench_ordering_kernels [--repeats R]
+// Prints a Markdown table: median wall time over R runs (after one warm-up) of the twin and the reference,
+// and reference/twin, for N=256, L=196 (14x14), D=768 and N=64, L=1024 (32x32), D=1024, fp32 and bf16 tokens.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "semaim/ordering/kernels.h"
+#include "semaim/ordering/ordering.h"
+
+namespace {
+
+double median_ms(const std::function<void()>& fn, int repeats) {
+  fn();  // warm-up: allocator and thread pool
+  std::vector<double> ms;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+struct Size {
+  int64_t n, gh, gw, d;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int repeats = 3;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--repeats") repeats = std::max(1, std::atoi(argv[i + 1]));
+  }
+  using semaim::ordering::SimilaritySource;
+  std::printf("threads: %d, median of %d runs\n\n", at::get_num_threads(), repeats);
+  std::printf("| op | N | L | D | dtype | twin ms | reference ms | reference / twin | equal |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (const Size& s : {Size{256, 14, 14, 768}, Size{64, 32, 32, 1024}}) {
+    const int64_t l = s.gh * s.gw;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+    const at::Tensor tokens32 = at::randn({s.n, l + 1, s.d}, gen, at::TensorOptions().dtype(at::kFloat));
+    const at::Tensor noise = at::rand({s.n, l}, gen, at::TensorOptions().dtype(at::kDouble));
+    for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+      const at::Tensor tokens = tokens32.to(dt);
+      std::tuple<at::Tensor, at::Tensor, at::Tensor> fused, ref;
+      const double twin = median_ms(
+          [&] { fused = semaim::ordering::semantic_order(tokens, s.gh, s.gw, "cls", noise); }, repeats);
+      const double refm = median_ms(
+          [&] {
+            ref =
+                semaim::ordering::semantic_order_reference(tokens, s.gh, s.gw, SimilaritySource::kCls, noise);
+          },
+          repeats);
+      const bool equal =
+          at::equal(std::get<0>(fused), std::get<0>(ref)) && at::equal(std::get<2>(fused), std::get<2>(ref));
+      std::printf("| semantic_order | %lld | %lld | %lld | %s | %.2f | %.2f | %.2fx | %s |\n", (long long)s.n,
+                  (long long)l, (long long)s.d, c10::toString(dt), twin, refm, refm / twin,
+                  equal ? "yes" : "NO");
+    }
+    // Keys as the engine passes them: (N, L) float32 ranks.
+    const at::Tensor keys = at::argsort(noise, /*stable=*/true, 1).to(at::kFloat);
+    semaim::ordering::Permutation fp, rp;
+    const double twin = median_ms([&] { fp = semaim::ordering::order_from_keys(keys); }, repeats);
+    const double refm = median_ms([&] { rp = semaim::ordering::order_from_keys_reference(keys); }, repeats);
+    std::printf("| order_from_keys | %lld | %lld | - | float32 keys | %.3f | %.3f | %.2fx | %s |\n",
+                (long long)s.n, (long long)l, twin, refm, refm / twin,
+                at::equal(fp.order, rp.order) && at::equal(fp.inverse, rp.inverse) ? "yes" : "NO");
+  }
+  return 0;
+}

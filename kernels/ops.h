@@ -1,0 +1,30 @@
+// Backend entry points of semaim's custom ops (kernels/README.md), registered in registration.cpp.
+// Light includes only: the .cu files include this header too.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <cstdint>
+#include <tuple>
+
+namespace semaim::kernels {
+
+// semaim::semantic_order (SPEC §6 steps 2-5). tokens: (N, L+1, D) fp32/bf16/fp16/fp64, noise: (N, L)
+// fp32/fp64 on the tokens' device -> order (N, L), inverse (N, L), center (N), all int64.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_cpu(const at::Tensor& tokens, int64_t gh,
+                                                                  int64_t gw, c10::string_view source,
+                                                                  const at::Tensor& noise);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_cuda(const at::Tensor& tokens, int64_t gh,
+                                                                   int64_t gw, c10::string_view source,
+                                                                   const at::Tensor& noise);
+// Validates the op's arguments with TORCH_CHECK (the op can be called directly, bypassing the C++ entry
+// point's InputError checks); returns true for source "gap", false for "cls".
+bool check_semantic_order_args(const at::Tensor& tokens, int64_t gh, int64_t gw, c10::string_view source,
+                               const at::Tensor& noise, c10::DeviceType device);
+
+// semaim::order_from_keys: stable argsort per row and its inverse. keys: (N, L) real -> (N, L), (N, L) int64
+std::tuple<at::Tensor, at::Tensor> order_from_keys_cpu(const at::Tensor& keys);
+std::tuple<at::Tensor, at::Tensor> order_from_keys_cuda(const at::Tensor& keys);
+void check_order_from_keys_args(const at::Tensor& keys, c10::DeviceType device);
+
+}  // namespace semaim::kernels
