@@ -3,8 +3,8 @@
 // reference dense-mask form, and the semantic ordering side by side with a stochastic (SAIM) ordering.
 //
 // usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats R] [--batch B]
-// Prints a Markdown table: one row per variant, median images/s over R repeats of N timed steps (after 2 warm-up
-// steps), the ratio to the first row, and the process's peak RSS after the variant.
+// Prints a Markdown table: one row per variant, median (min, max) images/s over R repeats of N timed steps (after 2
+// warm-up steps; variants timed round-robin), the ratio to the first row, and the process's peak RSS.
 #include <sys/resource.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,52 +39,62 @@ struct Variant {
   std::vector<std::string> sets;
 };
 
-// Median images/s of `repeats` timings of `steps` full training steps.
-double time_variant(const config::Config& cfg, int64_t steps, int64_t repeats) {
-  train::configure_threads(cfg);
-  auto mcfg = train::model_config(cfg);
-  auto ocfg = train::ordering_config(cfg);
-  auto tcfg = train::target_config(cfg);
-  const int64_t batch = cfg.get_int("train.batch_size");
-  const bool bf16 = cfg.get_bool("train.bf16");
-  models::AimVit model = train::build_model(cfg);
-  model->train();
-  std::vector<std::pair<std::string, at::Tensor>> params;
-  std::vector<at::Tensor> tensors;
-  for (auto& p : model->named_parameters())
-    if (p.value().requires_grad()) params.emplace_back(p.key(), p.value()), tensors.push_back(p.value());
-  train::AdamW opt(params, train::AdamWConfig{1e-4, 0.9, 0.95, 1e-8, 0.05});
-  const auto& v = mcfg.vit;
-  auto imgs = at::randn({batch, v.in_chans, v.img_size, v.img_size});
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
-  auto one_step = [&] {
+// One variant's model, optimizer and inputs; step() runs one full training step.
+class StepRunner {
+ public:
+  explicit StepRunner(const config::Config& cfg)
+      : mcfg_(train::model_config(cfg)),
+        ocfg_(train::ordering_config(cfg)),
+        tcfg_(train::target_config(cfg)),
+        batch_(cfg.get_int("train.batch_size")),
+        bf16_(cfg.get_bool("train.bf16")),
+        model_(train::build_model(cfg)),
+        gen_(at::make_generator<at::CPUGeneratorImpl>(0)) {
+    model_->train();
+    std::vector<std::pair<std::string, at::Tensor>> params;
+    for (auto& p : model_->named_parameters())
+      if (p.value().requires_grad()) params.emplace_back(p.key(), p.value()), tensors_.push_back(p.value());
+    opt_ = std::make_unique<train::AdamW>(params, train::AdamWConfig{1e-4, 0.9, 0.95, 1e-8, 0.05});
+    const auto& v = mcfg_.vit;
+    imgs_ = at::randn({batch_, v.in_chans, v.img_size, v.img_size});
+  }
+  int64_t batch() const { return batch_; }
+  void step() {
+    const auto& v = mcfg_.vit;
     at::Tensor tokens;
-    if (ordering::needs_tokens(ocfg.strategy)) {
+    if (ordering::needs_tokens(ocfg_.strategy)) {
       at::NoGradGuard ng;
-      train::AutocastGuard ac(at::kCPU, bf16);
-      tokens = model->encode(imgs).to(at::kFloat);
+      train::AutocastGuard ac(at::kCPU, bf16_);
+      tokens = model_->encode(imgs_).to(at::kFloat);
     }
-    auto keys = ordering::make_keys(ocfg, batch, v.grid_h(), v.grid_w(), tokens, gen, at::kCPU);
+    auto keys = ordering::make_keys(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, at::kCPU);
     at::Tensor loss;
     {
-      train::AutocastGuard ac(at::kCPU, bf16);
-      loss = model->forward_loss(imgs, keys, tcfg);
+      train::AutocastGuard ac(at::kCPU, bf16_);
+      loss = model_->forward_loss(imgs_, keys, tcfg_);
     }
     loss.backward();
-    train::clip_grad_norm(tensors, 3.0);
-    opt.step();
-    opt.zero_grad();
-  };
-  for (int i = 0; i < 2; ++i) one_step();
-  std::vector<double> rates;
-  for (int64_t r = 0; r < repeats; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (int64_t s = 0; s < steps; ++s) one_step();
-    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rates.push_back(steps * batch / dt);
+    train::clip_grad_norm(tensors_, 3.0);
+    opt_->step();
+    opt_->zero_grad();
   }
-  std::sort(rates.begin(), rates.end());
-  return rates[rates.size() / 2];
+
+ private:
+  models::AimConfig mcfg_;
+  ordering::OrderingConfig ocfg_;
+  models::TargetConfig tcfg_;
+  int64_t batch_;
+  bool bf16_;
+  models::AimVit model_;
+  at::Generator gen_;
+  std::vector<at::Tensor> tensors_;
+  std::unique_ptr<train::AdamW> opt_;
+  at::Tensor imgs_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -123,16 +134,34 @@ int main(int argc, char** argv) {
                 (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
                 (long long)base.get_int("train.batch_size"), base.get_bool("train.bf16") ? "on" : "off",
                 at::get_num_threads(), (long long)steps, (long long)repeats);
-    std::printf("| variant | images/s (median) | ratio to first | peak RSS after (MB) |\n|---|---|---|---|\n");
-    double first = 0;
+    // Variants are timed round-robin (repeat r of every variant before repeat r+1) so drift in the machine's
+    // speed spreads over all of them; each gets 2 warm-up steps first.
+    std::vector<std::unique_ptr<StepRunner>> runners;
     for (const auto& v : variants) {
       auto cfg = base;
       cfg.apply_overrides(v.sets);
-      double ips = time_variant(cfg, steps, repeats);
-      if (first == 0) first = ips;
-      std::printf("| %s | %.1f | %.2f | %.0f |\n", v.name.c_str(), ips, ips / first, peak_rss_mb());
-      std::fflush(stdout);
+      runners.push_back(std::make_unique<StepRunner>(cfg));
+      for (int i = 0; i < 2; ++i) runners.back()->step();
     }
+    const double rss = peak_rss_mb();
+    std::vector<std::vector<double>> rates(variants.size());
+    for (int64_t r = 0; r < repeats; ++r) {
+      for (size_t i = 0; i < runners.size(); ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        for (int64_t s = 0; s < steps; ++s) runners[i]->step();
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        rates[i].push_back(steps * runners[i]->batch() / dt);
+      }
+    }
+    std::printf("| variant | images/s (median) | min | max | ratio to first |\n|---|---|---|---|---|\n");
+    const double first = median(rates[0]);
+    for (size_t i = 0; i < variants.size(); ++i) {
+      const auto [mn, mx] = std::minmax_element(rates[i].begin(), rates[i].end());
+      std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", variants[i].name.c_str(), median(rates[i]), *mn, *mx,
+                  median(rates[i]) / first);
+    }
+    std::printf("\npeak RSS of the process (all variants built and warmed up): %.0f MB; after timing: %.0f MB\n", rss,
+                peak_rss_mb());
     return 0;
   } catch (const InputError& e) {
     std::cerr << "bench_pretrain_step: error: " << e.what() << "\n";
