@@ -1,10 +1,12 @@
 // Pretraining-step benchmark: images/s and peak RSS of one full SemAIM step (semantic no-grad pass, ordering,
-// two-stream forward + backward, clip, AdamW) for a config, with the sorted-causal SDPA form side by side with the
-// reference dense-mask form, and the semantic ordering side by side with a stochastic (SAIM) ordering.
+// two-stream forward + backward, clip, AdamW) for a config, with the sorted-causal SDPA form side by side
+// with the reference dense-mask form, and the semantic ordering side by side with a stochastic (SAIM)
+// ordering.
 //
 // usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats R] [--batch B]
-// Prints a Markdown table: one row per variant, median (min, max) images/s over R repeats of N timed steps (after 2
-// warm-up steps; variants timed round-robin), the ratio to the first row, and the process's peak RSS.
+// Prints a Markdown table: one row per variant, median (min, max) images/s over R repeats of N timed steps
+// (after 2 warm-up steps; variants timed round-robin), the ratio to the first row, and the process's peak
+// RSS.
 #include <sys/resource.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -110,15 +112,22 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) throw InputError(a, "needs a value");
         return argv[++i];
       };
-      if (a == "--set") sets.push_back(next());
-      else if (a == "--steps") steps = std::stoll(next());
-      else if (a == "--repeats") repeats = std::stoll(next());
-      else if (a == "--batch") sets.push_back("train.batch_size=" + next());
+      if (a == "--set")
+        sets.push_back(next());
+      else if (a == "--steps")
+        steps = std::stoll(next());
+      else if (a == "--repeats")
+        repeats = std::stoll(next());
+      else if (a == "--batch")
+        sets.push_back("train.batch_size=" + next());
       else if (a == "--help" || a == "-h") {
-        std::cout << "usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats R] [--batch B]\n";
+        std::cout << "usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats "
+                     "R] [--batch B]\n";
         return 0;
-      } else if (a.rfind("--", 0) == 0) throw InputError(a, "unknown option");
-      else config_path = a;
+      } else if (a.rfind("--", 0) == 0)
+        throw InputError(a, "unknown option");
+      else
+        config_path = a;
     }
     auto base = config_path.empty() ? config::Config::defaults() : config::Config::load(config_path);
     base.apply_overrides(sets);
@@ -128,12 +137,13 @@ int main(int argc, char** argv) {
         {"stochastic (SAIM), sorted-causal SDPA", {"model.attention=causal", "ordering.strategy=stochastic"}},
     };
     auto mc = train::model_config(base);
-    std::printf("model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %d threads, "
-                "%lld steps x %lld repeats\n\n",
-                base.get_string("model.name").c_str(), (long long)mc.vit.embed_dim, (long long)mc.vit.depth,
-                (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
-                (long long)base.get_int("train.batch_size"), base.get_bool("train.bf16") ? "on" : "off",
-                at::get_num_threads(), (long long)steps, (long long)repeats);
+    std::printf(
+        "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %d threads, "
+        "%lld steps x %lld repeats\n\n",
+        base.get_string("model.name").c_str(), (long long)mc.vit.embed_dim, (long long)mc.vit.depth,
+        (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
+        (long long)base.get_int("train.batch_size"), base.get_bool("train.bf16") ? "on" : "off",
+        at::get_num_threads(), (long long)steps, (long long)repeats);
     // Variants are timed round-robin (repeat r of every variant before repeat r+1) so drift in the machine's
     // speed spreads over all of them; each gets 2 warm-up steps first.
     std::vector<std::unique_ptr<StepRunner>> runners;
@@ -157,11 +167,12 @@ int main(int argc, char** argv) {
     const double first = median(rates[0]);
     for (size_t i = 0; i < variants.size(); ++i) {
       const auto [mn, mx] = std::minmax_element(rates[i].begin(), rates[i].end());
-      std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", variants[i].name.c_str(), median(rates[i]), *mn, *mx,
-                  median(rates[i]) / first);
+      std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", variants[i].name.c_str(), median(rates[i]), *mn,
+                  *mx, median(rates[i]) / first);
     }
-    std::printf("\npeak RSS of the process (all variants built and warmed up): %.0f MB; after timing: %.0f MB\n", rss,
-                peak_rss_mb());
+    std::printf(
+        "\npeak RSS of the process (all variants built and warmed up): %.0f MB; after timing: %.0f MB\n", rss,
+        peak_rss_mb());
     return 0;
   } catch (const InputError& e) {
     std::cerr << "bench_pretrain_step: error: " << e.what() << "\n";

@@ -1,5 +1,5 @@
-// CLI wiring (MAE's main_pretrain.py role): parse arguments, load the config, hand over to the engine or a job, and
-// turn typed errors into one clear message and an exit code.
+// CLI wiring (MAE's main_pretrain.py role): parse arguments, load the config, hand over to the engine or a
+// job, and turn typed errors into one clear message and an exit code.
 #include "semaim/cli/app.h"
 
 #include <CLI/CLI.hpp>
@@ -29,19 +29,24 @@ int run(int argc, char** argv) {
   std::vector<std::string> sets;
   bool quiet = false, random_init = false, docs = false;
 
-  auto* pre = app.add_subcommand("pretrain", "SemAIM pretraining of the configured model on the configured dataset");
-  pre->add_option("config", config_path, "YAML config (e.g. configs/pretrain/aim-fmnist-p4_1xb256-10e_fmnist.yaml)")
+  auto* pre =
+      app.add_subcommand("pretrain", "SemAIM pretraining of the configured model on the configured dataset");
+  pre->add_option("config", config_path,
+                  "YAML config (e.g. configs/pretrain/aim-fmnist-p4_1xb256-10e_fmnist.yaml)")
       ->required()
       ->check(CLI::ExistingFile);
   pre->add_option("--set", sets, "Override a key: --set train.epochs=5 (repeatable)");
-  pre->add_option("--resume", resume, "'auto' (newest checkpoint of the run, if any) or a checkpoint path/directory");
+  pre->add_option("--resume", resume,
+                  "'auto' (newest checkpoint of the run, if any) or a checkpoint path/directory");
   pre->add_flag("--quiet", quiet, "No console output");
 
-  auto* lp = app.add_subcommand("linprobe", "Linear probe (frozen encoder, BatchNorm + Linear, SGD) on the test split");
+  auto* lp = app.add_subcommand("linprobe",
+                                "Linear probe (frozen encoder, BatchNorm + Linear, SGD) on the test split");
   lp->add_option("config", config_path, "YAML config of the run")->required()->check(CLI::ExistingFile);
   lp->add_option("--set", sets, "Override a key (repeatable)");
   lp->add_option("--checkpoint", checkpoint, "Checkpoint file or run directory (default: the run's newest)");
-  lp->add_flag("--random-init", random_init, "Probe the same architecture at random initialization (baseline)");
+  lp->add_flag("--random-init", random_init,
+               "Probe the same architecture at random initialization (baseline)");
   lp->add_option("--out", out, "Result JSON (default: <run dir>/linprobe.json or linprobe_random.json)");
   lp->add_flag("--quiet", quiet, "No console output");
 
@@ -50,7 +55,8 @@ int run(int argc, char** argv) {
   ex->add_option("-o,--out", out, "Output .safetensors file")->required();
 
   auto* cf = app.add_subcommand("config", "Print the resolved config (or the key reference with --docs)");
-  cf->add_option("config", config_path, "YAML config (default: the built-in defaults)")->check(CLI::ExistingFile);
+  cf->add_option("config", config_path, "YAML config (default: the built-in defaults)")
+      ->check(CLI::ExistingFile);
   cf->add_option("--set", sets, "Override a key (repeatable)");
   cf->add_flag("--docs", docs, "Print the Markdown reference of every key (docs/configs.md)");
 

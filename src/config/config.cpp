@@ -29,12 +29,18 @@ std::vector<std::string> all_keys() {
 
 std::string type_name(ValueType t) {
   switch (t) {
-    case ValueType::kInt: return "an integer";
-    case ValueType::kFloat: return "a number";
-    case ValueType::kBool: return "true or false";
-    case ValueType::kString: return "a string";
-    case ValueType::kIntList: return "a list of integers";
-    case ValueType::kFloatList: return "a list of numbers";
+    case ValueType::kInt:
+      return "an integer";
+    case ValueType::kFloat:
+      return "a number";
+    case ValueType::kBool:
+      return "true or false";
+    case ValueType::kString:
+      return "a string";
+    case ValueType::kIntList:
+      return "a list of integers";
+    case ValueType::kFloatList:
+      return "a list of numbers";
   }
   return "?";
 }
@@ -113,7 +119,8 @@ Value convert(const KeySpec& spec, const YAML::Node& n, const std::string& origi
     case ValueType::kString: {
       if (!n.IsScalar()) throw bad();
       std::string s = n.Scalar();
-      if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end()) {
+      if (!spec.choices.empty() &&
+          std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end()) {
         std::string list;
         for (const auto& c : spec.choices) list += (list.empty() ? "" : ", ") + c;
         std::string hint = closest_match(s, spec.choices);
@@ -149,11 +156,12 @@ Value convert(const KeySpec& spec, const YAML::Node& n, const std::string& origi
   throw bad();
 }
 
-// A key that is not in the schema: name the closest valid key. A section name used as a leaf is named as such.
+// A key that is not in the schema: name the closest valid key. A section name used as a leaf is named as
+// such.
 [[noreturn]] void unknown_key(const std::string& key, const std::string& origin) {
   std::string hint = closest_match(key, all_keys());
-  throw InputError(origin, "unknown key '" + key + "'" +
-                               (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+  throw InputError(origin,
+                   "unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
 }
 
 bool is_section(const std::string& prefix) {
@@ -190,7 +198,8 @@ void flatten(const YAML::Node& n, const std::string& prefix, const std::string& 
     } else {
       if (!find_spec(key)) {
         if (is_section(key))
-          throw InputError(file, "key '" + key + "' is a section and must be a mapping, got " + describe(kv.second));
+          throw InputError(
+              file, "key '" + key + "' is a section and must be a mapping, got " + describe(kv.second));
         unknown_key(key, file);
       }
       out.emplace_back(key, kv.second);
@@ -220,7 +229,8 @@ void load_chain(const std::string& path, Config& cfg, std::vector<std::string>& 
     const fs::path dir = fs::path(path).parent_path();
     for (const auto& base : bases) {
       fs::path bp = fs::path(base).is_absolute() ? fs::path(base) : dir / base;
-      if (!fs::exists(bp)) throw InputError(path, "_base_ file '" + base + "' does not exist (looked at " + bp.string() + ")");
+      if (!fs::exists(bp))
+        throw InputError(path, "_base_ file '" + base + "' does not exist (looked at " + bp.string() + ")");
       load_chain(bp.string(), cfg, stack);
     }
   }

@@ -27,10 +27,18 @@ spdlog::logger& logger() {
 void log(LogLevel level, const std::string& msg) {
   if (g_quiet.load(std::memory_order_relaxed)) return;
   switch (level) {
-    case LogLevel::kDebug: logger().debug(msg); break;
-    case LogLevel::kInfo: logger().info(msg); break;
-    case LogLevel::kWarn: logger().warn(msg); break;
-    case LogLevel::kError: logger().error(msg); break;
+    case LogLevel::kDebug:
+      logger().debug(msg);
+      break;
+    case LogLevel::kInfo:
+      logger().info(msg);
+      break;
+    case LogLevel::kWarn:
+      logger().warn(msg);
+      break;
+    case LogLevel::kError:
+      logger().error(msg);
+      break;
   }
 }
 

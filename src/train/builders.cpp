@@ -26,14 +26,14 @@ models::AimConfig model_config(const config::Config& cfg) {
   m.attention = cfg.get_string("model.attention");
   const std::string where = cfg.path().empty() ? "config" : cfg.path();
   if (m.vit.embed_dim % m.vit.num_heads != 0)
-    throw InputError(where, "model.embed_dim " + std::to_string(m.vit.embed_dim) + " is not divisible by model.num_heads " +
-                                std::to_string(m.vit.num_heads));
+    throw InputError(where, "model.embed_dim " + std::to_string(m.vit.embed_dim) +
+                                " is not divisible by model.num_heads " + std::to_string(m.vit.num_heads));
   if (m.vit.depth % m.decoder_depth != 0)
-    throw InputError(where, "model.decoder_depth " + std::to_string(m.decoder_depth) + " does not divide model.depth " +
-                                std::to_string(m.vit.depth));
+    throw InputError(where, "model.decoder_depth " + std::to_string(m.decoder_depth) +
+                                " does not divide model.depth " + std::to_string(m.vit.depth));
   if (m.vit.img_size % m.vit.patch_size != 0)
-    throw InputError(where, "model.img_size " + std::to_string(m.vit.img_size) + " is not a multiple of the patch size " +
-                                std::to_string(m.vit.patch_size));
+    throw InputError(where, "model.img_size " + std::to_string(m.vit.img_size) +
+                                " is not a multiple of the patch size " + std::to_string(m.vit.patch_size));
   return m;
 }
 
@@ -44,7 +44,8 @@ ordering::OrderingConfig ordering_config(const config::Config& cfg) {
   o.center_windows = cfg.get_ints("ordering.center_windows");
   o.tie_noise = cfg.get_float("ordering.tie_noise");
   if (cfg.get_string("ordering.source_model") == "ema" && !cfg.get_bool("train.ema"))
-    throw InputError(cfg.path().empty() ? "config" : cfg.path(), "ordering.source_model is 'ema' but train.ema is false");
+    throw InputError(cfg.path().empty() ? "config" : cfg.path(),
+                     "ordering.source_model is 'ema' but train.ema is false");
   return o;
 }
 
@@ -63,7 +64,8 @@ data::AugmentConfig augment_config(const config::Config& cfg, bool random) {
   a.out_size = model_config(cfg).vit.img_size;
   auto pair = [&](const char* key) {
     auto v = cfg.get_floats(key);
-    if (v.size() != 2 || v[0] > v[1]) throw InputError(where, std::string(key) + " must be [low, high] with low <= high");
+    if (v.size() != 2 || v[0] > v[1])
+      throw InputError(where, std::string(key) + " must be [low, high] with low <= high");
     return std::array<double, 2>{v[0], v[1]};
   };
   a.scale = pair("data.crop_scale");
@@ -75,7 +77,8 @@ data::AugmentConfig augment_config(const config::Config& cfg, bool random) {
   a.random = random;
   const auto chans = static_cast<size_t>(model_config(cfg).vit.in_chans);
   if (a.mean.size() != chans || a.std.size() != chans)
-    throw InputError(where, "data.mean and data.std need " + std::to_string(chans) + " values (one per input channel)");
+    throw InputError(
+        where, "data.mean and data.std need " + std::to_string(chans) + " values (one per input channel)");
   return a;
 }
 
@@ -115,15 +118,17 @@ data::ImageSet load_dataset(const config::Config& cfg, const std::string& split)
   }
   const int64_t chans = model_config(cfg).vit.in_chans;
   if (set.images.size(1) != chans)
-    throw InputError(cfg.get_string("data.root"), "dataset images have " + std::to_string(set.images.size(1)) +
-                                                      " channel(s) but model.in_chans is " + std::to_string(chans));
+    throw InputError(cfg.get_string("data.root"),
+                     "dataset images have " + std::to_string(set.images.size(1)) +
+                         " channel(s) but model.in_chans is " + std::to_string(chans));
   return set;
 }
 
 at::Device select_device(const config::Config& cfg) {
   const std::string d = cfg.get_string("run.device");
   const bool has_cuda = torch::cuda::is_available();
-  if (d == "cuda" && !has_cuda) throw InputError("run.device", "'cuda' requested but no CUDA device is available");
+  if (d == "cuda" && !has_cuda)
+    throw InputError("run.device", "'cuda' requested but no CUDA device is available");
   return (d == "cuda" || (d == "auto" && has_cuda)) ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
 }
 

@@ -28,14 +28,15 @@ CheckpointPaths paths_for(const std::string& dir, int64_t step) {
 
 }  // namespace
 
-CheckpointManager::CheckpointManager(std::string dir, int64_t keep_last) : dir_(std::move(dir)), keep_last_(keep_last) {
+CheckpointManager::CheckpointManager(std::string dir, int64_t keep_last)
+    : dir_(std::move(dir)), keep_last_(keep_last) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw RuntimeFailure("cannot create checkpoint directory " + dir_ + ": " + ec.message());
 }
 
-CheckpointPaths CheckpointManager::save(int64_t step, const io::NamedTensors& weights, const io::NamedTensors& state,
-                                        const nlohmann::json& info,
+CheckpointPaths CheckpointManager::save(int64_t step, const io::NamedTensors& weights,
+                                        const io::NamedTensors& state, const nlohmann::json& info,
                                         const std::map<std::string, std::string>& weights_metadata) {
   CheckpointPaths p = paths_for(dir_, step);
   io::save_safetensors(p.weights, weights, weights_metadata);
@@ -67,7 +68,8 @@ std::vector<CheckpointPaths> CheckpointManager::complete() const {
     const std::string name = e.path().filename().string();
     long long step = 0;
     char tail[16] = {0};
-    if (std::sscanf(name.c_str(), "step-%lld.%15s", &step, tail) != 2 || std::string(tail) != "json") continue;
+    if (std::sscanf(name.c_str(), "step-%lld.%15s", &step, tail) != 2 || std::string(tail) != "json")
+      continue;
     CheckpointPaths p = paths_for(dir_, step);
     if (fs::exists(p.weights) && fs::exists(p.state)) out.push_back(p);
   }
@@ -105,7 +107,8 @@ CheckpointPaths CheckpointManager::resolve(const std::string& path) {
       return p;
     }
   }
-  throw InputError(path, "not a semaim checkpoint (expected step-N.json, step-N.weights.safetensors or a run directory)");
+  throw InputError(
+      path, "not a semaim checkpoint (expected step-N.json, step-N.weights.safetensors or a run directory)");
 }
 
 nlohmann::json read_manifest(const std::string& path) {

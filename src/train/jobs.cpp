@@ -34,7 +34,9 @@ eval::LinprobeResult run_linprobe_job(const config::Config& cfg, const LinprobeJ
   const data::ImageSet train = load_dataset(cfg, "train");
   const data::ImageSet test = load_dataset(cfg, "test");
   io::log_info("linear probe of " + source + " (" + cfg.get_string("linprobe.pool") + " features)");
-  eval::FeatureFn features = [&](const at::Tensor& imgs) { return model->encode(imgs.to(device)).to(at::kCPU); };
+  eval::FeatureFn features = [&](const at::Tensor& imgs) {
+    return model->encode(imgs.to(device)).to(at::kCPU);
+  };
   eval::LinprobeResult r =
       eval::run_linprobe(features, train, test, augment_config(cfg, /*random=*/false), linprobe_config(cfg));
   nlohmann::json j{{"source", source},

@@ -1,5 +1,5 @@
-// AdamW through at::_fused_adamw_ (one multi-tensor launch per group, as torch.optim.AdamW(fused=True)) and the
-// warmup + half-cosine schedule.
+// AdamW through at::_fused_adamw_ (one multi-tensor launch per group, as torch.optim.AdamW(fused=True)) and
+// the warmup + half-cosine schedule.
 #include "semaim/train/optim.h"
 
 #include <cmath>
@@ -42,8 +42,8 @@ void AdamW::step() {
     }
     if (ps.empty()) continue;
     at::_foreach_add_(st, 1.0);
-    at::_fused_adamw_(ps, grads, m, v, /*max_exp_avg_sqs=*/{}, st, cfg_.lr, cfg_.beta1, cfg_.beta2, g.weight_decay,
-                      cfg_.eps, /*amsgrad=*/false, /*maximize=*/false);
+    at::_fused_adamw_(ps, grads, m, v, /*max_exp_avg_sqs=*/{}, st, cfg_.lr, cfg_.beta1, cfg_.beta2,
+                      g.weight_decay, cfg_.eps, /*amsgrad=*/false, /*maximize=*/false);
   }
   ++steps_;
 }

@@ -1,5 +1,5 @@
-// SemAIM pretraining loop: per micro-batch a no-grad encoder pass yields the semantic ordering (SPEC §6), then the
-// two-stream model predicts every patch in that order (SPEC §3-4, §7).
+// SemAIM pretraining loop: per micro-batch a no-grad encoder pass yields the semantic ordering (SPEC §6),
+// then the two-stream model predicts every patch in that order (SPEC §3-4, §7).
 #include "semaim/train/pretrain.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -28,8 +28,8 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Seed of the ordering randomness of one micro-batch: a pure function of (run seed, micro-batch counter), so a
-// resumed run draws exactly what an uninterrupted one would.
+// Seed of the ordering randomness of one micro-batch: a pure function of (run seed, micro-batch counter), so
+// a resumed run draws exactly what an uninterrupted one would.
 uint64_t mix_seed(uint64_t seed, uint64_t counter) {
   uint64_t z = seed * 0x9E3779B97F4A7C15ULL + counter + 0x632BE59BD9B4E019ULL;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -77,12 +77,13 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   const int64_t steps_per_epoch = loader.steps_per_epoch() / accum;
   if (steps_per_epoch < 1)
     throw InputError(cfg.path().empty() ? "config" : cfg.path(),
-                     "the dataset (" + std::to_string(loader.size()) + " images) is smaller than one optimizer step of " +
-                         std::to_string(eff_batch) + " images (train.batch_size x train.accum_steps)");
+                     "the dataset (" + std::to_string(loader.size()) +
+                         " images) is smaller than one optimizer step of " + std::to_string(eff_batch) +
+                         " images (train.batch_size x train.accum_steps)");
   const int64_t schedule_steps = steps_per_epoch * epochs;
   const int64_t total_steps = max_steps > 0 ? std::min(max_steps, schedule_steps) : schedule_steps;
   const double lr = cfg.get_float("train.lr") > 0 ? cfg.get_float("train.lr")
-                                                   : cfg.get_float("train.base_lr") * eff_batch / 256.0;
+                                                  : cfg.get_float("train.base_lr") * eff_batch / 256.0;
   const double min_lr = cfg.get_float("train.min_lr");
   const double warmup = cfg.get_float("train.warmup_epochs");
 
@@ -101,12 +102,15 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   std::vector<at::Tensor> param_tensors;
   for (auto& [n, p] : params) param_tensors.push_back(p);
   const auto betas = cfg.get_floats("train.betas");
-  if (betas.size() != 2) throw InputError(cfg.path().empty() ? "config" : cfg.path(), "train.betas needs two values");
-  AdamW opt(params, AdamWConfig{lr, betas[0], betas[1], cfg.get_float("train.eps"), cfg.get_float("train.weight_decay")});
+  if (betas.size() != 2)
+    throw InputError(cfg.path().empty() ? "config" : cfg.path(), "train.betas needs two values");
+  AdamW opt(params, AdamWConfig{lr, betas[0], betas[1], cfg.get_float("train.eps"),
+                                cfg.get_float("train.weight_decay")});
 
   // Run directory, resolved config, resume.
   fs::create_directories(result.run_dir);
-  CheckpointManager ckpts((fs::path(result.run_dir) / "checkpoints").string(), cfg.get_int("checkpoint.keep_last"));
+  CheckpointManager ckpts((fs::path(result.run_dir) / "checkpoints").string(),
+                          cfg.get_int("checkpoint.keep_last"));
   int64_t step = 0, skipped_total = 0, consecutive_skips = 0;
   std::optional<CheckpointPaths> from;
   if (opts.resume == "auto") {
@@ -114,8 +118,9 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   } else if (!opts.resume.empty()) {
     from = CheckpointManager::resolve(opts.resume);
   } else if (ckpts.latest()) {
-    throw InputError(result.run_dir, "the run directory already holds checkpoints; pass --resume auto to continue it, "
-                                     "or choose another run.name");
+    throw InputError(result.run_dir,
+                     "the run directory already holds checkpoints; pass --resume auto to continue it, "
+                     "or choose another run.name");
   }
   if (from) {
     auto w = io::load_safetensors(from->weights);
@@ -132,25 +137,31 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
     }
     opt.load_state(opt_state, from->state);
     if (ema) {
-      if (ema_state.empty()) throw InputError(from->state, "train.ema is on but the checkpoint has no EMA weights");
+      if (ema_state.empty())
+        throw InputError(from->state, "train.ema is on but the checkpoint has no EMA weights");
       load_module_weights(**ema, ema_state, from->state);
     }
     auto info = nlohmann::json::parse(st.metadata.count("info") ? st.metadata.at("info") : "{}");
     step = info.value("step", int64_t{0});
     skipped_total = info.value("skipped_total", int64_t{0});
     if (info.value("steps_per_epoch", steps_per_epoch) != steps_per_epoch)
-      io::log_warn("resuming with a different number of steps per epoch (batch size or dataset changed): the data "
-                   "position is recomputed from the step count");
+      io::log_warn(
+          "resuming with a different number of steps per epoch (batch size or dataset changed): the data "
+          "position is recomputed from the step count");
     io::log_info("resumed from " + from->manifest + " at step " + std::to_string(step));
   }
   io::atomic_write((fs::path(result.run_dir) / "config.yaml").string(), cfg.to_yaml());
   MetricsFile metrics((fs::path(result.run_dir) / "metrics.jsonl").string());
   ConsoleProgress console(cfg.get_string("log.progress"), opts.quiet);
 
-  const nlohmann::json arch{{"img_size", mcfg.vit.img_size},     {"patch_size", mcfg.vit.patch_size},
-                            {"in_chans", mcfg.vit.in_chans},     {"embed_dim", mcfg.vit.embed_dim},
-                            {"depth", mcfg.vit.depth},           {"num_heads", mcfg.vit.num_heads},
-                            {"mlp_ratio", mcfg.vit.mlp_ratio},   {"decoder_depth", mcfg.decoder_depth},
+  const nlohmann::json arch{{"img_size", mcfg.vit.img_size},
+                            {"patch_size", mcfg.vit.patch_size},
+                            {"in_chans", mcfg.vit.in_chans},
+                            {"embed_dim", mcfg.vit.embed_dim},
+                            {"depth", mcfg.vit.depth},
+                            {"num_heads", mcfg.vit.num_heads},
+                            {"mlp_ratio", mcfg.vit.mlp_ratio},
+                            {"decoder_depth", mcfg.decoder_depth},
                             {"head", mcfg.head}};
   auto save = [&](const std::string& why) {
     io::NamedTensors state;
@@ -175,9 +186,10 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   };
 
   io::log_info("pretraining " + cfg.get_string("model.name") + " on " + device.str() + ": " +
-               std::to_string(loader.size()) + " images, " + std::to_string(steps_per_epoch) + " steps/epoch x " +
-               std::to_string(epochs) + " epochs, effective batch " + std::to_string(eff_batch) + ", lr " +
-               std::to_string(lr) + ", ordering " + cfg.get_string("ordering.strategy") + ", run dir " + result.run_dir);
+               std::to_string(loader.size()) + " images, " + std::to_string(steps_per_epoch) +
+               " steps/epoch x " + std::to_string(epochs) + " epochs, effective batch " +
+               std::to_string(eff_batch) + ", lr " + std::to_string(lr) + ", ordering " +
+               cfg.get_string("ordering.strategy") + ", run dir " + result.run_dir);
 
   const int64_t gh = mcfg.vit.grid_h(), gw = mcfg.vit.grid_w();
   const int64_t start_step = step;
@@ -269,8 +281,8 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
         const double eta = elapsed / std::max<int64_t>(1, step - start_step) * (total_steps - step);
         char s[160];
         std::snprintf(s, sizeof(s), "ep %lld step %lld/%lld loss %.4f %.1f img/s ETA %s", (long long)epoch,
-                      (long long)step, (long long)total_steps, step_loss, images_done / std::max(elapsed, 1e-9),
-                      format_duration(eta).c_str());
+                      (long long)step, (long long)total_steps, step_loss,
+                      images_done / std::max(elapsed, 1e-9), format_duration(eta).c_str());
         console.update(step, total_steps, s);
       }
       if (log_now) {
@@ -296,11 +308,12 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
         metrics.write(rec);
         if (!console.bar() || step == total_steps) {
           char s[256];
-          std::snprintf(s, sizeof(s),
-                        "epoch %lld step %lld/%lld loss %.4f lr %.3e grad %.3f %.1f img/s data-wait %.0f%% ETA %s",
-                        (long long)epoch, (long long)step, (long long)total_steps, mean_loss, opt.lr(),
-                        grad_window / window_steps, ips, 100.0 * rec["data_wait_share"].get<double>(),
-                        format_duration(eta).c_str());
+          std::snprintf(
+              s, sizeof(s),
+              "epoch %lld step %lld/%lld loss %.4f lr %.3e grad %.3f %.1f img/s data-wait %.0f%% ETA %s",
+              (long long)epoch, (long long)step, (long long)total_steps, mean_loss, opt.lr(),
+              grad_window / window_steps, ips, 100.0 * rec["data_wait_share"].get<double>(),
+              format_duration(eta).c_str());
           console.line(s);
         }
         loss_window = grad_window = 0;
@@ -310,7 +323,8 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
       if (ckpt_every_steps > 0 && step % ckpt_every_steps == 0 && step < total_steps) save("every_steps");
     }
     const bool epoch_done = step % steps_per_epoch == 0;
-    if (epoch_done && ckpt_every_epochs > 0 && (step / steps_per_epoch) % ckpt_every_epochs == 0 && step < total_steps)
+    if (epoch_done && ckpt_every_epochs > 0 && (step / steps_per_epoch) % ckpt_every_epochs == 0 &&
+        step < total_steps)
       save("epoch");
   }
   save("end");
@@ -319,14 +333,20 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   result.skipped_steps = skipped_total;
   result.seconds = seconds_since(t_start);
   result.images_per_sec = images_done / std::max(seconds_since(t_train), 1e-9);
-  nlohmann::json summary{{"run_dir", result.run_dir},       {"steps", result.steps},
-                         {"skipped_steps", skipped_total},  {"first_loss", result.first_loss},
-                         {"last_loss", result.last_loss},   {"images_per_sec", result.images_per_sec},
-                         {"seconds", result.seconds},       {"checkpoint", result.last_checkpoint},
-                         {"model", cfg.get_string("model.name")}, {"ordering", cfg.get_string("ordering.strategy")}};
+  nlohmann::json summary{{"run_dir", result.run_dir},
+                         {"steps", result.steps},
+                         {"skipped_steps", skipped_total},
+                         {"first_loss", result.first_loss},
+                         {"last_loss", result.last_loss},
+                         {"images_per_sec", result.images_per_sec},
+                         {"seconds", result.seconds},
+                         {"checkpoint", result.last_checkpoint},
+                         {"model", cfg.get_string("model.name")},
+                         {"ordering", cfg.get_string("ordering.strategy")}};
   io::atomic_write((fs::path(result.run_dir) / "pretrain_summary.json").string(), summary.dump(2) + "\n");
-  io::log_info("pretraining done: " + std::to_string(step) + " steps, loss " + std::to_string(result.first_loss) +
-               " -> " + std::to_string(result.last_loss) + ", " + std::to_string(result.images_per_sec) + " img/s");
+  io::log_info("pretraining done: " + std::to_string(step) + " steps, loss " +
+               std::to_string(result.first_loss) + " -> " + std::to_string(result.last_loss) + ", " +
+               std::to_string(result.images_per_sec) + " img/s");
   return result;
 }
 

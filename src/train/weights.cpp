@@ -23,14 +23,17 @@ void load_module_weights(torch::nn::Module& m, const io::NamedTensors& weights, 
   for (const auto& b : m.named_buffers(true)) wanted[b.key()] = b.value();
   for (const auto& [k, dst] : wanted) {
     auto it = given.find(k);
-    if (it == given.end()) throw InputError(where, "missing weight '" + k + "' (wrong model size or not a semaim checkpoint?)");
+    if (it == given.end())
+      throw InputError(where, "missing weight '" + k + "' (wrong model size or not a semaim checkpoint?)");
     if (it->second->sizes() != dst.sizes())
-      throw InputError(where, "weight '" + k + "' has shape " + c10::str(it->second->sizes()) + " but the model needs " +
-                                  c10::str(dst.sizes()) + " (checkpoint of a different model size?)");
+      throw InputError(where, "weight '" + k + "' has shape " + c10::str(it->second->sizes()) +
+                                  " but the model needs " + c10::str(dst.sizes()) +
+                                  " (checkpoint of a different model size?)");
   }
   if (!allow_extra)
     for (const auto& [k, t] : given)
-      if (!wanted.count(k)) throw InputError(where, "unexpected weight '" + k + "' (checkpoint of a different model?)");
+      if (!wanted.count(k))
+        throw InputError(where, "unexpected weight '" + k + "' (checkpoint of a different model?)");
   at::NoGradGuard ng;
   for (auto& [k, dst] : wanted) dst.copy_(*given[k]);
 }

@@ -1,5 +1,5 @@
-// The `semaim` binary end to end: help, exit codes (0 ok, 2 bad input, 1 runtime failure) and error messages that
-// name the file and the fault.
+// The `semaim` binary end to end: help, exit codes (0 ok, 2 bad input, 1 runtime failure) and error messages
+// that name the file and the fault.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -21,8 +21,8 @@ const std::string kTiny =
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("semaim_cli_" + std::to_string(::getpid()) + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("semaim_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -69,8 +69,8 @@ TEST_F(Cli, BadOverrideValueExitsTwo) {
 
 TEST_F(Cli, TruncatedDatasetFileExitsTwoNamingTheFile) {
   fs::create_directories(dir_ / "fm");
-  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                        "t10k-labels-idx1-ubyte.gz"})
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
     fs::copy_file(fs::path("/usr/share/datasets/fashion-mnist") / f, dir_ / "fm" / f);
   fs::resize_file(dir_ / "fm" / "train-images-idx3-ubyte.gz", 5000);
   auto cfg = write("c.yaml", "data:\n  root: " + (dir_ / "fm").string() + "\n");
@@ -90,7 +90,8 @@ TEST_F(Cli, WrongCheckpointExitsTwo) {
 }
 
 TEST_F(Cli, DivergingRunExitsOneAndLeavesACheckpoint) {
-  auto cfg = write("div.yaml", "train:\n  epochs: 1\n  lr: 1.0e+30\n  warmup_epochs: 0\n  max_consecutive_skips: 2\n");
+  auto cfg = write("div.yaml",
+                   "train:\n  epochs: 1\n  lr: 1.0e+30\n  warmup_epochs: 0\n  max_consecutive_skips: 2\n");
   auto r = run_command(kBin + " pretrain " + cfg + out_dir() + kTiny);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("diverged"), std::string::npos) << r.output;
@@ -98,7 +99,8 @@ TEST_F(Cli, DivergingRunExitsOneAndLeavesACheckpoint) {
 }
 
 TEST_F(Cli, PretrainLinprobeExportAndConfigRunEndToEnd) {
-  auto cfg = write("e2e.yaml", "train:\n  epochs: 1\nlinprobe:\n  epochs: 2\n  train_limit: 256\n  test_limit: 256\n");
+  auto cfg = write("e2e.yaml",
+                   "train:\n  epochs: 1\nlinprobe:\n  epochs: 2\n  train_limit: 256\n  test_limit: 256\n");
   auto r = run_command(kBin + " pretrain " + cfg + out_dir() + kTiny);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("loss"), std::string::npos);
@@ -110,7 +112,8 @@ TEST_F(Cli, PretrainLinprobeExportAndConfigRunEndToEnd) {
   auto q = run_command(kBin + " linprobe " + cfg + out_dir() + kTiny + " --random-init");
   ASSERT_EQ(q.exit_code, 0) << q.output;
   EXPECT_TRUE(fs::exists(run / "linprobe_random.json"));
-  auto e = run_command(kBin + " export --checkpoint " + run.string() + " -o " + (dir_ / "enc.safetensors").string());
+  auto e = run_command(kBin + " export --checkpoint " + run.string() + " -o " +
+                       (dir_ / "enc.safetensors").string());
   ASSERT_EQ(e.exit_code, 0) << e.output;
   EXPECT_TRUE(fs::exists(dir_ / "enc.safetensors"));
   auto c = run_command(kBin + " config " + cfg + " --set train.epochs=9");

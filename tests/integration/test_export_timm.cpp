@@ -15,14 +15,16 @@
 namespace fs = std::filesystem;
 
 TEST(ExportTimm, TimmLoadsTheEncoderStrictlyAndReproducesItsFeatures) {
-  if (!fs::exists(SEMAIM_PYTHON)) GTEST_SKIP() << "no venv python at " << SEMAIM_PYTHON << " (run tools/setup.sh)";
+  if (!fs::exists(SEMAIM_PYTHON))
+    GTEST_SKIP() << "no venv python at " << SEMAIM_PYTHON << " (run tools/setup.sh)";
   auto dir = fs::temp_directory_path() / ("semaim_export_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const std::string set = " --set run.output_dir=" + dir.string() +
-                          " --set run.name=exp --set run.threads=1 --set model.embed_dim=48 --set model.depth=2"
-                          " --set model.num_heads=3 --set model.decoder_depth=1 --set data.limit=64"
-                          " --set train.batch_size=32 --set train.epochs=1 --set log.progress=off";
+  const std::string set =
+      " --set run.output_dir=" + dir.string() +
+      " --set run.name=exp --set run.threads=1 --set model.embed_dim=48 --set model.depth=2"
+      " --set model.num_heads=3 --set model.decoder_depth=1 --set data.limit=64"
+      " --set train.batch_size=32 --set train.epochs=1 --set log.progress=off";
   auto pre = semaim::testing::run_command(std::string(SEMAIM_BINARY) + " config" + set + " > " +
                                           (dir / "cfg.yaml").string());
   ASSERT_EQ(pre.exit_code, 0) << pre.output;
@@ -30,8 +32,8 @@ TEST(ExportTimm, TimmLoadsTheEncoderStrictlyAndReproducesItsFeatures) {
   auto train = semaim::testing::run_command(std::string(SEMAIM_BINARY) + " pretrain " + cfg_path);
   ASSERT_EQ(train.exit_code, 0) << train.output;
   const auto enc = (dir / "encoder.safetensors").string();
-  auto ex = semaim::testing::run_command(std::string(SEMAIM_BINARY) + " export --checkpoint " + (dir / "exp").string() +
-                                         " -o " + enc);
+  auto ex = semaim::testing::run_command(std::string(SEMAIM_BINARY) + " export --checkpoint " +
+                                         (dir / "exp").string() + " -o " + enc);
   ASSERT_EQ(ex.exit_code, 0) << ex.output;
 
   // semaim's own features of the trained encoder on a fixed input.

@@ -1,5 +1,6 @@
 // The pretraining engine on real Fashion-MNIST images with a tiny model: resume is bitwise exact, non-finite
-// losses are skipped and stop the run with a checkpoint, and a run leaves its config, metrics and summary behind.
+// losses are skipped and stop the run with a checkpoint, and a run leaves its config, metrics and summary
+// behind.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -21,11 +22,11 @@ namespace {
 
 Config tiny_config(const fs::path& out, const std::string& name, const std::string& strategy = "semantic") {
   Config c = Config::defaults();
-  c.apply_overrides({"run.output_dir=" + out.string(), "run.name=" + name, "run.threads=1", "model.embed_dim=32",
-                     "model.depth=2", "model.num_heads=2", "model.decoder_depth=2", "data.limit=256",
-                     "data.num_workers=1", "train.batch_size=32", "train.accum_steps=2", "train.epochs=2",
-                     "train.warmup_epochs=0.5", "train.base_lr=0.01", "log.every_steps=1", "log.progress=off",
-                     "checkpoint.every_epochs=0", "ordering.strategy=" + strategy});
+  c.apply_overrides({"run.output_dir=" + out.string(), "run.name=" + name, "run.threads=1",
+                     "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.decoder_depth=2",
+                     "data.limit=256", "data.num_workers=1", "train.batch_size=32", "train.accum_steps=2",
+                     "train.epochs=2", "train.warmup_epochs=0.5", "train.base_lr=0.01", "log.every_steps=1",
+                     "log.progress=off", "checkpoint.every_epochs=0", "ordering.strategy=" + strategy});
   return c;
 }
 
@@ -82,7 +83,8 @@ TEST(Pretrain, RunDirectoryHoldsResolvedConfigMetricsAndSummaryAndLossFalls) {
   int n = 0;
   while (std::getline(m, line)) {
     auto j = nlohmann::json::parse(line);
-    for (const char* k : {"epoch", "step", "loss", "lr", "grad_norm", "images_per_sec", "data_wait_share", "eta_sec"})
+    for (const char* k :
+         {"epoch", "step", "loss", "lr", "grad_norm", "images_per_sec", "data_wait_share", "eta_sec"})
       EXPECT_TRUE(j.contains(k)) << k;
     ++n;
   }
@@ -129,7 +131,8 @@ TEST(Pretrain, FreshStartRefusesARunDirectoryWithCheckpoints) {
 
 TEST(Pretrain, EveryOrderingStrategyTrains) {
   auto d = fresh("strategies");
-  for (const char* s : {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic"}) {
+  for (const char* s :
+       {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic"}) {
     Config c = tiny_config(d, s, s);
     c.apply_overrides({"train.max_steps=2"});
     PretrainOptions o;

@@ -1,5 +1,6 @@
-// Layered YAML configuration: schema defaults ⊕ `_base_` chain ⊕ experiment file ⊕ `--set a.b=c` (dinov2-style),
-// strictly validated against the schema in schema.cpp; the resolved result is what a run records.
+// Layered YAML configuration: schema defaults ⊕ `_base_` chain ⊕ experiment file ⊕ `--set a.b=c`
+// (dinov2-style), strictly validated against the schema in schema.cpp; the resolved result is what a run
+// records.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -39,8 +40,8 @@ class Config {
  public:
   // Schema defaults only.
   static Config defaults();
-  // Loads `path` (following `_base_`, relative to each file), applies `overrides` ("a.b=value", value parsed as YAML),
-  // validates every key and value. Throws InputError naming the file (or "--set") and the fault.
+  // Loads `path` (following `_base_`, relative to each file), applies `overrides` ("a.b=value", value parsed
+  // as YAML), validates every key and value. Throws InputError naming the file (or "--set") and the fault.
   static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
   // Applies overrides to an existing config (same validation).
   void apply_overrides(const std::vector<std::string>& overrides);
@@ -57,7 +58,8 @@ class Config {
   // The file this config was loaded from ("" for defaults()).
   const std::string& path() const { return path_; }
 
-  // The resolved config as nested YAML (every key, with its value); the engine writes it into the run directory.
+  // The resolved config as nested YAML (every key, with its value); the engine writes it into the run
+  // directory.
   std::string to_yaml() const;
 
   // Validated assignment from YAML text; `origin` names where it came from for error messages.

@@ -10,8 +10,7 @@ namespace semaim {
 class InputError : public std::runtime_error {
  public:
   explicit InputError(const std::string& msg) : std::runtime_error(msg) {}
-  InputError(const std::string& where, const std::string& fault)
-      : std::runtime_error(where + ": " + fault) {}
+  InputError(const std::string& where, const std::string& fault) : std::runtime_error(where + ": " + fault) {}
 };
 
 // Something went wrong while running with valid input (diverged training, I/O failure while writing).

@@ -1,5 +1,5 @@
-// RAII autocast scope for one device type (thread-local in ATen): sets enabled + dtype, restores both on exit and
-// clears the cast cache when the outermost scope closes.
+// RAII autocast scope for one device type (thread-local in ATen): sets enabled + dtype, restores both on exit
+// and clears the cast cache when the outermost scope closes.
 #pragma once
 #include <ATen/autocast_mode.h>
 

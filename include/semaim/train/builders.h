@@ -1,4 +1,5 @@
-// From a validated Config to the typed settings of each area, with the cross-key checks a schema cannot express.
+// From a validated Config to the typed settings of each area, with the cross-key checks a schema cannot
+// express.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -15,7 +16,8 @@
 
 namespace semaim::train {
 
-// Registered size plus the model.* overrides; checks heads | width, decoder depth | depth, patch | image size.
+// Registered size plus the model.* overrides; checks heads | width, decoder depth | depth, patch | image
+// size.
 models::AimConfig model_config(const config::Config& cfg);
 ordering::OrderingConfig ordering_config(const config::Config& cfg);
 models::TargetConfig target_config(const config::Config& cfg);

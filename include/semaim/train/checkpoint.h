@@ -1,5 +1,6 @@
-// Checkpoints of a run: weights (timm keys for the encoder, query_blocks./prediction_head. for decoder and head)
-// and training state beside them, each written atomically; a small manifest written last marks the pair complete.
+// Checkpoints of a run: weights (timm keys for the encoder, query_blocks./prediction_head. for decoder and
+// head) and training state beside them, each written atomically; a small manifest written last marks the pair
+// complete.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -23,7 +24,8 @@ class CheckpointManager {
   CheckpointManager(std::string dir, int64_t keep_last);
   // Writes weights, then state, then the manifest (each atomically), then prunes old checkpoints.
   CheckpointPaths save(int64_t step, const io::NamedTensors& weights, const io::NamedTensors& state,
-                       const nlohmann::json& info, const std::map<std::string, std::string>& weights_metadata);
+                       const nlohmann::json& info,
+                       const std::map<std::string, std::string>& weights_metadata);
   // Newest checkpoint whose manifest, weights and state all exist.
   std::optional<CheckpointPaths> latest() const;
   std::vector<CheckpointPaths> complete() const;

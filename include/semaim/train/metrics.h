@@ -1,5 +1,5 @@
-// Training telemetry: metrics.jsonl in the run directory, and the console (a progress bar on a terminal, plain lines
-// otherwise).
+// Training telemetry: metrics.jsonl in the run directory, and the console (a progress bar on a terminal,
+// plain lines otherwise).
 #pragma once
 #include <cstdio>
 #include <fstream>

@@ -1,5 +1,6 @@
-// AdamW over named parameters (no decay on biases and 1-D parameters) through ATen's multi-tensor fused kernel,
-// and the per-iteration warmup + half-cosine learning-rate schedule (SPEC §8; MAE's lr_sched.adjust_learning_rate).
+// AdamW over named parameters (no decay on biases and 1-D parameters) through ATen's multi-tensor fused
+// kernel, and the per-iteration warmup + half-cosine learning-rate schedule (SPEC §8; MAE's
+// lr_sched.adjust_learning_rate).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -47,11 +48,12 @@ class AdamW {
   int64_t steps_ = 0;
 };
 
-// Learning rate at (fractional) epoch `epoch`: linear warmup from 0 over warmup_epochs, then half-cosine from lr to
-// min_lr at total_epochs (per iteration: epoch = step / steps_per_epoch).
+// Learning rate at (fractional) epoch `epoch`: linear warmup from 0 over warmup_epochs, then half-cosine from
+// lr to min_lr at total_epochs (per iteration: epoch = step / steps_per_epoch).
 double lr_at(double epoch, double lr, double min_lr, double warmup_epochs, double total_epochs);
 
-// Global L2 norm of the gradients, clipped in place to max_norm when max_norm > 0. Returns the norm before clipping.
+// Global L2 norm of the gradients, clipped in place to max_norm when max_norm > 0. Returns the norm before
+// clipping.
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 }  // namespace semaim::train

@@ -1,5 +1,6 @@
-// The SemAIM pretraining engine (MAE's engine_pretrain.train_one_epoch + main_pretrain's loop): data, per-step
-// ordering, two-stream forward/backward, AdamW with warmup + cosine, clipping, accumulation, bf16, EMA, checkpoints.
+// The SemAIM pretraining engine (MAE's engine_pretrain.train_one_epoch + main_pretrain's loop): data,
+// per-step ordering, two-stream forward/backward, AdamW with warmup + cosine, clipping, accumulation, bf16,
+// EMA, checkpoints.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -11,11 +12,12 @@
 namespace semaim::train {
 
 struct PretrainOptions {
-  // "" = start fresh (fails if the run directory already holds checkpoints), "auto" = resume from the run's newest
-  // complete checkpoint if there is one, else a checkpoint path or directory.
+  // "" = start fresh (fails if the run directory already holds checkpoints), "auto" = resume from the run's
+  // newest complete checkpoint if there is one, else a checkpoint path or directory.
   std::string resume;
   bool quiet = false;
-  // Test hook: maps each micro-batch loss before backward (e.g. to inject a non-finite value). Empty in production.
+  // Test hook: maps each micro-batch loss before backward (e.g. to inject a non-finite value). Empty in
+  // production.
   std::function<at::Tensor(const at::Tensor& loss, int64_t step)> loss_hook;
 };
 
