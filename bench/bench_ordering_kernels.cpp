@@ -78,6 +78,15 @@ int main(int argc, char** argv) {
     std::printf("| order_from_keys | %lld | %lld | - | float32 keys | %.3f | %.3f | %.2fx | %s |\n",
                 (long long)s.n, (long long)l, twin, refm, refm / twin,
                 at::equal(fp.order, rp.order) && at::equal(fp.inverse, rp.inverse) ? "yes" : "NO");
+    // parts (k = 4, 5 iterations, the config defaults), fp32 only: its reference loops over D and L in ATen.
+    at::Tensor pinv, pref;
+    const double ptwin = median_ms(
+        [&] { pinv = std::get<1>(semaim::ordering::parts_order(tokens32, s.gh, s.gw, 4, 5, noise)); }, 1);
+    const double pref_ms =
+        median_ms([&] { pref = semaim::ordering::parts_keys(tokens32, s.gh, s.gw, 4, 5, noise); }, 1);
+    std::printf("| parts_order (k=4, 5 iters) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
+                (long long)s.n, (long long)l, (long long)s.d, ptwin, pref_ms, pref_ms / ptwin,
+                at::equal(pinv, pref.to(at::kLong)) ? "yes" : "NO");
   }
   return 0;
 }

@@ -19,11 +19,13 @@ TORCH_LIBRARY(semaim, m) {
   m.def(
       "semantic_order(Tensor tokens, int gh, int gw, str source, Tensor noise) -> (Tensor, Tensor, Tensor)");
   m.def("order_from_keys(Tensor keys) -> (Tensor, Tensor)");
+  m.def("parts_order(Tensor tokens, int gh, int gw, int k, int iters, Tensor noise) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(semaim, CPU, m) {
   m.impl("semantic_order", &semaim::kernels::semantic_order_cpu);
   m.impl("order_from_keys", &semaim::kernels::order_from_keys_cpu);
+  m.impl("parts_order", &semaim::kernels::parts_order_cpu);
 }
 
 #ifdef SEMAIM_WITH_CUDA
@@ -99,6 +101,50 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order(const at::Tensor& 
                              .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
                                  const at::Tensor&, int64_t, int64_t, c10::string_view, const at::Tensor&)>();
   return op.call(tokens, gh, gw, c10::string_view(source), noise);
+}
+
+std::tuple<at::Tensor, at::Tensor> parts_order(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k,
+                                               int64_t iters, const at::Tensor& noise) {
+  if (!tokens.defined() || tokens.dim() != 3 || tokens.size(1) < 2 || tokens.size(2) < 1) {
+    throw InputError(kWhere, "parts_order: tokens must be (N, L+1, D) with L >= 1, got " +
+                                 (tokens.defined() ? shape_str(tokens) : std::string("none")));
+  }
+  const auto st = tokens.scalar_type();
+  if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf && st != at::kDouble) {
+    throw InputError(kWhere, "parts_order: tokens must be float32, bfloat16, float16 or float64, got " +
+                                 std::string(c10::toString(st)));
+  }
+  const int64_t n = tokens.size(0), l = tokens.size(1) - 1;
+  if (gh < 1 || gw < 1 || gh * gw != l) {
+    throw InputError(kWhere, "parts_order: the " + std::to_string(gh) + "x" + std::to_string(gw) +
+                                 " grid does not match tokens " + shape_str(tokens) +
+                                 " (need gh*gw = L = " + std::to_string(l) + ")");
+  }
+  check_parts_args(l, k, iters);
+  if (!noise.defined() || noise.dim() != 2 || noise.size(0) != n || noise.size(1) != l) {
+    throw InputError(kWhere, "parts_order: noise must be (N, L) = (" + std::to_string(n) + ", " +
+                                 std::to_string(l) + "), got " +
+                                 (noise.defined() ? shape_str(noise) : std::string("none")));
+  }
+  if (noise.scalar_type() != at::kFloat && noise.scalar_type() != at::kDouble) {
+    throw InputError(kWhere, "parts_order: noise must be float32 or float64, got " +
+                                 std::string(c10::toString(noise.scalar_type())));
+  }
+  // No CUDA kernel for parts yet: only CPU tensors reach the op (ordering::parts_keys runs on any device).
+  if (!tokens.is_cpu()) {
+    throw InputError(kWhere, "parts_order: tokens on " + tokens.device().str() +
+                                 ": the parts op has a CPU twin only (use ordering::parts_keys on other devices)");
+  }
+  if (noise.device() != tokens.device()) {
+    throw InputError(kWhere, "parts_order: noise is on " + noise.device().str() + " but tokens are on " +
+                                 tokens.device().str());
+  }
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("semaim::parts_order", "")
+          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t, int64_t, int64_t, int64_t,
+                                                    const at::Tensor&)>();
+  return op.call(tokens, gh, gw, k, iters, noise);
 }
 
 bool cuda_kernels_built() {

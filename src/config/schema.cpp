@@ -71,7 +71,7 @@ std::vector<KeySpec> build_schema() {
           "Patch ordering (SPEC §5): raster, snake, stochastic, center_out, stochastic_center, similarity, "
           "semantic.",
           {}, {},
-          {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic"}),
+          {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic", "parts"}),
       key("ordering.source", T::kString, "cls",
           "Similarity source for similarity/semantic: `cls` token or `gap` (mean patch).", {}, {},
           {"cls", "gap"}),
@@ -83,6 +83,8 @@ std::vector<KeySpec> build_schema() {
           "Side lengths of the nested windows of center_out/stochastic_center; empty = scaled from the "
           "reference's 14x14 windows.",
           1),
+      key("ordering.parts_k", T::kInt, "4", "Parts per image for `parts` (per-image k-means on patch features; clamped to L).", 1, 4096),
+      key("ordering.parts_iters", T::kInt, "5", "k-means iterations for `parts`.", 0, 1000),
       key("ordering.tie_noise", T::kFloat, "0.001",
           "Scale of the uniform tie-break noise added to grid distances (SPEC §6).", 0.0, 0.5),
       key("ordering.pass_dtype", T::kString, "fp32",

@@ -24,7 +24,8 @@ const std::vector<std::pair<std::string, Strategy>>& strategy_table() {
       {"center_out", Strategy::kCenterOut},
       {"stochastic_center", Strategy::kStochasticCenter},
       {"similarity", Strategy::kSimilarity},
-      {"semantic", Strategy::kSemantic}};
+      {"semantic", Strategy::kSemantic},
+      {"parts", Strategy::kParts}};
   return kTable;
 }
 
@@ -92,7 +93,9 @@ std::vector<std::string> strategy_names() {
   return out;
 }
 
-bool needs_tokens(Strategy s) { return s == Strategy::kSimilarity || s == Strategy::kSemantic; }
+bool needs_tokens(Strategy s) { 
+  return s == Strategy::kSimilarity || s == Strategy::kSemantic || s == Strategy::kParts;
+}
 
 SimilaritySource parse_source(const std::string& name) {
   if (name == "cls") return SimilaritySource::kCls;
@@ -188,6 +191,18 @@ at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t g
       at::Tensor center = semantic_center(tokens, cfg.source);
       at::Tensor key64 = grid_distance(center, gh, gw, at::kDouble) + cfg.tie_noise * u;
       keys = rank_keys(key64, u);
+      break;
+    }
+    case Strategy::kParts: {
+      // The op's inverse is the rank of each patch in (part rank, distance, U, index) order.
+      at::Tensor u = at::rand({n, l}, gen, f64).to(tokens.device());
+      const int64_t k = std::min(cfg.parts_k, l);
+      check_parts_args(l, k, cfg.parts_iters);
+      if (!tokens.is_cpu()) {  // the op has no CUDA kernel yet
+        keys = parts_keys(tokens, gh, gw, k, cfg.parts_iters, u);
+      } else {
+        keys = std::get<1>(parts_order(tokens, gh, gw, k, cfg.parts_iters, u)).to(at::kFloat);
+      }
       break;
     }
   }

@@ -43,6 +43,8 @@ ordering::OrderingConfig ordering_config(const config::Config& cfg) {
   o.source = ordering::parse_source(cfg.get_string("ordering.source"));
   o.center_windows = cfg.get_ints("ordering.center_windows");
   o.tie_noise = cfg.get_float("ordering.tie_noise");
+  o.parts_k = cfg.get_int("ordering.parts_k");
+  o.parts_iters = cfg.get_int("ordering.parts_iters");
   if (cfg.get_string("ordering.source_model") == "ema" && !cfg.get_bool("train.ema"))
     throw InputError(cfg.path().empty() ? "config" : cfg.path(),
                      "ordering.source_model is 'ema' but train.ema is false");

@@ -56,7 +56,7 @@ void expect_windows_first(const at::Tensor& keys, const at::Tensor& centers, int
 
 TEST(Strategy, NamesRoundTripAndUnknownNameSuggestsClosest) {
   for (const std::string& name : strategy_names()) EXPECT_EQ(strategy_name(parse_strategy(name)), name);
-  EXPECT_EQ(strategy_names().size(), 7u);
+  EXPECT_EQ(strategy_names().size(), 8u);
   try {
     parse_strategy("semantc");
     FAIL() << "no throw";

@@ -132,7 +132,7 @@ TEST(Pretrain, FreshStartRefusesARunDirectoryWithCheckpoints) {
 TEST(Pretrain, EveryOrderingStrategyTrains) {
   auto d = fresh("strategies");
   for (const char* s :
-       {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic"}) {
+       {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic", "parts"}) {
     Config c = tiny_config(d, s, s);
     c.apply_overrides({"train.max_steps=2"});
     PretrainOptions o;

@@ -12,14 +12,15 @@ namespace semaim::ordering {
 
 // semaim names (SPEC §5); reference names: raster = `zigzag`, snake = `raster`, center_out = `center2out`,
 // similarity = `attention`, semantic = `attention_center`.
-enum class Strategy { kRaster, kSnake, kStochastic, kCenterOut, kStochasticCenter, kSimilarity, kSemantic };
+enum class Strategy { kRaster, kSnake, kStochastic, kCenterOut, kStochasticCenter, kSimilarity, kSemantic,
+                      kParts };
 
 // "raster", "snake", ... ; an unknown name throws InputError naming the closest valid one (and the semaim
 // name of a reference name such as "zigzag" or "attention_center").
 Strategy parse_strategy(const std::string& name);
 std::string strategy_name(Strategy s);
 std::vector<std::string> strategy_names();
-// similarity and semantic read encoder tokens (SPEC §6 step 1).
+// similarity, semantic and parts read encoder tokens (SPEC §6 step 1).
 bool needs_tokens(Strategy s);
 
 // What each patch is compared with (SPEC §6 step 3): the cls token or the mean patch token.
@@ -37,6 +38,9 @@ struct OrderingConfig {
   // finite and >= 0. Not used by similarity: SPEC §5 keys it by -similarity alone, and noise of this size
   // would reorder patches whose similarities differ by less than it; its ties are broken at random instead.
   double tie_noise = 1e-3;
+  // parts (SPEC §5): number of k-means parts (clamped to L) and k-means iterations.
+  int64_t parts_k = 4;
+  int64_t parts_iters = 5;
 };
 
 // The keys the engine uses: (N, L) float32 on `device`, smaller = earlier, and always the rank of each
@@ -121,6 +125,19 @@ at::Tensor semantic_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, Simil
 std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_reference(const at::Tensor& tokens, int64_t gh,
                                                                         int64_t gw, SimilaritySource src,
                                                                         const at::Tensor& noise);
+// parts (SPEC §5), the reference of the fused parts_order op (kernels.h). In fp32 from the upcast tokens:
+// patches and cls L2-normalized (eps 1e-12); cosine k-means with k centroids initialized to the patches
+// floor(c*L/k), c = 0..k-1 (spread evenly in index order); each of `iters` rounds sets a centroid to the sum
+// of its members (cosine ignores the scale), an empty cluster keeps its previous centroid; patches go to the
+// most similar centroid (lowest index on ties). Parts ranked by the mean cosine of their members to cls
+// (highest first, ties by part index; empty parts last); inside a part, center-out from its seed (the member
+// most similar to cls, lowest index on ties) by exact grid distance, ties by noise, then index.
+// Every sum over D or over patches runs in index order, so the CPU twin matches it bit for bit.
+// tokens: (N, gh*gw+1, D) finite, noise: (N, L) -> (N, L) float32 ranks 0..L-1 (the op's inverse)
+at::Tensor parts_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k, int64_t iters,
+                      const at::Tensor& noise);
+// Throws InputError unless 1 <= k <= l and 0 <= iters <= 1000.
+void check_parts_args(int64_t l, int64_t k, int64_t iters);
 // Euclidean grid distance of every patch from a center cell. center: (N) int64 patch index -> (N, L)
 // in `dtype` (float64 for exact ranking, float32 for keys).
 at::Tensor grid_distance(const at::Tensor& center, int64_t gh, int64_t gw, at::ScalarType dtype);
