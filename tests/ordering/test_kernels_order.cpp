@@ -15,12 +15,12 @@
 #include "semaim/config/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
+#include "ordering/kernel_test_util.h"
 
 namespace {
 
 using namespace semaim::ordering;
-
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using namespace semaim::test;
 
 // Keys with many exact ties (few distinct values), NaNs and both zeros, in `dtype`: (n, l)
 at::Tensor tied_keys(int64_t n, int64_t l, at::ScalarType dtype, uint64_t seed) {
@@ -71,14 +71,6 @@ TEST(OrderFromKeysKernel, EqualKeysKeepIndexOrderAndNaNGoesLast) {
 }
 
 TEST(OrderFromKeysKernel, BadShapesDtypesAndDevicesThrowClearErrors) {
-  auto expect_input_error = [](auto&& call, const std::string& needle) {
-    try {
-      call();
-      ADD_FAILURE() << "no InputError; expected one mentioning '" << needle << "'";
-    } catch (const semaim::InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   expect_input_error([] { order_from_keys(at::zeros({4})); }, "(N, L)");
   expect_input_error([] { order_from_keys(at::zeros({2, 3, 4})); }, "(2, 3, 4)");
   expect_input_error([] { order_from_keys(at::Tensor()); }, "none");

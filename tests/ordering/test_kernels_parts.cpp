@@ -13,18 +13,12 @@
 #include "semaim/config/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
+#include "ordering/kernel_test_util.h"
 
 namespace {
 
 using namespace semaim::ordering;
-
-struct Grid {
-  int64_t gh, gw;
-};
-const std::vector<Grid> kGrids = {{7, 7}, {14, 14}, {16, 16}, {37, 37}, {6, 11}};
-const at::ScalarType kDtypes[] = {at::kFloat, at::kBFloat16, at::kHalf};
-
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using namespace semaim::test;
 
 // Random tokens with ties: repeated patches (equal cosines, equal assignments), a patch equal to cls.
 at::Tensor tied_tokens(int64_t n, int64_t l, int64_t d, at::ScalarType dtype, uint64_t seed) {

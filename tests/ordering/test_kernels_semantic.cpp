@@ -14,18 +14,12 @@
 #include "semaim/config/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
+#include "ordering/kernel_test_util.h"
 
 namespace {
 
 using namespace semaim::ordering;
-
-struct Grid {
-  int64_t gh, gw;
-};
-const std::vector<Grid> kGrids = {{7, 7}, {14, 14}, {16, 16}, {37, 37}, {6, 11}};
-const at::ScalarType kDtypes[] = {at::kFloat, at::kBFloat16, at::kHalf};
-
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using namespace semaim::test;
 
 // Random tokens with deliberate similarity ties: in even images the cls token is copied into two patches
 // (both have the maximal cosine, 1: the center must be the lower index); every image repeats some patches.
@@ -162,14 +156,6 @@ TEST(SemanticOrderKernel, BadShapesDtypesGridsSourcesAndDevicesThrowClearErrors)
   const at::Tensor good = tied_tokens(2, 98, 8, at::kFloat, 17);
   const at::Tensor noise = at::zeros({2, 98});
   EXPECT_NO_THROW(semantic_order(good, 7, 14, "cls", noise));
-  auto expect_input_error = [](auto&& call, const std::string& needle) {
-    try {
-      call();
-      ADD_FAILURE() << "no InputError; expected one mentioning '" << needle << "'";
-    } catch (const semaim::InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   expect_input_error([&] { semantic_order(good, 7, 7, "cls", noise); }, "7x7 grid does not match");
   expect_input_error([&] { semantic_order(good, 0, 98, "cls", noise); }, "0x98");
   expect_input_error([&] { semantic_order(good.select(0, 0), 7, 14, "cls", noise); }, "(N, L+1, D)");
