@@ -4,15 +4,41 @@
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace semaim::kernels {
 
-// torch's sort order for one key: NaN after every number, otherwise <. Returns -1, 0, 1.
+// Order-preserving unsigned images of keys ("sort bits"): a < b in torch's sort order (NaN after every
+// number, every NaN equal, -0.0 == +0.0) iff sort_bits(a) < sort_bits(b). The CPU twin radix-sorts these
+// bits; the CUDA kernel compares them. Floats: NaN -> all ones, -0.0 -> +0.0, then negative values have
+// every bit flipped and non-negative ones the sign bit set. Signed integers: the sign bit flipped.
+C10_HOST_DEVICE inline uint32_t sort_bits(float v) {
+  if (v != v) return 0xFFFFFFFFu;
+  if (v == 0.0f) v = 0.0f;
+  uint32_t u;
+  memcpy(&u, &v, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+C10_HOST_DEVICE inline uint64_t sort_bits(double v) {
+  if (v != v) return ~uint64_t{0};
+  if (v == 0.0) v = 0.0;
+  uint64_t u;
+  memcpy(&u, &v, sizeof(u));
+  return (u >> 63) ? ~u : (u | (uint64_t{1} << 63));
+}
+C10_HOST_DEVICE inline uint32_t sort_bits(int32_t v) { return static_cast<uint32_t>(v) ^ 0x80000000u; }
+C10_HOST_DEVICE inline uint32_t sort_bits(int16_t v) { return sort_bits(static_cast<int32_t>(v)); }
+C10_HOST_DEVICE inline uint32_t sort_bits(int8_t v) { return sort_bits(static_cast<int32_t>(v)); }
+C10_HOST_DEVICE inline uint32_t sort_bits(uint8_t v) { return v; }
+C10_HOST_DEVICE inline uint64_t sort_bits(int64_t v) {
+  return static_cast<uint64_t>(v) ^ (uint64_t{1} << 63);
+}
+
+// torch's sort order for one key through its sort bits. Returns -1, 0, 1.
 template <typename key_t>
 C10_HOST_DEVICE inline int key_cmp(key_t a, key_t b) {
-  const bool na = a != a, nb = b != b;
-  if (na || nb) return na == nb ? 0 : (na ? 1 : -1);
-  return a < b ? -1 : (b < a ? 1 : 0);
+  const auto ba = sort_bits(a), bb = sort_bits(b);
+  return ba < bb ? -1 : (bb < ba ? 1 : 0);
 }
 
 // order_from_keys' total order: key, then index (a stable argsort).
