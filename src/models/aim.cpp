@@ -206,4 +206,16 @@ at::Tensor AimVitImpl::forward_loss(const at::Tensor& imgs, const at::Tensor& ke
   return pixel_loss(pred, target, tcfg.loss);
 }
 
+// imgs: (N, C, H, W), order/inverse: (N, L) -> scalar
+at::Tensor AimVitImpl::forward_loss_ordered(const at::Tensor& imgs, const at::Tensor& order,
+                                            const at::Tensor& inverse, const TargetConfig& tcfg) {
+  check_images(imgs);
+  check_keys(order, imgs.size(0));
+  check_keys(inverse, imgs.size(0));
+  auto pred = cfg_.attention == "dense" ? forward_dense(imgs, inverse.to(at::kFloat))
+                                        : forward_causal(imgs, order, inverse);
+  auto target = pixel_target(imgs, vit_cfg_.patch_size, tcfg);
+  return pixel_loss(pred, target, tcfg.loss);
+}
+
 }  // namespace semaim::models

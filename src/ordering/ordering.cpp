@@ -93,7 +93,7 @@ std::vector<std::string> strategy_names() {
   return out;
 }
 
-bool needs_tokens(Strategy s) { 
+bool needs_tokens(Strategy s) {
   return s == Strategy::kSimilarity || s == Strategy::kSemantic || s == Strategy::kParts;
 }
 
@@ -130,8 +130,8 @@ bool keys_distinct(const at::Tensor& keys) {
   return !(s.narrow(1, 1, s.size(1) - 1) == s.narrow(1, 0, s.size(1) - 1)).any().item<bool>();
 }
 
-at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
-                     at::Generator& gen, at::Device device) {
+Ordering make_order(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
+                    at::Generator& gen, at::Device device) {
   if (!std::isfinite(cfg.tie_noise) || cfg.tie_noise < 0) {
     throw InputError("ordering.tie_noise", "must be finite and >= 0, got " + std::to_string(cfg.tie_noise));
   }
@@ -154,59 +154,72 @@ at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t g
     }
   }
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  at::Tensor keys;
+  Permutation perm;
   switch (cfg.strategy) {
     case Strategy::kRaster:
-      keys = raster_keys(n, gh, gw);
+      perm = order_from_keys(raster_keys(n, gh, gw).to(device));
       break;
     case Strategy::kSnake:
-      keys = snake_keys(n, gh, gw);
+      perm = order_from_keys(snake_keys(n, gh, gw).to(device));
       break;
     case Strategy::kStochastic:
-      keys = invert(at::argsort(stochastic_keys(n, l, gen), /*stable=*/true, 1)).to(at::kFloat);
+      perm = order_from_keys(stochastic_keys(n, l, gen).to(device));
       break;
     case Strategy::kCenterOut:
-    case Strategy::kStochasticCenter: {
-      // Already exactly distinct (rank/L - count); ranking maps them to 0..L-1 without changing the order.
-      at::Tensor raw = cfg.strategy == Strategy::kCenterOut
-                           ? center_out_keys(n, gh, gw, cfg.center_windows, gen)
-                           : stochastic_center_keys(n, gh, gw, cfg.center_windows, gen);
-      keys = invert(at::argsort(raw, /*stable=*/true, 1)).to(at::kFloat);
+      perm = order_from_keys(center_out_keys(n, gh, gw, cfg.center_windows, gen).to(device));
       break;
-    }
+    case Strategy::kStochasticCenter:
+      perm = order_from_keys(stochastic_center_keys(n, gh, gw, cfg.center_windows, gen).to(device));
+      break;
     case Strategy::kSimilarity: {
-      // SPEC §5: key = -similarity; exact ties (identical tokens) go in random order.
+      // SPEC §5: key = -similarity; exact ties (identical tokens) go in random order: rank_keys'
+      // lexicographic (primary, tiebreak, index) order as two stable sorts, both through the op.
       at::Tensor tie = at::rand({n, l}, gen, f64).to(tokens.device());
-      keys = rank_keys(cls_similarity(tokens, cfg.source).neg(), tie);
+      at::Tensor primary = cls_similarity(tokens, cfg.source).neg();
+      const Permutation by_tie = order_from_keys(tie);
+      const Permutation by_primary = order_from_keys(primary.gather(1, by_tie.order));
+      at::Tensor order = by_tie.order.gather(1, by_primary.order);
+      perm = {order, invert(order)};
       break;
     }
     case Strategy::kSemantic: {
       // SPEC §6 step 5 in float64 (distance + tie_noise*U), ranked; exact ties left (tie_noise = 0) go by U.
       at::Tensor u = at::rand({n, l}, gen, f64).to(tokens.device());
       if (noise_only_breaks_ties(cfg.tie_noise, gh, gw) && (!tokens.is_cuda() || cuda_kernels_built())) {
-        // Then that ranking is exactly (distance, U, index): the fused op's order; its inverse is the rank.
-        keys = std::get<1>(semantic_order(tokens, gh, gw, source_name(cfg.source), u)).to(at::kFloat);
+        // Then that ranking is exactly (distance, U, index): the fused op's order.
+        auto [order, inverse, center] = semantic_order(tokens, gh, gw, source_name(cfg.source), u);
+        perm = {order, inverse};
         break;
       }
       at::Tensor center = semantic_center(tokens, cfg.source);
       at::Tensor key64 = grid_distance(center, gh, gw, at::kDouble) + cfg.tie_noise * u;
-      keys = rank_keys(key64, u);
+      perm = order_from_keys(rank_keys(key64, u));
       break;
     }
     case Strategy::kParts: {
-      // The op's inverse is the rank of each patch in (part rank, distance, U, index) order.
+      // The op's order is (part rank, distance, U, index).
       at::Tensor u = at::rand({n, l}, gen, f64).to(tokens.device());
       const int64_t k = std::min(cfg.parts_k, l);
       check_parts_args(l, k, cfg.parts_iters);
       if (!tokens.is_cpu()) {  // the op has no CUDA kernel yet
-        keys = parts_keys(tokens, gh, gw, k, cfg.parts_iters, u);
+        perm = order_from_keys(parts_keys(tokens, gh, gw, k, cfg.parts_iters, u));
       } else {
-        keys = std::get<1>(parts_order(tokens, gh, gw, k, cfg.parts_iters, u)).to(at::kFloat);
+        auto [order, inverse] = parts_order(tokens, gh, gw, k, cfg.parts_iters, u);
+        perm = {order, inverse};
       }
       break;
     }
   }
-  return keys.to(device);
+  Ordering out;
+  out.order = perm.order.to(device);
+  out.inverse = perm.inverse.to(device);
+  out.keys = out.inverse.to(at::kFloat);  // the rank of each patch: exactly distinct
+  return out;
+}
+
+at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
+                     at::Generator& gen, at::Device device) {
+  return make_order(cfg, n, gh, gw, tokens, gen, device).keys;
 }
 
 }  // namespace semaim::ordering

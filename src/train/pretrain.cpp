@@ -222,11 +222,11 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
           models::AimVit& src = (ema && ema_source) ? *ema : model;
           tokens = src->encode(imgs).to(at::kFloat);
         }
-        at::Tensor keys = ordering::make_keys(ocfg, imgs.size(0), gh, gw, tokens, gen, device);
+        const ordering::Ordering ord = ordering::make_order(ocfg, imgs.size(0), gh, gw, tokens, gen, device);
         at::Tensor loss;
         {
           AutocastGuard ac(device.type(), bf16);
-          loss = model->forward_loss(imgs, keys, tcfg);
+          loss = model->forward_loss_ordered(imgs, ord.order, ord.inverse, tcfg);
         }
         if (opts.loss_hook) loss = opts.loss_hook(loss, step);
         const double lv = loss.item<double>();

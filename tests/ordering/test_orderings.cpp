@@ -224,3 +224,34 @@ TEST(OrderingInput, BadGridsWindowsAndConfigThrowInputError) {
 }
 
 }  // namespace
+
+namespace {
+
+// make_order for every strategy: order and inverse are the stable permutation of its rank keys, the keys are
+// make_keys' with the same seed, and similarity matches rank_keys (the ATen composition) on the same draws.
+TEST(MakeOrder, EveryStrategyGivesThePermutationOfItsRankKeys) {
+  for (const Grid& g : {Grid{7, 7}, Grid{14, 14}, Grid{6, 11}}) {
+    const int64_t l = g.gh * g.gw, n = 4;
+    auto tgen = seeded(77);
+    at::Tensor tokens = at::randn({n, l + 1, 24}, tgen, at::TensorOptions().dtype(at::kFloat));
+    tokens.narrow(1, 3, 2).copy_(tokens.narrow(1, 1, 2));  // identical tokens: similarity ties
+    for (const std::string& name : strategy_names()) {
+      OrderingConfig cfg;
+      cfg.strategy = parse_strategy(name);
+      auto gen = seeded(9), gen2 = seeded(9);
+      const Ordering o = make_order(cfg, n, g.gh, g.gw, tokens, gen, at::kCPU);
+      const at::Tensor keys = make_keys(cfg, n, g.gh, g.gw, tokens, gen2, at::kCPU);
+      EXPECT_TRUE(at::equal(o.keys, keys)) << name;
+      const Permutation ref = order_from_keys_reference(keys);
+      EXPECT_TRUE(at::equal(o.order, ref.order)) << name;
+      EXPECT_TRUE(at::equal(o.inverse, ref.inverse)) << name;
+      if (cfg.strategy == Strategy::kSimilarity) {
+        auto gen3 = seeded(9);
+        const at::Tensor tie = at::rand({n, l}, gen3, at::TensorOptions().dtype(at::kDouble));
+        EXPECT_TRUE(at::equal(keys, rank_keys(cls_similarity(tokens, cfg.source).neg(), tie))) << name;
+      }
+    }
+  }
+}
+
+}  // namespace

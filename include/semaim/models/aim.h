@@ -82,6 +82,11 @@ class AimVitImpl : public VitEncoderImpl {
   at::Tensor unpatchify(const at::Tensor& x) const;
   // Pixel loss (SPEC §7) of the prediction under keys. imgs: (N, C, H, W), keys: (N, L) -> scalar
   at::Tensor forward_loss(const at::Tensor& imgs, const at::Tensor& keys, const TargetConfig& tcfg);
+  // forward_loss under a precomputed permutation (the engine's ordering::make_order): no re-sort of rank
+  // keys; the dense form rebuilds its masks from the ranks (inverse). imgs: (N, C, H, W), order/inverse:
+  // (N, L) int64 -> scalar
+  at::Tensor forward_loss_ordered(const at::Tensor& imgs, const at::Tensor& order, const at::Tensor& inverse,
+                                  const TargetConfig& tcfg);
   const AimConfig& config() const { return cfg_; }
   int64_t decoder_depth() const { return static_cast<int64_t>(query_blocks_.size()); }
   // True for encoder parameters/buffers (timm keys: cls_token, pos_embed, patch_embed.*, blocks.*, norm.*).

@@ -12,8 +12,16 @@ namespace semaim::ordering {
 
 // semaim names (SPEC §5); reference names: raster = `zigzag`, snake = `raster`, center_out = `center2out`,
 // similarity = `attention`, semantic = `attention_center`.
-enum class Strategy { kRaster, kSnake, kStochastic, kCenterOut, kStochasticCenter, kSimilarity, kSemantic,
-                      kParts };
+enum class Strategy {
+  kRaster,
+  kSnake,
+  kStochastic,
+  kCenterOut,
+  kStochasticCenter,
+  kSimilarity,
+  kSemantic,
+  kParts
+};
 
 // "raster", "snake", ... ; an unknown name throws InputError naming the closest valid one (and the semaim
 // name of a reference name such as "zigzag" or "attention_center").
@@ -43,25 +51,34 @@ struct OrderingConfig {
   int64_t parts_iters = 5;
 };
 
-// The keys the engine uses: (N, L) float32 on `device`, smaller = earlier, and always the rank of each
-// patch in its row's order (the values 0..L-1, exactly distinct, so SPEC §4's fast form is exact).
-// Each strategy's own key (below) is ranked with ties broken at random: in float32, distance + 1e-3*U
-// collides for ~16% of rows on 14x14 and ~97% on 37x37, so the ranking is done on float64 keys.
-// semantic runs as the fused op (kernels.h semantic_order, on the tokens' device) whenever tie_noise only
-// breaks ties on the grid (< 1/(4*max distance)), which gives exactly the float64 ranking; otherwise, and on
-// CUDA in a build without the CUDA kernels, it runs the ATen composition.
-// tokens: (N, L+1, D) encoder output after the final norm, required iff needs_tokens(cfg.strategy)
-// (ignored otherwise). All randomness comes from `gen` (a CPU generator), so a seed reproduces the keys.
-at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
-                     at::Generator& gen, at::Device device);
-
 // order = argsort(keys) (stable, so equal keys keep index order; NaN last), inverse[order[i]] = i; both
-// (N, L) int64. The fused op semaim::order_from_keys (kernels/order_from_keys: CPU twin or CUDA, by the
-// keys' device; order_from_keys_reference for CUDA keys in a build without the CUDA kernels); keys of any
-// real dtype. Bad shapes, dtypes or devices throw InputError.
+// (N, L) int64.
 struct Permutation {
   at::Tensor order, inverse;
 };
+
+// The permutation the engine uses, every strategy through the fused ops (kernels.h; order_from_keys below):
+// order and inverse (N, L) int64, and keys (N, L) float32 = inverse, the rank of each patch in its row's
+// order (the values 0..L-1, exactly distinct, so SPEC §4's fast form is exact), all on `device`.
+// Each strategy's own key (below) is ordered with ties broken at random: in float32, distance + 1e-3*U
+// collides for ~16% of rows on 14x14 and ~97% on 37x37, so the ordering is done on float64 keys.
+// semantic runs as the fused op (semantic_order, on the tokens' device) whenever tie_noise only breaks ties
+// on the grid (< 1/(4*max distance)), which gives exactly the float64 ranking; otherwise, and on CUDA in a
+// build without the CUDA kernels, it runs the ATen composition. parts runs its op on CPU tokens.
+// tokens: (N, L+1, D) encoder output after the final norm, required iff needs_tokens(cfg.strategy)
+// (ignored otherwise). All randomness comes from `gen` (a CPU generator), so a seed reproduces the order.
+struct Ordering {
+  at::Tensor keys, order, inverse;
+};
+Ordering make_order(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
+                    at::Generator& gen, at::Device device);
+// make_order(...).keys: (N, L) float32 ranks.
+at::Tensor make_keys(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw, const at::Tensor& tokens,
+                     at::Generator& gen, at::Device device);
+
+// The fused op semaim::order_from_keys (kernels/order_from_keys: CPU twin or CUDA, by the
+// keys' device; order_from_keys_reference for CUDA keys in a build without the CUDA kernels); keys of any
+// real dtype. Bad shapes, dtypes or devices throw InputError.
 Permutation order_from_keys(const at::Tensor& keys);
 // The ATen composition the op is held to (stable at::argsort + scatter): keys (N, L) -> (N, L), (N, L)
 Permutation order_from_keys_reference(const at::Tensor& keys);
