@@ -69,11 +69,11 @@ class StepRunner {
       train::AutocastGuard ac(at::kCPU, bf16_);
       tokens = model_->encode(imgs_).to(at::kFloat);
     }
-    auto keys = ordering::make_keys(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, at::kCPU);
+    const auto ord = ordering::make_order(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, at::kCPU);
     at::Tensor loss;
     {
       train::AutocastGuard ac(at::kCPU, bf16_);
-      loss = model_->forward_loss(imgs_, keys, tcfg_);
+      loss = model_->forward_loss_ordered(imgs_, ord.order, ord.inverse, tcfg_);
     }
     loss.backward();
     train::clip_grad_norm(tensors_, 3.0);

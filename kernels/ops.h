@@ -28,10 +28,12 @@ std::tuple<at::Tensor, at::Tensor> order_from_keys_cuda(const at::Tensor& keys);
 void check_order_from_keys_args(const at::Tensor& keys, c10::DeviceType device);
 
 // semaim::parts_order (SPEC §5 `parts`). tokens: (N, L+1, D) fp32/bf16/fp16/fp64 (computed in fp32),
-// noise: (N, L) fp32/fp64 on the tokens' device, 1 <= k <= L, 0 <= iters <= 1000 -> order, inverse (N, L) int64.
-// CPU only for now: there is no CUDA kernel yet (kernels/README.md).
-std::tuple<at::Tensor, at::Tensor> parts_order_cpu(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k,
-                                                   int64_t iters, const at::Tensor& noise);
+// noise: (N, L) fp32/fp64 on the tokens' device, 1 <= k <= L, 0 <= iters <= 1000 -> order, inverse (N, L)
+// int64.
+std::tuple<at::Tensor, at::Tensor> parts_order_cpu(const at::Tensor& tokens, int64_t gh, int64_t gw,
+                                                   int64_t k, int64_t iters, const at::Tensor& noise);
+std::tuple<at::Tensor, at::Tensor> parts_order_cuda(const at::Tensor& tokens, int64_t gh, int64_t gw,
+                                                    int64_t k, int64_t iters, const at::Tensor& noise);
 void check_parts_order_args(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k, int64_t iters,
                             const at::Tensor& noise, c10::DeviceType device);
 

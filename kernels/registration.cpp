@@ -32,6 +32,7 @@ TORCH_LIBRARY_IMPL(semaim, CPU, m) {
 TORCH_LIBRARY_IMPL(semaim, CUDA, m) {
   m.impl("semantic_order", &semaim::kernels::semantic_order_cuda);
   m.impl("order_from_keys", &semaim::kernels::order_from_keys_cuda);
+  m.impl("parts_order", &semaim::kernels::parts_order_cuda);
 }
 #endif
 
@@ -130,20 +131,15 @@ std::tuple<at::Tensor, at::Tensor> parts_order(const at::Tensor& tokens, int64_t
     throw InputError(kWhere, "parts_order: noise must be float32 or float64, got " +
                                  std::string(c10::toString(noise.scalar_type())));
   }
-  // No CUDA kernel for parts yet: only CPU tensors reach the op (ordering::parts_keys runs on any device).
-  if (!tokens.is_cpu()) {
-    throw InputError(kWhere, "parts_order: tokens on " + tokens.device().str() +
-                                 ": the parts op has a CPU twin only (use ordering::parts_keys on other devices)");
-  }
+  check_device(tokens, "parts_order: tokens");
   if (noise.device() != tokens.device()) {
     throw InputError(kWhere, "parts_order: noise is on " + noise.device().str() + " but tokens are on " +
                                  tokens.device().str());
   }
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("semaim::parts_order", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t, int64_t, int64_t, int64_t,
-                                                    const at::Tensor&)>();
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("semaim::parts_order", "")
+                             .typed<std::tuple<at::Tensor, at::Tensor>(
+                                 const at::Tensor&, int64_t, int64_t, int64_t, int64_t, const at::Tensor&)>();
   return op.call(tokens, gh, gw, k, iters, noise);
 }
 

@@ -90,7 +90,7 @@ TEST(OrderFromKeysKernel, BadShapesDtypesAndDevicesThrowClearErrors) {
 }
 
 TEST(KernelRegistration, OpsHaveACpuKernelAndACudaKernelIffTheCudaKernelsAreBuilt) {
-  for (const char* name : {"semaim::semantic_order", "semaim::order_from_keys"}) {
+  for (const char* name : {"semaim::semantic_order", "semaim::order_from_keys", "semaim::parts_order"}) {
     const auto handle = c10::Dispatcher::singleton().findSchema({name, ""});
     ASSERT_TRUE(handle.has_value()) << name;
     EXPECT_TRUE(handle->hasKernelForDispatchKey(c10::DispatchKey::CPU)) << name;

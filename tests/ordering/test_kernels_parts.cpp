@@ -10,10 +10,10 @@
 #include <tuple>
 #include <vector>
 
+#include "ordering/kernel_test_util.h"
 #include "semaim/config/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
-#include "ordering/kernel_test_util.h"
 
 namespace {
 
@@ -146,18 +146,19 @@ TEST(PartsOrder, FirstPartPrecedesAllOthersAndKeysAreRanks) {
   EXPECT_TRUE(at::equal(std::get<0>(keys.sort(1)), at::arange(l, at::kFloat).unsqueeze(0)));
   EXPECT_TRUE(at::equal(inverse, keys.to(at::kLong)));
   for (int64_t r = 0; r < 10; ++r) EXPECT_EQ(order[0][r].item<int64_t>() % 5, 0) << "rank " << r;
-  // Seed of the first part: all its members have cosine 1/sqrt(1+0.05^2/x^2), largest for the largest x (j=45).
+  // Seed of the first part: all its members have cosine 1/sqrt(1+0.05^2/x^2), largest for the largest x
+  // (j=45).
   EXPECT_EQ(order[0][0].item<int64_t>(), 45);
 }
 
 TEST(PartsOrder, BadInputThrowsInputError) {
   at::Tensor tok = at::randn({2, 50, 8});
   at::Tensor noise = at::rand({2, 49});
-  EXPECT_THROW(parts_order(tok, 7, 6, 4, 5, noise), semaim::InputError);             // grid
-  EXPECT_THROW(parts_order(tok, 7, 7, 0, 5, noise), semaim::InputError);             // k
-  EXPECT_THROW(parts_order(tok, 7, 7, 50, 5, noise), semaim::InputError);            // k > L
-  EXPECT_THROW(parts_order(tok, 7, 7, 4, -1, noise), semaim::InputError);            // iters
-  EXPECT_THROW(parts_order(tok, 7, 7, 4, 5, at::rand({2, 48})), semaim::InputError); // noise shape
+  EXPECT_THROW(parts_order(tok, 7, 6, 4, 5, noise), semaim::InputError);              // grid
+  EXPECT_THROW(parts_order(tok, 7, 7, 0, 5, noise), semaim::InputError);              // k
+  EXPECT_THROW(parts_order(tok, 7, 7, 50, 5, noise), semaim::InputError);             // k > L
+  EXPECT_THROW(parts_order(tok, 7, 7, 4, -1, noise), semaim::InputError);             // iters
+  EXPECT_THROW(parts_order(tok, 7, 7, 4, 5, at::rand({2, 48})), semaim::InputError);  // noise shape
   EXPECT_THROW(parts_order(tok, 7, 7, 4, 5, noise.to(at::kHalf)), semaim::InputError);
   EXPECT_THROW(parts_order(tok.to(at::kInt), 7, 7, 4, 5, noise), semaim::InputError);
   EXPECT_THROW(parts_order(at::randn({2, 49}), 7, 7, 4, 5, noise), semaim::InputError);
@@ -180,9 +181,27 @@ TEST(PartsOrder, MakeKeysUsesTheOpAndClampsK) {
   EXPECT_TRUE(keys_distinct(make_keys(cfg, 1, 2, 2, tok1, g3, at::kCPU)));
 }
 
+// The CUDA kernel runs core.h's sequential sums in the CPU twin's order: equal orders, bit for bit, on
+// tied tokens, several grids (one past the shared-memory sort), k, iterations and all dtypes.
 TEST(PartsOrder, CudaMatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  GTEST_SKIP() << "parts_order has no CUDA kernel yet (CPU twin only)";
+  if (!cuda_kernels_built()) GTEST_SKIP() << "built without the CUDA kernels (kernels/*.cu)";
+  uint64_t seed = 900;
+  struct Case {
+    int64_t gh, gw, k, iters;
+  };
+  for (const Case& c : {Case{7, 7, 4, 5}, Case{14, 14, 8, 3}, Case{6, 11, 1, 0}, Case{65, 64, 4, 2}}) {
+    for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+      const int64_t l = c.gh * c.gw;
+      const at::Tensor tok = tied_tokens(3, l, 40, dt, ++seed);
+      auto gen = seeded(seed);
+      const at::Tensor noise = at::rand({3, l}, gen, at::TensorOptions().dtype(at::kDouble));
+      auto [co, ci] = parts_order(tok, c.gh, c.gw, c.k, c.iters, noise);
+      auto [go, gi] = parts_order(tok.cuda(), c.gh, c.gw, c.k, c.iters, noise.cuda());
+      EXPECT_TRUE(at::equal(go.cpu(), co)) << c.gh << "x" << c.gw << " " << c10::toString(dt);
+      EXPECT_TRUE(at::equal(gi.cpu(), ci)) << c.gh << "x" << c.gw << " " << c10::toString(dt);
+    }
+  }
 }
 
 }  // namespace

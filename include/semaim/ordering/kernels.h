@@ -20,10 +20,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order(const at::Tensor& 
                                                               int64_t gw, const std::string& source,
                                                               const at::Tensor& noise);
 
-// SPEC §5 `parts` in one op (CPU twin only; no CUDA kernel yet): the order of ordering::parts_keys
+// SPEC §5 `parts` in one op (CPU twin or CUDA kernel): the order of ordering::parts_keys
 // (ordering.h documents the k-means, its init, empty clusters and the total order), bit-exact.
 // tokens: (N, L+1, D) float32/bfloat16/float16/float64 (computed in fp32), L = gh*gw; 1 <= k <= L;
-// 0 <= iters <= 1000; noise: (N, L) float32/float64 on the same (CPU) device -> order (N, L), inverse (N, L)
+// 0 <= iters <= 1000; noise: (N, L) float32/float64 on the same device -> order (N, L), inverse (N, L)
 // int64. Bad shapes, dtypes, grids, k, iters or devices throw InputError.
 std::tuple<at::Tensor, at::Tensor> parts_order(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k,
                                                int64_t iters, const at::Tensor& noise);

@@ -64,7 +64,7 @@ struct Permutation {
 // collides for ~16% of rows on 14x14 and ~97% on 37x37, so the ordering is done on float64 keys.
 // semantic runs as the fused op (semantic_order, on the tokens' device) whenever tie_noise only breaks ties
 // on the grid (< 1/(4*max distance)), which gives exactly the float64 ranking; otherwise, and on CUDA in a
-// build without the CUDA kernels, it runs the ATen composition. parts runs its op on CPU tokens.
+// build without the CUDA kernels, it runs the ATen composition; so does parts.
 // tokens: (N, L+1, D) encoder output after the final norm, required iff needs_tokens(cfg.strategy)
 // (ignored otherwise). All randomness comes from `gen` (a CPU generator), so a seed reproduces the order.
 struct Ordering {

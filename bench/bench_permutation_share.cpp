@@ -1,0 +1,153 @@
+// The semantic permutation's share of a full pretraining step (SPEC §6; issue 3 item 7), at the Fashion-MNIST
+// and ViT-B/16 sizes: one step split into its phases, each timed separately and repeated round-robin:
+//   semantic pass   no-grad bidirectional encoder pass that produces the tokens (bf16 autocast if on)
+//   permutation     ordering::make_order: the fused semantic_order op (CPU twin) -> order, inverse, ranks
+//   permutation ATen  the same permutation by the ATen composition (semantic_order_reference), for comparison
+//   train step      two-stream forward + backward under that permutation, clip, AdamW
+// Share = permutation / (semantic pass + permutation + train step); the ATen row shows what it would be
+// without the kernel.
+//
+// usage: bench_permutation_share [--repeats R] [--fmnist-batch B] [--vitb-batch B]
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "semaim/config/config.h"
+#include "semaim/config/errors.h"
+#include "semaim/ordering/ordering.h"
+#include "semaim/train/autocast.h"
+#include "semaim/train/builders.h"
+#include "semaim/train/optim.h"
+
+using namespace semaim;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double time_ms(const std::function<void()>& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct Size {
+  std::string label;
+  std::vector<std::string> sets;
+};
+
+void run_size(const Size& size, int64_t repeats) {
+  auto cfg = config::Config::defaults();
+  cfg.apply_overrides(size.sets);
+  const auto mcfg = train::model_config(cfg);
+  const auto ocfg = train::ordering_config(cfg);
+  const auto tcfg = train::target_config(cfg);
+  const int64_t batch = cfg.get_int("train.batch_size");
+  const bool bf16 = cfg.get_bool("train.bf16");
+  const auto& v = mcfg.vit;
+  models::AimVit model = train::build_model(cfg);
+  model->train();
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  std::vector<at::Tensor> tensors;
+  for (auto& p : model->named_parameters())
+    if (p.value().requires_grad()) params.emplace_back(p.key(), p.value()), tensors.push_back(p.value());
+  train::AdamW opt(params, train::AdamWConfig{1e-4, 0.9, 0.95, 1e-8, 0.05});
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  const at::Tensor imgs = at::randn({batch, v.in_chans, v.img_size, v.img_size});
+
+  at::Tensor tokens;
+  ordering::Ordering ord;
+  auto pass = [&] {
+    at::NoGradGuard ng;
+    train::AutocastGuard ac(at::kCPU, bf16);
+    tokens = model->encode(imgs).to(at::kFloat);
+  };
+  auto permute = [&] {
+    ord = ordering::make_order(ocfg, batch, v.grid_h(), v.grid_w(), tokens, gen, at::kCPU);
+  };
+  auto permute_aten = [&] {
+    const at::Tensor noise =
+        at::rand({batch, v.grid_h() * v.grid_w()}, gen, at::TensorOptions().dtype(at::kDouble));
+    ordering::semantic_order_reference(tokens, v.grid_h(), v.grid_w(), ocfg.source, noise);
+  };
+  auto train_step = [&] {
+    at::Tensor loss;
+    {
+      train::AutocastGuard ac(at::kCPU, bf16);
+      loss = model->forward_loss_ordered(imgs, ord.order, ord.inverse, tcfg);
+    }
+    loss.backward();
+    train::clip_grad_norm(tensors, 3.0);
+    opt.step();
+    opt.zero_grad();
+  };
+  for (int i = 0; i < 2; ++i) pass(), permute(), permute_aten(), train_step();  // warm-up
+  std::vector<double> t_pass, t_perm, t_aten, t_train;
+  for (int64_t r = 0; r < repeats; ++r) {
+    t_pass.push_back(time_ms(pass));
+    t_perm.push_back(time_ms(permute));
+    t_aten.push_back(time_ms(permute_aten));
+    t_train.push_back(time_ms(train_step));
+  }
+  const double p = median(t_pass), k = median(t_perm), a = median(t_aten), t = median(t_train);
+  const double step = p + k + t, step_aten = p + a + t;
+  std::printf("| %s | %lld | %.2f | %.3f | %.3f | %.2f | %.2f%% | %.2f%% |\n", size.label.c_str(),
+              (long long)batch, p, k, a, t, 100.0 * k / step, 100.0 * a / step_aten);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    int64_t repeats = 5;
+    std::string fmnist_batch = "128", vitb_batch = "8";
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= argc) throw InputError(a, "needs a value");
+        return argv[++i];
+      };
+      if (a == "--repeats")
+        repeats = std::max<int64_t>(1, std::stoll(next()));
+      else if (a == "--fmnist-batch")
+        fmnist_batch = next();
+      else if (a == "--vitb-batch")
+        vitb_batch = next();
+      else if (a == "--help" || a == "-h") {
+        std::cout << "usage: bench_permutation_share [--repeats R] [--fmnist-batch B] [--vitb-batch B]\n";
+        return 0;
+      } else
+        throw InputError(a, "unknown option");
+    }
+    std::printf("threads: %d, median of %lld repeats, semantic ordering (cls), fp32\n\n",
+                at::get_num_threads(), (long long)repeats);
+    std::printf(
+        "| size | batch | semantic pass ms | permutation ms (fused op) | permutation ms (ATen) | train step "
+        "ms | "
+        "share (fused) | share (ATen) |\n|---|---|---|---|---|---|---|---|\n");
+    const std::vector<Size> sizes = {
+        {"Fashion-MNIST aim_fmnist_patch4 28/4 (L=49, D=128)",
+         {"model.name=aim_fmnist_patch4", "train.batch_size=" + fmnist_batch, "ordering.strategy=semantic"}},
+        {"ViT-B/16 aim_base_patch16 224/16 (L=196, D=768)",
+         {"model.name=aim_base_patch16", "train.batch_size=" + vitb_batch, "ordering.strategy=semantic"}},
+    };
+    for (const auto& s : sizes) run_size(s, repeats);
+    return 0;
+  } catch (const InputError& e) {
+    std::cerr << "bench_permutation_share: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "bench_permutation_share: failed: " << e.what() << "\n";
+    return 1;
+  }
+}
