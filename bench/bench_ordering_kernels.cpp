@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/permute_rows/permute_rows.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
 
@@ -87,6 +88,47 @@ int main(int argc, char** argv) {
     std::printf("| parts_order (k=4, 5 iters) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
                 (long long)s.n, (long long)l, (long long)s.d, ptwin, pref_ms, pref_ms / ptwin,
                 at::equal(pinv, pref.to(at::kLong)) ? "yes" : "NO");
+    // permute_rows: the sorted-form gather of patch tokens with the fused position-embedding add, forward
+    // and backward, against the ATen form the model used before (x + pos, then index_select of the rows).
+    const auto [order, inverse] = semaim::ordering::order_from_keys(noise);
+    const at::Tensor pos = at::randn({l, s.d}, gen, at::TensorOptions());
+    const at::Tensor patches = tokens32.narrow(1, 1, l).contiguous();
+    at::Tensor xf = patches.clone().requires_grad_(), xr = patches.clone().requires_grad_();
+    const at::Tensor w = at::randn({s.n, l, s.d}, gen, at::TensorOptions());
+    at::Tensor yf, yr;
+    const double fwd_twin =
+        median_ms([&] { yf = semaim::kernels::permute_rows(patches, order, inverse, pos); }, repeats);
+    const double fwd_ref =
+        median_ms([&] { yr = semaim::kernels::permute_rows_reference(patches + pos, order); }, repeats);
+    const bool same_fwd = at::equal(yf, yr);
+    const double fwd_unfused =
+        median_ms([&] { yr = semaim::kernels::permute_rows(patches + pos, order, inverse); }, repeats);
+    std::printf(
+        "| permute_rows (+pos, forward) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
+        (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_ref, fwd_ref / fwd_twin,
+        same_fwd ? "yes" : "NO");
+    std::printf(
+        "| permute_rows unfused (x+pos, then the op) vs fused | %lld | %lld | %lld | float32 | %.2f | %.2f | "
+        "%.2fx | %s |\n",
+        (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_unfused, fwd_unfused / fwd_twin,
+        at::equal(yf, yr) ? "yes" : "NO");
+    const double bwd_twin = median_ms(
+        [&] {
+          xf.mutable_grad() = at::Tensor();
+          (semaim::kernels::permute_rows(xf, order, inverse, pos) * w).sum().backward();
+        },
+        repeats);
+    const double bwd_ref = median_ms(
+        [&] {
+          xr.mutable_grad() = at::Tensor();
+          (semaim::kernels::permute_rows_reference(xr + pos, order) * w).sum().backward();
+        },
+        repeats);
+    std::printf(
+        "| permute_rows (+pos, forward+backward incl. the *w loss) | %lld | %lld | %lld | float32 | %.2f | "
+        "%.2f | %.2fx | %s |\n",
+        (long long)s.n, (long long)l, (long long)s.d, bwd_twin, bwd_ref, bwd_ref / bwd_twin,
+        at::equal(xf.grad(), xr.grad()) ? "yes" : "NO");
   }
   return 0;
 }

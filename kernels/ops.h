@@ -2,12 +2,24 @@
 // Light includes only: the .cu files include this header too.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 
 #include <cstdint>
 #include <tuple>
 
 namespace semaim::kernels {
+
+// Defined next to the op registrations (registration.cpp): calling it links them into the binary.
+bool link_ops();
+// True iff this build compiled and registered the CUDA kernels (kernels/*.cu).
+constexpr bool cuda_ops_built() {
+#ifdef SEMAIM_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
 
 // semaim::semantic_order (SPEC §6 steps 2-5). tokens: (N, L+1, D) fp32/bf16/fp16/fp64, noise: (N, L)
 // fp32/fp64 on the tokens' device -> order (N, L), inverse (N, L), center (N), all int64.
@@ -36,5 +48,14 @@ std::tuple<at::Tensor, at::Tensor> parts_order_cuda(const at::Tensor& tokens, in
                                                     int64_t k, int64_t iters, const at::Tensor& noise);
 void check_parts_order_args(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k, int64_t iters,
                             const at::Tensor& noise, c10::DeviceType device);
+
+// semaim::permute_rows: out[n, k] = x[n, index[n, k]] (+ add[index[n, k]]). x: (N, L, D) or a shared (L, D)
+// table, index: (N, L) int64 in [0, L), add: (L, D) of x's dtype or none -> (N, L, D) (kernels/permute_rows).
+at::Tensor permute_rows_cpu(const at::Tensor& x, const at::Tensor& index,
+                            const c10::optional<at::Tensor>& add);
+at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
+                             const c10::optional<at::Tensor>& add);
+void check_permute_rows_args(const at::Tensor& x, const at::Tensor& index,
+                             const c10::optional<at::Tensor>& add, c10::DeviceType device);
 
 }  // namespace semaim::kernels

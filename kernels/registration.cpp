@@ -1,31 +1,29 @@
-// Registers semaim's custom ops (TORCH_LIBRARY(semaim)) with their CPU twins and CUDA kernels, and defines
-// the C++ entry points of include/semaim/ordering/kernels.h, which validate input and call the dispatcher.
+// Registers semaim's custom ops (TORCH_LIBRARY(semaim)) with their CPU twins and CUDA kernels. The C++ entry
+// points that validate input and call the dispatcher live with their users (src/ordering/kernel_ops.cpp,
+// kernels/permute_rows/permute_rows.cpp) and call link_ops(), which pulls this object (and its registrars)
+// out of the static library.
 // The CUDA impls are registered here, not in the .cu files: nothing references a .cu object file, so a
 // static library would drop its registrar; and nvcc then never compiles <torch/library.h>.
-// SEMAIM_WITH_CUDA: defined by the build when the kernels/*.cu files are compiled into semaim_ordering.
+// SEMAIM_WITH_CUDA: defined by the build when the kernels/*.cu files are compiled into semaim_kernels.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include <string>
-#include <tuple>
-
 #include "kernels/ops.h"
-#include "semaim/config/errors.h"
-#include "semaim/ordering/kernels.h"
-#include "semaim/ordering/ordering.h"
 
 TORCH_LIBRARY(semaim, m) {
   m.def(
       "semantic_order(Tensor tokens, int gh, int gw, str source, Tensor noise) -> (Tensor, Tensor, Tensor)");
   m.def("order_from_keys(Tensor keys) -> (Tensor, Tensor)");
   m.def("parts_order(Tensor tokens, int gh, int gw, int k, int iters, Tensor noise) -> (Tensor, Tensor)");
+  m.def("permute_rows(Tensor x, Tensor index, Tensor? add) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(semaim, CPU, m) {
   m.impl("semantic_order", &semaim::kernels::semantic_order_cpu);
   m.impl("order_from_keys", &semaim::kernels::order_from_keys_cpu);
   m.impl("parts_order", &semaim::kernels::parts_order_cpu);
+  m.impl("permute_rows", &semaim::kernels::permute_rows_cpu);
 }
 
 #ifdef SEMAIM_WITH_CUDA
@@ -33,142 +31,12 @@ TORCH_LIBRARY_IMPL(semaim, CUDA, m) {
   m.impl("semantic_order", &semaim::kernels::semantic_order_cuda);
   m.impl("order_from_keys", &semaim::kernels::order_from_keys_cuda);
   m.impl("parts_order", &semaim::kernels::parts_order_cuda);
+  m.impl("permute_rows", &semaim::kernels::permute_rows_cuda);
 }
 #endif
 
-namespace semaim::ordering {
-namespace {
+namespace semaim::kernels {
 
-constexpr const char* kWhere = "ordering.kernels";
+bool link_ops() { return true; }
 
-std::string shape_str(const at::Tensor& t) {
-  std::string s = "(";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + ")";
-}
-
-void check_device(const at::Tensor& t, const char* what) {
-  const auto type = t.device().type();
-  if (type == c10::DeviceType::CPU) return;
-#ifdef SEMAIM_WITH_CUDA
-  if (type == c10::DeviceType::CUDA) return;
-  const char* have = "CPU and CUDA";
-#else
-  const char* have = "CPU only (built without the CUDA kernels)";
-#endif
-  throw InputError(
-      kWhere, std::string(what) + " on device " + t.device().str() + ": semaim's kernels run on " + have);
-}
-
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order(const at::Tensor& tokens, int64_t gh,
-                                                              int64_t gw, const std::string& source,
-                                                              const at::Tensor& noise) {
-  if (!tokens.defined() || tokens.dim() != 3 || tokens.size(1) < 2 || tokens.size(2) < 1) {
-    throw InputError(kWhere, "semantic_order: tokens must be (N, L+1, D) with L >= 1, got " +
-                                 (tokens.defined() ? shape_str(tokens) : std::string("none")));
-  }
-  const auto st = tokens.scalar_type();
-  if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf && st != at::kDouble) {
-    throw InputError(kWhere, "semantic_order: tokens must be float32, bfloat16, float16 or float64, got " +
-                                 std::string(c10::toString(st)));
-  }
-  const int64_t n = tokens.size(0), l = tokens.size(1) - 1;
-  if (gh < 1 || gw < 1 || gh * gw != l) {
-    throw InputError(kWhere, "semantic_order: the " + std::to_string(gh) + "x" + std::to_string(gw) +
-                                 " grid does not match tokens " + shape_str(tokens) +
-                                 " (need gh*gw = L = " + std::to_string(l) + ")");
-  }
-  if (source != "cls" && source != "gap") {
-    throw InputError(kWhere, "semantic_order: unknown similarity source '" + source + "' (valid: cls, gap)");
-  }
-  if (!noise.defined() || noise.dim() != 2 || noise.size(0) != n || noise.size(1) != l) {
-    throw InputError(kWhere, "semantic_order: noise must be (N, L) = (" + std::to_string(n) + ", " +
-                                 std::to_string(l) + "), got " +
-                                 (noise.defined() ? shape_str(noise) : std::string("none")));
-  }
-  if (noise.scalar_type() != at::kFloat && noise.scalar_type() != at::kDouble) {
-    throw InputError(kWhere, "semantic_order: noise must be float32 or float64, got " +
-                                 std::string(c10::toString(noise.scalar_type())));
-  }
-  check_device(tokens, "semantic_order: tokens");
-  if (noise.device() != tokens.device()) {
-    throw InputError(kWhere, "semantic_order: noise is on " + noise.device().str() + " but tokens are on " +
-                                 tokens.device().str());
-  }
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("semaim::semantic_order", "")
-                             .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-                                 const at::Tensor&, int64_t, int64_t, c10::string_view, const at::Tensor&)>();
-  return op.call(tokens, gh, gw, c10::string_view(source), noise);
-}
-
-std::tuple<at::Tensor, at::Tensor> parts_order(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k,
-                                               int64_t iters, const at::Tensor& noise) {
-  if (!tokens.defined() || tokens.dim() != 3 || tokens.size(1) < 2 || tokens.size(2) < 1) {
-    throw InputError(kWhere, "parts_order: tokens must be (N, L+1, D) with L >= 1, got " +
-                                 (tokens.defined() ? shape_str(tokens) : std::string("none")));
-  }
-  const auto st = tokens.scalar_type();
-  if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf && st != at::kDouble) {
-    throw InputError(kWhere, "parts_order: tokens must be float32, bfloat16, float16 or float64, got " +
-                                 std::string(c10::toString(st)));
-  }
-  const int64_t n = tokens.size(0), l = tokens.size(1) - 1;
-  if (gh < 1 || gw < 1 || gh * gw != l) {
-    throw InputError(kWhere, "parts_order: the " + std::to_string(gh) + "x" + std::to_string(gw) +
-                                 " grid does not match tokens " + shape_str(tokens) +
-                                 " (need gh*gw = L = " + std::to_string(l) + ")");
-  }
-  check_parts_args(l, k, iters);
-  if (!noise.defined() || noise.dim() != 2 || noise.size(0) != n || noise.size(1) != l) {
-    throw InputError(kWhere, "parts_order: noise must be (N, L) = (" + std::to_string(n) + ", " +
-                                 std::to_string(l) + "), got " +
-                                 (noise.defined() ? shape_str(noise) : std::string("none")));
-  }
-  if (noise.scalar_type() != at::kFloat && noise.scalar_type() != at::kDouble) {
-    throw InputError(kWhere, "parts_order: noise must be float32 or float64, got " +
-                                 std::string(c10::toString(noise.scalar_type())));
-  }
-  check_device(tokens, "parts_order: tokens");
-  if (noise.device() != tokens.device()) {
-    throw InputError(kWhere, "parts_order: noise is on " + noise.device().str() + " but tokens are on " +
-                                 tokens.device().str());
-  }
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("semaim::parts_order", "")
-                             .typed<std::tuple<at::Tensor, at::Tensor>(
-                                 const at::Tensor&, int64_t, int64_t, int64_t, int64_t, const at::Tensor&)>();
-  return op.call(tokens, gh, gw, k, iters, noise);
-}
-
-bool cuda_kernels_built() {
-#ifdef SEMAIM_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
-Permutation order_from_keys(const at::Tensor& keys) {
-  if (!keys.defined() || keys.dim() != 2) {
-    throw InputError("ordering",
-                     "keys must be (N, L), got " + (keys.defined() ? shape_str(keys) : std::string("none")));
-  }
-  const auto st = keys.scalar_type();
-  if (!at::isFloatingType(st) && !at::isIntegralType(st, /*includeBool=*/false)) {
-    throw InputError("ordering",
-                     "keys must be a real floating or integer type, got " + std::string(c10::toString(st)));
-  }
-  // CUDA keys in a build without the CUDA kernels keep working through the ATen composition.
-  if (keys.is_cuda() && !cuda_kernels_built()) return order_from_keys_reference(keys);
-  check_device(keys, "order_from_keys: keys");
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("semaim::order_from_keys", "")
-                             .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&)>();
-  auto [order, inverse] = op.call(keys);
-  return {order, inverse};
-}
-
-}  // namespace semaim::ordering
+}  // namespace semaim::kernels

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "kernels/permute_rows/permute_rows.h"
 #include "semaim/config/errors.h"
 
 namespace semaim::models {
@@ -145,17 +146,17 @@ at::Tensor AimVitImpl::predict(const at::Tensor& g) {
 // imgs: (N, C, H, W), order/inverse: (N, L) -> (N, L, out)
 at::Tensor AimVitImpl::forward_causal(const at::Tensor& imgs, const at::Tensor& order,
                                       const at::Tensor& inverse) {
-  auto x = embed_patches(imgs);  // (N, L, D), natural order
-  const int64_t n = x.size(0), l = x.size(1), d = x.size(2);
-  // Row gathers on the flattened batch: index_select's backward is an index_add, no (N, L, D) index tensor.
-  auto offsets = at::arange(n, order.options().dtype(at::kLong)).mul_(l).unsqueeze(1);
-  auto sorted_rows = (order.to(at::kLong) + offsets).reshape({-1});  // (N*L,)
-  auto patches = x.reshape({n * l, d}).index_select(0, sorted_rows).view({n, l, d});
+  // Patch tokens straight into key order with their position embeddings added in the same pass
+  // (semaim::permute_rows, kernels/permute_rows); its backward is the gather by the inverse permutation.
+  const int64_t l = vit_cfg_.num_patches();
+  const at::Tensor ord = order.to(at::kLong), inv = inverse.to(at::kLong);
+  auto pos = pos_embed_.narrow(1, 1, l).squeeze(0);                         // (L, D)
+  auto patches = kernels::permute_rows(patch_embed_(imgs), ord, inv, pos);  // (N, L, D), sorted
+  const int64_t n = patches.size(0), d = patches.size(2);
   auto cls = cls_with_pos().expand({n, 1, d}).to(patches.scalar_type());
   auto h = at::cat({cls, patches}, 1);  // (N, L+1, D): [cls, sorted patches]
   // Queries: the positions of the sorted patches (the cls query is never read, so it is dropped).
-  auto pos = pos_embed_.narrow(1, 1, l).squeeze(0);  // (L, D)
-  auto g = pos.index_select(0, order.to(at::kLong).reshape({-1})).view({n, l, d}).to(h.scalar_type());
+  auto g = kernels::permute_rows(pos, ord, inv).to(h.scalar_type());
 
   const int64_t step = cfg_.step();
   for (int64_t i = 0; i < depth(); ++i) {
@@ -166,10 +167,8 @@ at::Tensor AimVitImpl::forward_causal(const at::Tensor& imgs, const at::Tensor& 
                                                                  /*causal=*/true);
     }
   }
-  auto pred = predict(g);  // (N, L, out), sorted order
-  const int64_t out = pred.size(2);
-  auto natural_rows = (inverse.to(at::kLong) + offsets).reshape({-1});
-  return pred.reshape({n * l, out}).index_select(0, natural_rows).view({n, l, out});
+  auto pred = predict(g);                        // (N, L, out), sorted order
+  return kernels::permute_rows(pred, inv, ord);  // back to natural order
 }
 
 // imgs: (N, C, H, W), keys: (N, L) -> (N, L, out)

@@ -12,10 +12,10 @@
 #include <tuple>
 #include <vector>
 
+#include "ordering/kernel_test_util.h"
 #include "semaim/config/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
-#include "ordering/kernel_test_util.h"
 
 namespace {
 
@@ -90,7 +90,8 @@ TEST(OrderFromKeysKernel, BadShapesDtypesAndDevicesThrowClearErrors) {
 }
 
 TEST(KernelRegistration, OpsHaveACpuKernelAndACudaKernelIffTheCudaKernelsAreBuilt) {
-  for (const char* name : {"semaim::semantic_order", "semaim::order_from_keys", "semaim::parts_order"}) {
+  for (const char* name :
+       {"semaim::semantic_order", "semaim::order_from_keys", "semaim::parts_order", "semaim::permute_rows"}) {
     const auto handle = c10::Dispatcher::singleton().findSchema({name, ""});
     ASSERT_TRUE(handle.has_value()) << name;
     EXPECT_TRUE(handle->hasKernelForDispatchKey(c10::DispatchKey::CPU)) << name;

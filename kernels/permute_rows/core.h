@@ -1,0 +1,24 @@
+// Host+device math of semaim::permute_rows (natural <-> ordered token layouts, SPEC §4's sorted form), shared
+// by permute_rows_cpu.cpp and permute_rows.cu; reference: index_select on the flattened rows (+ the add).
+#pragma once
+#include <ATen/OpMathType.h>
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+
+namespace semaim::kernels {
+
+// Source row of output row k of image n: x is (N, L, D) (shared = false) or one (L, D) table for every
+// image (shared = true).
+C10_HOST_DEVICE inline int64_t permute_src_row(int64_t n, int64_t src, int64_t l, bool shared) {
+  return shared ? src : n * l + src;
+}
+
+// One output element: x (+ add) as ATen adds two tensors of one dtype: in the op-math type, rounded once.
+template <typename scalar_t>
+C10_HOST_DEVICE inline scalar_t permute_add(scalar_t x, scalar_t a) {
+  using acc_t = at::opmath_type<scalar_t>;
+  return static_cast<scalar_t>(static_cast<acc_t>(x) + static_cast<acc_t>(a));
+}
+
+}  // namespace semaim::kernels

@@ -1,0 +1,22 @@
+// Differentiable gather between the natural and the ordered token layouts (SPEC §4's sorted form): the
+// semaim::permute_rows op (CPU twin or CUDA kernel) inside an autograd function, and its ATen reference.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+namespace semaim::kernels {
+
+// out[n, k] = x[n, index[n, k]] (+ add[index[n, k]]), with index a per-row permutation and inverse its
+// inverse (inverse[n, index[n, k]] = k): the backward of a gather by a permutation is the gather by its
+// inverse, so it runs the same op. x: (N, L, D) or a shared (L, D) table, add: (L, D) or undefined,
+// index/inverse: (N, L) int64
+// -> (N, L, D). When x and add differ in dtype (bf16 autocast output + an fp32 table) both are promoted as
+// ATen's add would. Gradients flow to x and add; bad shapes, dtypes or devices throw c10::Error naming the
+// fault.
+at::Tensor permute_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& inverse,
+                        const at::Tensor& add = at::Tensor());
+
+// The ATen composition the op is held to: index_select on the flattened rows, + add.index_select.
+at::Tensor permute_rows_reference(const at::Tensor& x, const at::Tensor& index,
+                                  const at::Tensor& add = at::Tensor());
+
+}  // namespace semaim::kernels

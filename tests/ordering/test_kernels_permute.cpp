@@ -1,0 +1,129 @@
+// Tests of the fused permutation gather semaim::permute_rows (kernels/permute_rows): the CPU twin equals the
+// ATen index_select composition exactly, with and without the fused position-embedding add, for per-image
+// and shared tables in every dtype; its autograd equals the composition's; bad input is rejected clearly.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "kernels/permute_rows/permute_rows.h"
+#include "ordering/kernel_test_util.h"
+#include "semaim/ordering/kernels.h"
+#include "semaim/ordering/ordering.h"
+
+namespace {
+
+using semaim::kernels::permute_rows;
+using semaim::kernels::permute_rows_reference;
+using namespace semaim::test;
+
+// A random per-row permutation and its inverse: (n, l) int64 each.
+std::pair<at::Tensor, at::Tensor> random_permutation(int64_t n, int64_t l, uint64_t seed) {
+  auto gen = seeded(seed);
+  at::Tensor order = at::argsort(at::rand({n, l}, gen), /*stable=*/true, 1);
+  at::Tensor inverse = at::argsort(order, /*stable=*/true, 1);
+  return {order, inverse};
+}
+
+TEST(PermuteRowsKernel, CpuTwinEqualsIndexSelectWithAndWithoutFusedAdd) {
+  uint64_t seed = 10;
+  const at::ScalarType dtypes[] = {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble};
+  for (const Grid& g : kGrids) {
+    const int64_t l = g.gh * g.gw;
+    for (int64_t n : {1, 3, 33}) {
+      for (at::ScalarType dt : dtypes) {
+        auto gen = seeded(++seed);
+        auto [order, inverse] = random_permutation(n, l, seed);
+        const at::Tensor x = at::randn({n, l, 24}, gen, at::TensorOptions()).to(dt);
+        const at::Tensor table = at::randn({l, 24}, gen, at::TensorOptions()).to(dt);
+        const std::string what = std::to_string(l) + " N=" + std::to_string(n) + " " + c10::toString(dt);
+        EXPECT_TRUE(at::equal(permute_rows(x, order, inverse), permute_rows_reference(x, order))) << what;
+        EXPECT_TRUE(
+            at::equal(permute_rows(x, order, inverse, table), permute_rows_reference(x, order, table)))
+            << what;
+        EXPECT_TRUE(at::equal(permute_rows(table, order, inverse), permute_rows_reference(table, order)))
+            << what;
+        // Gathering by the inverse undoes the gather.
+        EXPECT_TRUE(at::equal(permute_rows(permute_rows(x, order, inverse), inverse, order), x)) << what;
+      }
+    }
+  }
+  auto [order, inverse] = random_permutation(512, 49, 3);
+  const at::Tensor x = at::randn({512, 49, 8});
+  EXPECT_TRUE(at::equal(permute_rows(x, order, inverse), permute_rows_reference(x, order))) << "N=512";
+}
+
+TEST(PermuteRowsKernel, MixedDtypesPromoteAsAtenAdd) {
+  auto [order, inverse] = random_permutation(2, 16, 4);
+  const at::Tensor x = at::randn({2, 16, 8}).to(at::kBFloat16), table = at::randn({16, 8});
+  const at::Tensor got = permute_rows(x, order, inverse, table);
+  EXPECT_EQ(got.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(got, permute_rows_reference(x, order).to(at::kFloat) +
+                                 table.index_select(0, order.reshape({-1})).view({2, 16, 8})));
+}
+
+TEST(PermuteRowsKernel, GradientsEqualTheIndexSelectComposition) {
+  for (bool shared : {false, true}) {
+    auto [order, inverse] = random_permutation(5, 49, 6);
+    const at::Tensor base = shared ? at::randn({49, 16}) : at::randn({5, 49, 16});
+    const at::Tensor table0 = at::randn({49, 16}), weight = at::randn({5, 49, 16});
+    at::Tensor x1 = base.clone().requires_grad_(), t1 = table0.clone().requires_grad_();
+    at::Tensor x2 = base.clone().requires_grad_(), t2 = table0.clone().requires_grad_();
+    (permute_rows(x1, order, inverse, t1) * weight).sum().backward();
+    (permute_rows_reference(x2, order, t2) * weight).sum().backward();
+    if (shared) {  // a sum over images: summation order may differ in the last bit
+      EXPECT_TRUE(at::allclose(x1.grad(), x2.grad(), 1e-6, 1e-6));
+    } else {
+      EXPECT_TRUE(at::equal(x1.grad(), x2.grad()));
+    }
+    EXPECT_TRUE(at::allclose(t1.grad(), t2.grad(), 1e-6, 1e-6)) << "shared " << shared;
+  }
+  // No table: only x gets a gradient, exactly the scatter of the incoming one.
+  auto [order, inverse] = random_permutation(3, 16, 7);
+  at::Tensor x = at::randn({3, 16, 4}).requires_grad_();
+  const at::Tensor w = at::randn({3, 16, 4});
+  (permute_rows(x, order, inverse) * w).sum().backward();
+  EXPECT_TRUE(at::equal(x.grad(), permute_rows_reference(w, inverse)));
+}
+
+TEST(PermuteRowsKernel, BadShapesDtypesAndIndicesThrowClearErrors) {
+  auto [order, inverse] = random_permutation(2, 16, 8);
+  const at::Tensor x = at::randn({2, 16, 4});
+  auto expect_error = [](const std::function<void()>& call, const std::string& needle) {
+    try {
+      call();
+      ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { permute_rows(x, order.to(at::kInt), inverse); }, "int64");
+  expect_error([&] { permute_rows(at::randn({2, 15, 4}), order, inverse); }, "x must be (N, L, D)");
+  expect_error([&] { permute_rows(x, order, inverse, at::randn({15, 4})); }, "add must be (L, D)");
+  expect_error([&] { permute_rows(x.to(at::kInt), order, inverse); }, "floating point");
+  expect_error([&] { permute_rows(x, order + 1, inverse); }, "out of range");
+  expect_error([&] { permute_rows(x, order, inverse.narrow(1, 0, 8)); }, "inverse must have index's shape");
+}
+
+TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!semaim::ordering::cuda_kernels_built())
+    GTEST_SKIP() << "built without the CUDA kernels (kernels/*.cu)";
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+    auto [order, inverse] = random_permutation(7, 196, 9);
+    const at::Tensor x = at::randn({7, 196, 40}).to(dt), table = at::randn({196, 40}).to(dt);
+    const at::Tensor c = permute_rows(x, order, inverse, table);
+    const at::Tensor g = permute_rows(x.cuda(), order.cuda(), inverse.cuda(), table.cuda());
+    EXPECT_TRUE(at::equal(g.cpu(), c)) << c10::toString(dt);
+    EXPECT_TRUE(at::equal(permute_rows(table.cuda(), order.cuda(), inverse.cuda()).cpu(),
+                          permute_rows(table, order, inverse)))
+        << c10::toString(dt);
+  }
+}
+
+}  // namespace
