@@ -28,28 +28,34 @@ void check_order_from_keys_args(const at::Tensor& keys, c10::DeviceType device) 
 
 namespace {
 
-// Stable LSD radix sort of one row's records by their digits, 8 bits per pass. All digit histograms come
-// from one read of the row, and a pass whose digit is the same for the whole row is skipped (e.g. the high
-// bytes of small rank keys). Stability gives the index tie-break, so the result is core.h's (key, index)
-// order. rec is sorted in place; tmp is scratch of the same size. digit(r, pass) -> 0..255.
-template <int kPasses, typename rec_t, typename Digit>
-void radix_sort_row(rec_t* rec, rec_t* tmp, int64_t l, const Digit& digit) {
-  uint32_t count[kPasses][256] = {};
+// Stable LSD radix sort of one row's records by their keys, 8 bits per pass, skipping the passes whose digit
+// is the same for the whole row. Stability gives the index tie-break, so the result is core.h's (key, index)
+// order. rec is sorted in place; tmp is scratch of the same size. key(r) -> the record's sort bits.
+template <int kPasses, typename rec_t, typename Key>
+void radix_sort_row(rec_t* rec, rec_t* tmp, int64_t l, const Key& key) {
+  // Digits that are the same in every record (e.g. the low bytes of small rank keys) need no pass: they are
+  // the bits where the OR and the AND of all keys agree.
+  uint64_t any = 0, all = ~uint64_t{0};
   for (int64_t j = 0; j < l; ++j) {
-    for (int pass = 0; pass < kPasses; ++pass) ++count[pass][digit(rec[j], pass)];
+    const uint64_t k = key(rec[j]);
+    any |= k;
+    all &= k;
   }
+  const uint64_t varying = any ^ all;
   rec_t* src = rec;
   rec_t* dst = tmp;
   for (int pass = 0; pass < kPasses; ++pass) {
-    uint32_t* c = count[pass];
-    if (c[digit(src[0], pass)] == static_cast<uint32_t>(l)) continue;
+    const int shift = 8 * pass;
+    if (((varying >> shift) & 0xFF) == 0) continue;
+    uint32_t c[256] = {};
+    for (int64_t j = 0; j < l; ++j) ++c[(key(src[j]) >> shift) & 0xFF];
     uint32_t offset = 0;
     for (int d = 0; d < 256; ++d) {
       const uint32_t here = c[d];
       c[d] = offset;
       offset += here;
     }
-    for (int64_t j = 0; j < l; ++j) dst[c[digit(src[j], pass)]++] = src[j];
+    for (int64_t j = 0; j < l; ++j) dst[c[(key(src[j]) >> shift) & 0xFF]++] = src[j];
     std::swap(src, dst);
   }
   if (src != rec) std::copy(src, src + l, rec);
@@ -59,7 +65,7 @@ void radix_sort_row(rec_t* rec, rec_t* tmp, int64_t l, const Digit& digit) {
 void sort_row_bits32(const uint32_t* bits, int64_t l, uint64_t* rec, uint64_t* tmp, int64_t* o,
                      int64_t* inv) {
   for (int64_t j = 0; j < l; ++j) rec[j] = (uint64_t{bits[j]} << 32) | static_cast<uint64_t>(j);
-  radix_sort_row<4>(rec, tmp, l, [](uint64_t r, int pass) { return (r >> (32 + 8 * pass)) & 0xFF; });
+  radix_sort_row<4>(rec, tmp, l, [](uint64_t r) { return r >> 32; });
   for (int64_t j = 0; j < l; ++j) {
     const int64_t s = static_cast<int64_t>(rec[j] & 0xFFFFFFFFu);
     o[j] = s;
@@ -75,7 +81,7 @@ struct Rec64 {
 // One row of 64-bit sort bits (float64 and int64 keys).
 void sort_row_bits64(const uint64_t* bits, int64_t l, Rec64* rec, Rec64* tmp, int64_t* o, int64_t* inv) {
   for (int64_t j = 0; j < l; ++j) rec[j] = {bits[j], j};
-  radix_sort_row<8>(rec, tmp, l, [](const Rec64& r, int pass) { return (r.bits >> (8 * pass)) & 0xFF; });
+  radix_sort_row<8>(rec, tmp, l, [](const Rec64& r) { return r.bits; });
   for (int64_t j = 0; j < l; ++j) {
     o[j] = rec[j].index;
     inv[rec[j].index] = j;
