@@ -1,0 +1,52 @@
+// Data-parallel communication (issue 4): one small interface -- all-reduce (async), broadcast, all-gather,
+// barrier -- with a single-process backend and an MPI backend for CPU tensors (OpenMPI, SEMAIM_WITH_MPI).
+// NCCL through c10d::ProcessGroupNCCL for CUDA tensors is the next backend behind the same interface.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+
+#include "semaim/dist/rendezvous.h"
+
+namespace semaim::dist {
+
+enum class ReduceOp { kSum, kAvg };
+
+// An in-flight collective; wait() returns when its result is in the tensor (and rethrows its failure).
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string backend() const = 0;
+  // In place on a contiguous tensor; every rank calls collectives in the same order.
+  virtual std::unique_ptr<Work> all_reduce_async(at::Tensor& t, ReduceOp op) = 0;
+  void all_reduce(at::Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(); }
+  // t on every rank becomes root's t.
+  virtual void broadcast(at::Tensor& t, int root) = 0;
+  // t: (...) of the same shape on every rank -> (world_size, ...), row r from rank r.
+  virtual at::Tensor all_gather(const at::Tensor& t) = 0;
+  virtual void barrier() = 0;
+};
+
+// One process: collectives are identities (avg of one value is the value), all_gather adds a leading 1.
+std::unique_ptr<Communicator> make_single_communicator();
+
+// MPI_COMM_WORLD of an mpirun job (MPI is initialized on first use, finalized at exit). CPU tensors of
+// float32, float64, int32 or int64 (contiguous). Throws RuntimeFailure when this build has no MPI, InputError
+// for a tensor MPI cannot carry.
+std::unique_ptr<Communicator> make_mpi_communicator();
+bool mpi_built();
+
+// The communicator for this process: "single", "mpi", or "auto" (mpi when launched by mpirun with more than
+// one rank, single for one process). "nccl" is not built yet and throws InputError saying so.
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const Rendezvous& rdv);
+
+}  // namespace semaim::dist
