@@ -71,7 +71,8 @@ std::vector<KeySpec> build_schema() {
           "Patch ordering (SPEC §5): raster, snake, stochastic, center_out, stochastic_center, similarity, "
           "semantic.",
           {}, {},
-          {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic", "parts"}),
+          {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity", "semantic",
+           "parts"}),
       key("ordering.source", T::kString, "cls",
           "Similarity source for similarity/semantic: `cls` token or `gap` (mean patch).", {}, {},
           {"cls", "gap"}),
@@ -83,7 +84,8 @@ std::vector<KeySpec> build_schema() {
           "Side lengths of the nested windows of center_out/stochastic_center; empty = scaled from the "
           "reference's 14x14 windows.",
           1),
-      key("ordering.parts_k", T::kInt, "4", "Parts per image for `parts` (per-image k-means on patch features; clamped to L).", 1, 4096),
+      key("ordering.parts_k", T::kInt, "4",
+          "Parts per image for `parts` (per-image k-means on patch features; clamped to L).", 1, 4096),
       key("ordering.parts_iters", T::kInt, "5", "k-means iterations for `parts`.", 0, 1000),
       key("ordering.tie_noise", T::kFloat, "0.001",
           "Scale of the uniform tie-break noise added to grid distances (SPEC §6).", 0.0, 0.5),
@@ -125,6 +127,15 @@ std::vector<KeySpec> build_schema() {
       key("checkpoint.every_steps", T::kInt, "0", "Also save every N optimizer steps; 0 = off.", 0),
       key("checkpoint.keep_last", T::kInt, "3",
           "Checkpoints kept in the run directory (older ones are deleted).", 1),
+      // dist
+      key("dist.backend", T::kString, "auto",
+          "Data-parallel backend: `auto` (one process: `single`; launched by mpirun: `mpi`), `single`, `mpi` "
+          "(CPU ranks, OpenMPI), `nccl` (not built yet). See docs/distributed.md.",
+          {}, {}, {"auto", "single", "mpi", "nccl"}),
+      key("dist.bucket_cap_mb", T::kFloat, "25.0", "Gradient bucket size in MiB (DDP's bucket_cap_mb).",
+          0.001, 4096.0),
+      key("dist.first_bucket_mb", T::kFloat, "1.0",
+          "Size of the first gradient bucket in MiB, smaller so communication starts early.", 0.001, 4096.0),
       // log
       key("log.every_steps", T::kInt, "20", "Console line and metrics.jsonl record every N optimizer steps.",
           1),

@@ -189,8 +189,16 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   plan->epoch = epoch;
   const std::vector<int64_t> all = epoch_order(size(), s.cfg.shuffle, s.cfg.seed, epoch);
   plan->order.resize(static_cast<size_t>(s.per_rank));
-  for (int64_t k = 0; k < s.per_rank; ++k)
-    plan->order[k] = all[static_cast<size_t>(s.cfg.rank + k * s.cfg.world_size)];
+  // Whole batches go round-robin over the ranks (rank r takes global batches r, r+W, ...), so W ranks with
+  // accumulation A see exactly the micro-batches one rank with accumulation A*W would; the tail that fills
+  // no W batches is dealt out sample by sample. One rank: the identity.
+  const int64_t w = s.cfg.world_size, b = s.cfg.batch_size, r = s.cfg.rank;
+  const int64_t full = size() / (w * b) * (w * b);
+  for (int64_t k = 0; k < s.per_rank; ++k) {
+    const int64_t in_full = full / w;
+    const int64_t idx = k < in_full ? (k / b * w + r) * b + k % b : full + r + (k - in_full) * w;
+    plan->order[k] = all[static_cast<size_t>(idx)];
+  }
   std::map<int64_t, Batch> stale;  // freed outside the lock
   {
     std::lock_guard<std::mutex> lock(s.mu);

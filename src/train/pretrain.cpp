@@ -7,10 +7,15 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
 #include "semaim/config/errors.h"
+#include "semaim/dist/comm.h"
+#include "semaim/dist/reducer.h"
+#include "semaim/dist/rendezvous.h"
 #include "semaim/io/atomic_file.h"
 #include "semaim/io/log.h"
 #include "semaim/train/autocast.h"
@@ -35,6 +40,19 @@ uint64_t mix_seed(uint64_t seed, uint64_t counter) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
+}
+
+// Fault injection for the launcher tests and for rehearsing failures on a cluster: SEMAIM_FAULT_EXIT="R:S"
+// makes rank R exit abruptly (code 3, no cleanup, as a crash would) when it reaches step S.
+std::optional<std::pair<int, int64_t>> fault_exit_point() {
+  const char* v = std::getenv("SEMAIM_FAULT_EXIT");
+  if (v == nullptr) return std::nullopt;
+  int r = -1;
+  long long st = -1;
+  if (std::sscanf(v, "%d:%lld", &r, &st) != 2 || r < 0 || st < 0) {
+    throw InputError("SEMAIM_FAULT_EXIT", std::string("must be RANK:STEP, got '") + v + "'");
+  }
+  return std::make_pair(r, static_cast<int64_t>(st));
 }
 
 std::vector<std::pair<std::string, at::Tensor>> trainable(const torch::nn::Module& m) {
@@ -68,18 +86,28 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   const int64_t ckpt_every_epochs = cfg.get_int("checkpoint.every_epochs");
   const int64_t ckpt_every_steps = cfg.get_int("checkpoint.every_steps");
   const int64_t max_skips = cfg.get_int("train.max_consecutive_skips");
-  if (opts.quiet) io::set_log_quiet(true);
+  // Data parallelism: this process's rank from the launcher's environment; rank 0 alone writes.
+  const dist::Rendezvous rdv = dist::detect_rendezvous(dist::process_env());
+  const std::unique_ptr<dist::Communicator> comm =
+      dist::make_communicator(cfg.get_string("dist.backend"), rdv);
+  const int world = comm->world_size(), rank = comm->rank();
+  const bool rank0 = rank == 0;
+  const auto fault = fault_exit_point();
+  if (opts.quiet || !rank0) io::set_log_quiet(true);
 
   data::ImageSet train_set = load_dataset(cfg, "train");
-  data::Loader loader(train_set, loader_config(cfg));
+  data::LoaderConfig lcfg = loader_config(cfg);
+  lcfg.rank = rank;
+  lcfg.world_size = world;
+  data::Loader loader(train_set, lcfg);
   const int64_t batch = cfg.get_int("train.batch_size");
-  const int64_t eff_batch = batch * accum;
+  const int64_t eff_batch = batch * accum * world;
   const int64_t steps_per_epoch = loader.steps_per_epoch() / accum;
   if (steps_per_epoch < 1)
     throw InputError(cfg.path().empty() ? "config" : cfg.path(),
                      "the dataset (" + std::to_string(loader.size()) +
                          " images) is smaller than one optimizer step of " + std::to_string(eff_batch) +
-                         " images (train.batch_size x train.accum_steps)");
+                         " images (train.batch_size x train.accum_steps x ranks)");
   const int64_t schedule_steps = steps_per_epoch * epochs;
   const int64_t total_steps = max_steps > 0 ? std::min(max_steps, schedule_steps) : schedule_steps;
   const double lr = cfg.get_float("train.lr") > 0 ? cfg.get_float("train.lr")
@@ -106,9 +134,30 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
     throw InputError(cfg.path().empty() ? "config" : cfg.path(), "train.betas needs two values");
   AdamW opt(params, AdamWConfig{lr, betas[0], betas[1], cfg.get_float("train.eps"),
                                 cfg.get_float("train.weight_decay")});
+  // Several ranks: the same parameters everywhere (checked, then broadcast from rank 0) and a bucketed
+  // reducer that averages gradients while backward runs; its buckets own the gradients.
+  std::unique_ptr<dist::Reducer> reducer;
+  if (world > 1) {
+    dist::check_parameters_match(params, *comm);
+    const double mib = 1024.0 * 1024.0;
+    reducer = std::make_unique<dist::Reducer>(
+        params, *comm,
+        dist::ReducerConfig{static_cast<int64_t>(cfg.get_float("dist.bucket_cap_mb") * mib),
+                            static_cast<int64_t>(cfg.get_float("dist.first_bucket_mb") * mib)});
+    reducer->broadcast_parameters(0);
+    if (ema) load_module_weights(**ema, module_weights(*model), "ema init");
+  }
+  auto zero_grad = [&] {
+    if (reducer) {
+      reducer->zero_grad();
+    } else {
+      opt.zero_grad();
+    }
+  };
 
   // Run directory, resolved config, resume.
-  fs::create_directories(result.run_dir);
+  if (rank0) fs::create_directories(result.run_dir);
+  if (world > 1) comm->barrier();
   CheckpointManager ckpts((fs::path(result.run_dir) / "checkpoints").string(),
                           cfg.get_int("checkpoint.keep_last"));
   int64_t step = 0, skipped_total = 0, consecutive_skips = 0;
@@ -150,9 +199,12 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
           "position is recomputed from the step count");
     io::log_info("resumed from " + from->manifest + " at step " + std::to_string(step));
   }
-  io::atomic_write((fs::path(result.run_dir) / "config.yaml").string(), cfg.to_yaml());
-  MetricsFile metrics((fs::path(result.run_dir) / "metrics.jsonl").string());
-  ConsoleProgress console(cfg.get_string("log.progress"), opts.quiet);
+  std::optional<MetricsFile> metrics;
+  if (rank0) {
+    io::atomic_write((fs::path(result.run_dir) / "config.yaml").string(), cfg.to_yaml());
+    metrics.emplace((fs::path(result.run_dir) / "metrics.jsonl").string());
+  }
+  ConsoleProgress console(cfg.get_string("log.progress"), opts.quiet || !rank0);
 
   const nlohmann::json arch{{"img_size", mcfg.vit.img_size},
                             {"patch_size", mcfg.vit.patch_size},
@@ -176,20 +228,25 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
                         {"skipped_total", skipped_total},
                         {"reason", why},
                         {"model", cfg.get_string("model.name")}};
-    auto p = ckpts.save(step, module_weights(*model), state, info,
-                        {{"format", "semaim-aim"},
-                         {"model", cfg.get_string("model.name")},
-                         {"arch", arch.dump()},
-                         {"config", cfg.to_yaml()}});
-    result.last_checkpoint = p.manifest;
+    CheckpointPaths p;
+    if (rank0) {
+      p = ckpts.save(step, module_weights(*model), state, info,
+                     {{"format", "semaim-aim"},
+                      {"model", cfg.get_string("model.name")},
+                      {"arch", arch.dump()},
+                      {"config", cfg.to_yaml()}});
+      result.last_checkpoint = p.manifest;
+    }
+    if (world > 1) comm->barrier();  // no rank runs ahead of a checkpoint that is not on disk yet
     return p;
   };
 
   io::log_info("pretraining " + cfg.get_string("model.name") + " on " + device.str() + ": " +
                std::to_string(loader.size()) + " images, " + std::to_string(steps_per_epoch) +
                " steps/epoch x " + std::to_string(epochs) + " epochs, effective batch " +
-               std::to_string(eff_batch) + ", lr " + std::to_string(lr) + ", ordering " +
-               cfg.get_string("ordering.strategy") + ", run dir " + result.run_dir);
+               std::to_string(eff_batch) + " (" + std::to_string(world) + " rank(s), " + comm->backend() +
+               "), lr " + std::to_string(lr) + ", ordering " + cfg.get_string("ordering.strategy") +
+               ", run dir " + result.run_dir);
 
   const int64_t gh = mcfg.vit.grid_h(), gw = mcfg.vit.grid_w();
   const int64_t start_step = step;
@@ -206,6 +263,12 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
     wait_window_start = 0;
     t_window = Clock::now();
     while (step < total_steps && step / steps_per_epoch == epoch) {
+      if (fault && fault->first == rank && fault->second == step) {
+        std::fprintf(stderr, "semaim: SEMAIM_FAULT_EXIT: rank %d exits at step %lld\n", rank,
+                     (long long)step);
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
       // One optimizer step = accum micro-batches.
       double step_loss = 0;
       bool finite = true;
@@ -213,7 +276,10 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
         auto b = loader.next();
         if (!b) throw RuntimeFailure("data loader ended the epoch early (internal error)");
         at::Tensor imgs = b->images.to(device, /*non_blocking=*/true);
-        const uint64_t counter = static_cast<uint64_t>(step * accum + micro);
+        // The global micro-batch index: W ranks draw the orderings one rank with W times the accumulation
+        // would.
+        const uint64_t counter = static_cast<uint64_t>((step * accum + micro) * world + rank);
+        if (reducer) reducer->prepare(/*sync=*/micro == accum - 1);
         at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, counter));
         at::Tensor tokens;
         if (ordering::needs_tokens(ocfg.strategy)) {
@@ -232,10 +298,18 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
         const double lv = loss.item<double>();
         if (!std::isfinite(lv)) {
           finite = false;
-          continue;  // keep consuming the group's micro-batches so the data position stays aligned
+          // Keep consuming the group's micro-batches so the data position stays aligned; with several ranks
+          // backward still runs, so every rank issues the same collectives (the NaN reaches every rank).
+          if (!reducer) continue;
         }
-        if (finite) (loss / static_cast<double>(accum)).backward();
-        step_loss += lv / accum;
+        if (finite || reducer) (loss / static_cast<double>(accum)).backward();
+        if (std::isfinite(lv)) step_loss += lv / accum;
+      }
+      if (reducer) {
+        reducer->finish();
+        at::Tensor ok = at::full({1}, finite ? 1.0 : 0.0, at::kDouble);
+        comm->all_reduce(ok, dist::ReduceOp::kSum);
+        finite = ok.item<double>() == world;  // one rank's non-finite loss skips the step everywhere
       }
       double gnorm = 0;
       if (finite) {
@@ -243,7 +317,7 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
         if (!std::isfinite(gnorm)) finite = false;
       }
       if (!finite) {
-        opt.zero_grad();
+        zero_grad();
         ++skipped_total;
         ++consecutive_skips;
         console.line("step " + std::to_string(step) + ": non-finite loss or gradient, step skipped (" +
@@ -262,7 +336,7 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
       consecutive_skips = 0;
       opt.set_lr(lr_at(static_cast<double>(step) / steps_per_epoch, lr, min_lr, warmup, epochs));
       opt.step();
-      opt.zero_grad();
+      zero_grad();
       if (ema) {
         at::NoGradGuard ng;
         auto ema_params = (*ema)->parameters();
@@ -291,6 +365,11 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
         wait_window_start = loader.wait_seconds();
         const double elapsed = seconds_since(t_train);
         const double eta = elapsed / std::max<int64_t>(1, step - start_step) * (total_steps - step);
+        if (world > 1) {  // the logged loss is the mean over ranks
+          at::Tensor v = at::full({1}, loss_window, at::kDouble);
+          comm->all_reduce(v, dist::ReduceOp::kAvg);
+          loss_window = v.item<double>();
+        }
         const double mean_loss = loss_window / window_steps;
         if (!have_first) result.first_loss = mean_loss, have_first = true;
         result.last_loss = mean_loss;
@@ -305,7 +384,7 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
                            {"skipped_total", skipped_total},
                            {"eta_sec", eta},
                            {"time", elapsed}};
-        metrics.write(rec);
+        if (metrics) metrics->write(rec);
         if (!console.bar() || step == total_steps) {
           char s[256];
           std::snprintf(
@@ -343,7 +422,9 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
                          {"checkpoint", result.last_checkpoint},
                          {"model", cfg.get_string("model.name")},
                          {"ordering", cfg.get_string("ordering.strategy")}};
-  io::atomic_write((fs::path(result.run_dir) / "pretrain_summary.json").string(), summary.dump(2) + "\n");
+  if (rank0) {
+    io::atomic_write((fs::path(result.run_dir) / "pretrain_summary.json").string(), summary.dump(2) + "\n");
+  }
   io::log_info("pretraining done: " + std::to_string(step) + " steps, loss " +
                std::to_string(result.first_loss) + " -> " + std::to_string(result.last_loss) + ", " +
                std::to_string(result.images_per_sec) + " img/s");

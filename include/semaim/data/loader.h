@@ -27,7 +27,8 @@ struct LoaderConfig {
   bool shuffle = true;
   bool drop_last = true;
   uint64_t seed = 0;
-  // Each rank takes a disjoint, strided floor(N / world_size) slice of the epoch order (same steps per rank).
+  // Each rank takes a disjoint floor(N / world_size) share of the epoch order (same steps per rank): whole
+  // batches round-robin (global batch g goes to rank g % world_size), the tail sample by sample.
   int64_t rank = 0, world_size = 1;
   AugmentConfig augment;
   // Runs on each finished batch in the thread that built it (extra CPU preprocessing); an exception it
