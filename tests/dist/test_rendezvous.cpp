@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "input_error.h"
 #include "semaim/config/errors.h"
 #include "semaim/dist/comm.h"
 #include "semaim/dist/rendezvous.h"
@@ -12,6 +13,7 @@
 namespace {
 
 using namespace semaim::dist;
+using semaim::test::expect_input_error;
 
 Getenv fake(std::map<std::string, std::string> vars) {
   return [vars](const std::string& name) -> std::optional<std::string> {
@@ -19,16 +21,6 @@ Getenv fake(std::map<std::string, std::string> vars) {
     if (it == vars.end()) return std::nullopt;
     return it->second;
   };
-}
-
-template <typename F>
-void expect_input_error(F&& call, const std::string& needle) {
-  try {
-    call();
-    ADD_FAILURE() << "no InputError; expected one mentioning '" << needle << "'";
-  } catch (const semaim::InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 TEST(Rendezvous, NoLauncherIsRankZeroOfOne) {

@@ -1,5 +1,5 @@
 // Shared fixtures of the ordering-kernel tests: the grids and dtypes every twin is held to, seeded generators, and
-// an InputError expectation that checks the message.
+// (from input_error.h) an InputError expectation that checks the message.
 #pragma once
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "input_error.h"
 
 namespace semaim::test {
 
@@ -19,16 +19,5 @@ inline const std::vector<Grid> kGrids = {{7, 7}, {14, 14}, {16, 16}, {37, 37}, {
 inline const at::ScalarType kDtypes[] = {at::kFloat, at::kBFloat16, at::kHalf};
 
 inline at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
-
-// Runs call() and expects an InputError whose message contains needle.
-template <typename F>
-void expect_input_error(F&& call, const std::string& needle) {
-  try {
-    call();
-    ADD_FAILURE() << "no InputError; expected one mentioning '" << needle << "'";
-  } catch (const semaim::InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
 
 }  // namespace semaim::test
