@@ -48,7 +48,7 @@ struct Reducer::Impl {
 
 Reducer::Reducer(std::vector<std::pair<std::string, at::Tensor>> params, Communicator& comm,
                  ReducerConfig cfg)
-    : params_(std::move(params)), comm_(comm) {
+    : params_(std::move(params)), comm_(comm), overlap_(cfg.overlap) {
   if (cfg.bucket_cap_bytes < 1 || cfg.first_bucket_cap_bytes < 1) {
     throw InputError("dist.bucket_cap_mb", "bucket sizes must be positive");
   }
@@ -107,6 +107,7 @@ Reducer::~Reducer() {
 
 void Reducer::prepare(bool sync) {
   sync_ = sync;
+  last_ready_ = std::chrono::steady_clock::now();
   armed_ = sync;
   next_launch_ = 0;
   launch_order_.clear();
@@ -115,8 +116,9 @@ void Reducer::prepare(bool sync) {
 
 void Reducer::on_ready(size_t param) {
   if (!armed_) return;
+  last_ready_ = std::chrono::steady_clock::now();
   const int b = bucket_of_[param];
-  if (--pending_[b] != 0) return;
+  if (--pending_[b] != 0 || !overlap_) return;
   // Launch in bucket order only, so every rank issues the same sequence of collectives.
   while (next_launch_ < static_cast<int>(buckets_.size()) && pending_[next_launch_] == 0)
     launch(next_launch_++);
@@ -138,12 +140,11 @@ void Reducer::finish() {
   if (!armed_) return;
   // Buckets with parameters that got no gradient this step go out now, still in bucket order.
   for (; next_launch_ < static_cast<int>(buckets_.size()); ++next_launch_) launch(next_launch_);
-  const auto t0 = std::chrono::steady_clock::now();
   for (auto& w : work_) {
     if (w) w->wait();
     w.reset();
   }
-  last_wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  last_tail_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_ready_).count();
   armed_ = false;
 }
 

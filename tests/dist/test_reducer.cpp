@@ -156,6 +156,22 @@ TEST(Reducer, NoCommunicationOnAccumulationMicroStepsAndTheSumIsReduced) {
   EXPECT_EQ(comm.launches.size(), red.buckets().size());
 }
 
+TEST(Reducer, WithoutOverlapEveryBucketWaitsForFinish) {
+  auto net = make_mlp();
+  auto params = mlp_params(net);
+  FakeComm comm(2, 1.0);
+  ReducerConfig cfg{1100, 300};
+  cfg.overlap = false;
+  Reducer red(params, comm, cfg);
+  red.zero_grad();
+  red.prepare(true);
+  net->forward(at::randn({4, 8})).sum().backward();
+  EXPECT_TRUE(comm.launches.empty());
+  red.finish();
+  EXPECT_EQ(red.launch_order(), (std::vector<int>{0, 1, 2}));
+  EXPECT_GE(red.last_tail_seconds(), 0.0);
+}
+
 TEST(Reducer, ReplacedGradientIsAClearError) {
   auto net = make_mlp();
   auto params = mlp_params(net);

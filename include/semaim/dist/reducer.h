@@ -6,6 +6,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,6 +20,8 @@ namespace semaim::dist {
 struct ReducerConfig {
   int64_t bucket_cap_bytes = 25 * 1024 * 1024;   // DDP's bucket_cap_mb = 25
   int64_t first_bucket_cap_bytes = 1024 * 1024;  // DDP's first bucket: 1 MB, so communication starts early
+  // false: every bucket waits for finish() (no overlap with backward); for the overlap benchmark.
+  bool overlap = true;
 };
 
 struct BucketInfo {
@@ -47,8 +50,9 @@ class Reducer {
   void broadcast_parameters(int root = 0);
   // Bucket indices in the order the last synced backward launched them (for tests and the benchmark).
   const std::vector<int>& launch_order() const { return launch_order_; }
-  // Seconds finish() spent waiting for communication in the last synced step.
-  double last_wait_seconds() const { return last_wait_seconds_; }
+  // Seconds from the last gradient's hook to the end of finish() in the last synced step: the communication
+  // left over after backward, which delays the optimizer step.
+  double last_tail_seconds() const { return last_tail_seconds_; }
 
  private:
   struct Impl;
@@ -64,8 +68,9 @@ class Reducer {
   std::vector<std::unique_ptr<Work>> work_;
   std::vector<int> launch_order_;
   int next_launch_ = 0;
-  bool sync_ = true, armed_ = false;
-  double last_wait_seconds_ = 0;
+  bool sync_ = true, armed_ = false, overlap_ = true;
+  std::chrono::steady_clock::time_point last_ready_;
+  double last_tail_seconds_ = 0;
 };
 
 // Start-up check that every rank holds the same parameter names and shapes, in the same order. Throws
