@@ -132,6 +132,11 @@ std::vector<KeySpec> build_schema() {
           "Data-parallel backend: `auto` (one process: `single`; launched by mpirun: `mpi`), `single`, `mpi` "
           "(CPU ranks, OpenMPI), `nccl` (not built yet). See docs/distributed.md.",
           {}, {}, {"auto", "single", "mpi", "nccl"}),
+      key("dist.timeout_seconds", T::kFloat, "600.0",
+          "A collective that has not completed after this long (a rank stalled or died) stops the rank with "
+          "a "
+          "message naming it and the collective, and mpirun stops the job; 0 = wait forever.",
+          0.0, 86400.0),
       key("dist.bucket_cap_mb", T::kFloat, "25.0", "Gradient bucket size in MiB (DDP's bucket_cap_mb).",
           0.001, 4096.0),
       key("dist.first_bucket_mb", T::kFloat, "1.0",

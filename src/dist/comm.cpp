@@ -36,14 +36,15 @@ class SingleCommunicator final : public Communicator {
 std::unique_ptr<Communicator> make_single_communicator() { return std::make_unique<SingleCommunicator>(); }
 
 #ifndef SEMAIM_WITH_MPI
-std::unique_ptr<Communicator> make_mpi_communicator() {
+std::unique_ptr<Communicator> make_mpi_communicator(double) {
   throw RuntimeFailure(
       "dist: this build has no MPI backend (configure with SEMAIM_WITH_MPI=ON and OpenMPI installed)");
 }
 bool mpi_built() { return false; }
 #endif
 
-std::unique_ptr<Communicator> make_communicator(const std::string& backend, const Rendezvous& rdv) {
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const Rendezvous& rdv,
+                                                double timeout_seconds) {
   if (backend == "single") {
     if (rdv.world_size != 1) {
       throw InputError("dist.backend", "'single' in a job of " + std::to_string(rdv.world_size) +
@@ -51,10 +52,10 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
     }
     return make_single_communicator();
   }
-  if (backend == "mpi") return make_mpi_communicator();
+  if (backend == "mpi") return make_mpi_communicator(timeout_seconds);
   if (backend == "auto") {
     if (rdv.world_size == 1) return make_single_communicator();
-    if (rdv.launcher == "openmpi") return make_mpi_communicator();
+    if (rdv.launcher == "openmpi") return make_mpi_communicator(timeout_seconds);
     throw InputError("dist.backend",
                      "a " + std::to_string(rdv.world_size) + "-rank job launched by " + rdv.launcher +
                          " needs NCCL, which this build does not have yet; run CPU ranks with mpirun");

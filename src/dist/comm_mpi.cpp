@@ -3,10 +3,14 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -63,15 +67,75 @@ void ensure_mpi() {
   });
 }
 
+// Ends the process when a collective runs longer than the timeout (a peer stalled or died): a message naming
+// this rank and the collective, then _Exit(1), after which mpirun stops the other ranks. MPI itself cannot be
+// called from this thread (the library runs at MPI_THREAD_FUNNELED).
+class Watchdog {
+ public:
+  Watchdog(double timeout_seconds, int rank) : timeout_(timeout_seconds), rank_(rank) {
+    if (timeout_ > 0) thread_ = std::thread([this] { run(); });
+  }
+  ~Watchdog() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Marks a blocking collective from construction to destruction.
+  class Scope {
+   public:
+    Scope(Watchdog& w, const char* what) : w_(w) {
+      w_.what_.store(what);
+      w_.since_ns_.store(now_ns());
+    }
+    ~Scope() { w_.since_ns_.store(0); }
+
+   private:
+    Watchdog& w_;
+  };
+
+ private:
+  static int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  void run() {
+    while (!stop_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const int64_t since = since_ns_.load();
+      if (since != 0 && static_cast<double>(now_ns() - since) * 1e-9 > timeout_) {
+        std::fprintf(
+            stderr,
+            "semaim: rank %d: %s did not complete within %.0f s (dist.timeout_seconds): another rank "
+            "stalled or died; stopping this rank\n",
+            rank_, what_.load(), timeout_);
+        std::fflush(stderr);
+        std::_Exit(1);
+      }
+    }
+  }
+  double timeout_;
+  int rank_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> since_ns_{0};
+  std::atomic<const char*> what_{""};
+  std::thread thread_;
+};
+
 class MpiWork final : public Work {
  public:
-  MpiWork(MPI_Request req, at::Tensor t, bool average, int world)
-      : req_(req), t_(std::move(t)), average_(average), world_(world) {}
+  MpiWork(MPI_Request req, at::Tensor t, bool average, int world, Watchdog& dog)
+      : req_(req), t_(std::move(t)), average_(average), world_(world), dog_(dog) {}
   ~MpiWork() override {
     if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);
   }
   void wait() override {
-    check_mpi(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait(all_reduce)");
+    {
+      Watchdog::Scope scope(dog_, "all_reduce");
+      check_mpi(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait(all_reduce)");
+    }
     if (average_) {
       if (at::isFloatingType(t_.scalar_type())) {
         t_.div_(world_);
@@ -86,14 +150,16 @@ class MpiWork final : public Work {
   at::Tensor t_;
   bool average_;
   int world_;
+  Watchdog& dog_;
 };
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() {
+  explicit MpiCommunicator(double timeout_seconds) {
     ensure_mpi();
     check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
     check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+    dog_ = std::make_unique<Watchdog>(timeout_seconds, rank_);
   }
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
@@ -104,11 +170,12 @@ class MpiCommunicator final : public Communicator {
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), type, MPI_SUM,
                              MPI_COMM_WORLD, &req),
               "MPI_Iallreduce");
-    return std::make_unique<MpiWork>(req, t, op == ReduceOp::kAvg, size_);
+    return std::make_unique<MpiWork>(req, t, op == ReduceOp::kAvg, size_, *dog_);
   }
   void broadcast(at::Tensor& t, int root) override {
     if (root < 0 || root >= size_)
       throw InputError("dist", "broadcast root " + std::to_string(root) + " out of range");
+    Watchdog::Scope scope(*dog_, "broadcast");
     check_mpi(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), root, MPI_COMM_WORLD),
               "MPI_Bcast");
   }
@@ -117,20 +184,27 @@ class MpiCommunicator final : public Communicator {
     std::vector<int64_t> shape{size_};
     for (int64_t s : src.sizes()) shape.push_back(s);
     at::Tensor out = at::empty(shape, src.options());
+    Watchdog::Scope scope(*dog_, "all_gather");
     check_mpi(MPI_Allgather(src.data_ptr(), static_cast<int>(src.numel()), mpi_type(src), out.data_ptr(),
                             static_cast<int>(src.numel()), mpi_type(src), MPI_COMM_WORLD),
               "MPI_Allgather");
     return out;
   }
-  void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void barrier() override {
+    Watchdog::Scope scope(*dog_, "barrier");
+    check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
 
  private:
   int rank_ = 0, size_ = 1;
+  std::unique_ptr<Watchdog> dog_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator() { return std::make_unique<MpiCommunicator>(); }
+std::unique_ptr<Communicator> make_mpi_communicator(double timeout_seconds) {
+  return std::make_unique<MpiCommunicator>(timeout_seconds);
+}
 bool mpi_built() { return true; }
 
 }  // namespace semaim::dist

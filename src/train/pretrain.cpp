@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include "semaim/config/errors.h"
 #include "semaim/dist/comm.h"
@@ -43,14 +44,15 @@ uint64_t mix_seed(uint64_t seed, uint64_t counter) {
 }
 
 // Fault injection for the launcher tests and for rehearsing failures on a cluster: SEMAIM_FAULT_EXIT="R:S"
-// makes rank R exit abruptly (code 3, no cleanup, as a crash would) when it reaches step S.
-std::optional<std::pair<int, int64_t>> fault_exit_point() {
-  const char* v = std::getenv("SEMAIM_FAULT_EXIT");
+// makes rank R exit abruptly (code 3, no cleanup, as a crash would) when it reaches step S;
+// SEMAIM_FAULT_STALL="R:S" makes it hang there instead (a stalled rank).
+std::optional<std::pair<int, int64_t>> fault_point(const char* name) {
+  const char* v = std::getenv(name);
   if (v == nullptr) return std::nullopt;
   int r = -1;
   long long st = -1;
   if (std::sscanf(v, "%d:%lld", &r, &st) != 2 || r < 0 || st < 0) {
-    throw InputError("SEMAIM_FAULT_EXIT", std::string("must be RANK:STEP, got '") + v + "'");
+    throw InputError(name, std::string("must be RANK:STEP, got '") + v + "'");
   }
   return std::make_pair(r, static_cast<int64_t>(st));
 }
@@ -89,10 +91,11 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   // Data parallelism: this process's rank from the launcher's environment; rank 0 alone writes.
   const dist::Rendezvous rdv = dist::detect_rendezvous(dist::process_env());
   const std::unique_ptr<dist::Communicator> comm =
-      dist::make_communicator(cfg.get_string("dist.backend"), rdv);
+      dist::make_communicator(cfg.get_string("dist.backend"), rdv, cfg.get_float("dist.timeout_seconds"));
   const int world = comm->world_size(), rank = comm->rank();
   const bool rank0 = rank == 0;
-  const auto fault = fault_exit_point();
+  const auto fault = fault_point("SEMAIM_FAULT_EXIT");
+  const auto stall = fault_point("SEMAIM_FAULT_STALL");
   if (opts.quiet || !rank0) io::set_log_quiet(true);
 
   data::ImageSet train_set = load_dataset(cfg, "train");
@@ -268,6 +271,12 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
                      (long long)step);
         std::fflush(stderr);
         std::_Exit(3);
+      }
+      if (stall && stall->first == rank && stall->second == step) {
+        std::fprintf(stderr, "semaim: SEMAIM_FAULT_STALL: rank %d stalls at step %lld\n", rank,
+                     (long long)step);
+        std::fflush(stderr);
+        for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
       }
       // One optimizer step = accum micro-batches.
       double step_loss = 0;

@@ -95,3 +95,13 @@ TEST_F(Distributed, ARankThatDiesEndsTheJobQuicklyWithNonZeroExitAndKeepsEarlier
   std::cout << "job with a dead rank ended after " << secs << " s with exit code " << r.exit_code << "\n";
   EXPECT_TRUE(fs::exists(dir_ / "dead" / "dp" / "checkpoints" / "step-00000002.json")) << r.output;
 }
+
+TEST_F(Distributed, AStalledRankMakesTheOthersStopAfterTheTimeoutNamingTheCollective) {
+  const auto r = run_command(
+      "SEMAIM_FAULT_STALL=1:3 " + kMpirun + kBin + " pretrain " + (dir_ / "dp.yaml").string() +
+      " --set run.output_dir=" + (dir_ / "stall").string() + kTiny + " --set dist.timeout_seconds=5");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.exit_code, 124) << "timeout ended the job: the watchdog did not";
+  EXPECT_NE(r.output.find("rank 1 stalls at step 3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 0: all_reduce did not complete within 5 s"), std::string::npos) << r.output;
+}

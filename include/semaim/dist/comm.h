@@ -41,12 +41,15 @@ std::unique_ptr<Communicator> make_single_communicator();
 
 // MPI_COMM_WORLD of an mpirun job (MPI is initialized on first use, finalized at exit). CPU tensors of
 // float32, float64, int32 or int64 (contiguous). Throws RuntimeFailure when this build has no MPI, InputError
-// for a tensor MPI cannot carry.
-std::unique_ptr<Communicator> make_mpi_communicator();
+// for a tensor MPI cannot carry. timeout_seconds > 0: a watchdog ends this process (exit code 1, after a
+// message naming the rank and the collective) when a collective has not completed after that long -- a peer
+// stalled or died -- and mpirun then stops every rank. 0: wait forever.
+std::unique_ptr<Communicator> make_mpi_communicator(double timeout_seconds = 0);
 bool mpi_built();
 
 // The communicator for this process: "single", "mpi", or "auto" (mpi when launched by mpirun with more than
 // one rank, single for one process). "nccl" is not built yet and throws InputError saying so.
-std::unique_ptr<Communicator> make_communicator(const std::string& backend, const Rendezvous& rdv);
+std::unique_ptr<Communicator> make_communicator(const std::string& backend, const Rendezvous& rdv,
+                                                double timeout_seconds = 0);
 
 }  // namespace semaim::dist
