@@ -105,3 +105,19 @@ TEST_F(Distributed, AStalledRankMakesTheOthersStopAfterTheTimeoutNamingTheCollec
   EXPECT_NE(r.output.find("rank 1 stalls at step 3"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank 0: all_reduce did not complete within 5 s"), std::string::npos) << r.output;
 }
+
+TEST_F(Distributed, ACheckpointOfTwoRanksResumesOnOneRankAndFinishesTheSchedule) {
+  // 2 ranks stop at step 3 (max_steps 3) with a checkpoint; 1 rank resumes it with twice the accumulation
+  // (the same global batch) and runs to step 6.
+  run(kMpirun, "resize", " --set train.max_steps=3");
+  const std::string one = run("", "resize", " --set train.accum_steps=2 --resume auto");
+  EXPECT_NE(one.find("resumed from"), std::string::npos) << one;
+  EXPECT_NE(one.find("at step 3"), std::string::npos) << one;
+  EXPECT_TRUE(fs::exists(dir_ / "resize" / "dp" / "checkpoints" / "step-00000006.json")) << one;
+  // The same global batch and position: the result equals an uninterrupted 2-rank run of 6 steps.
+  run(kMpirun, "straight", "");
+  const double diff = max_abs_diff(final_weights("resize"), final_weights("straight"));
+  std::cout << "max |params(2 ranks x 3 steps, then 1 rank x 3 steps) - params(2 ranks x 6 steps)| = " << diff
+            << "\n";
+  EXPECT_LE(diff, 1e-6);
+}
