@@ -56,12 +56,9 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
   if (backend == "auto") {
     if (rdv.world_size == 1) return make_single_communicator();
     if (rdv.launcher == "openmpi") return make_mpi_communicator(timeout_seconds);
-    throw InputError("dist.backend",
-                     "a " + std::to_string(rdv.world_size) + "-rank job launched by " + rdv.launcher +
-                         " needs NCCL, which this build does not have yet; run CPU ranks with mpirun");
+    return make_nccl_communicator(rdv, timeout_seconds);  // torchrun / srun: GPU ranks over NCCL
   }
-  if (backend == "nccl")
-    throw InputError("dist.backend", "nccl is not built yet (issue 4); use mpi or single");
+  if (backend == "nccl") return make_nccl_communicator(rdv, timeout_seconds);
   throw InputError("dist.backend", "unknown backend '" + backend + "' (valid: auto, single, mpi, nccl)");
 }
 

@@ -1,6 +1,8 @@
 // Rendezvous from launcher environments (torchrun, SLURM, OpenMPI) on fake environments, and the backend
 // choice.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <map>
 #include <string>
@@ -135,7 +137,10 @@ TEST(Communicator, BackendChoiceFollowsTheLauncher) {
   two.world_size = 2;
   two.launcher = "torchrun";
   expect_input_error([&] { make_communicator("single", two); }, "2 ranks");
-  expect_input_error([&] { make_communicator("auto", two); }, "NCCL");
+  // A torchrun job of several ranks means GPUs over NCCL; without CUDA devices (or CUDA) that is a clear
+  // error.
+  expect_input_error([&] { make_communicator("auto", two); }, nccl_built() ? "no CUDA" : "no NCCL backend");
+  expect_input_error([&] { make_communicator("nccl", two); }, nccl_built() ? "no CUDA" : "no NCCL backend");
   expect_input_error([&] { make_communicator("gloo", one); }, "unknown backend 'gloo'");
 }
 
@@ -149,6 +154,32 @@ TEST(Communicator, SingleProcessCollectivesAreIdentities) {
   EXPECT_TRUE(at::equal(t, before));
   EXPECT_TRUE(at::equal(comm->all_gather(t), before.unsqueeze(0)));
   expect_input_error([&] { comm->broadcast(t, 1); }, "root 1");
+  comm->barrier();
+}
+
+TEST(Communicator, NcclBackendIsBuiltExactlyWhenCudaIs) {
+#ifdef SEMAIM_WITH_CUDA
+  EXPECT_TRUE(nccl_built());
+#else
+  EXPECT_FALSE(nccl_built());
+#endif
+}
+
+// One rank over NCCL with a store hosted by this process: every collective round-trips on the GPU.
+TEST(Communicator, NcclOneRankCollectivesOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!nccl_built()) GTEST_SKIP() << "built without NCCL";
+  Rendezvous r;
+  r.launcher = "torchrun";
+  r.master_addr = "127.0.0.1";
+  r.master_port = 29731;
+  auto comm = make_nccl_communicator(r, 60);
+  EXPECT_EQ(comm->backend(), "nccl");
+  at::Tensor t = at::arange(8, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+  comm->all_reduce(t, ReduceOp::kAvg);
+  EXPECT_TRUE(at::equal(t.cpu(), at::arange(8, at::kFloat)));
+  comm->broadcast(t, 0);
+  EXPECT_TRUE(at::equal(comm->all_gather(t).cpu(), at::arange(8, at::kFloat).unsqueeze(0)));
   comm->barrier();
 }
 

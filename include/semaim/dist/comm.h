@@ -47,8 +47,15 @@ std::unique_ptr<Communicator> make_single_communicator();
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_seconds = 0);
 bool mpi_built();
 
-// The communicator for this process: "single", "mpi", or "auto" (mpi when launched by mpirun with more than
-// one rank, single for one process). "nccl" is not built yet and throws InputError saying so.
+// NCCL through c10d::ProcessGroupNCCL for CUDA tensors (the device is LOCAL_RANK), rendezvous through a
+// c10d::TCPStore: torchrun's agent store (a client under rdv.store_prefix) or one hosted by rank 0 on
+// MASTER_ADDR:MASTER_PORT. timeout_seconds bounds every collective (ProcessGroupNCCL's watchdog). Throws
+// InputError without CUDA devices or in a build without CUDA.
+std::unique_ptr<Communicator> make_nccl_communicator(const Rendezvous& rdv, double timeout_seconds = 0);
+bool nccl_built();
+
+// The communicator for this process: "single", "mpi", "nccl", or "auto": single for one process, mpi when
+// launched by mpirun, nccl for a multi-rank job started by torchrun or srun.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend, const Rendezvous& rdv,
                                                 double timeout_seconds = 0);
 
