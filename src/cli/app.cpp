@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "semaim/cli/launch.h"
 #include "semaim/config/config.h"
 #include "semaim/config/errors.h"
 #include "semaim/io/log.h"
@@ -54,6 +55,21 @@ int run(int argc, char** argv) {
   ex->add_option("--checkpoint", checkpoint, "Checkpoint file or run directory")->required();
   ex->add_option("-o,--out", out, "Output .safetensors file")->required();
 
+  LaunchOptions lo;
+  auto* la = app.add_subcommand(
+      "launch",
+      "Start the ranks of a data-parallel job on this node (torchrun's environment): semaim launch "
+      "--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] -- SUBCOMMAND ...");
+  la->add_option("--nproc-per-node", lo.nproc_per_node, "Ranks on this node (one per GPU)")->required();
+  la->add_option("--nnodes", lo.nnodes, "Nodes in the job");
+  la->add_option("--node-rank", lo.node_rank, "This node's index, 0..nnodes-1");
+  la->add_option("--master-addr", lo.master_addr, "Host of rank 0's store");
+  la->add_option("--master-port", lo.master_port, "Port of rank 0's store");
+  la->add_option("command", lo.command,
+                 "After --: a semaim subcommand with its arguments, or another program")
+      ->required()
+      ->expected(-1);
+
   auto* cf = app.add_subcommand("config", "Print the resolved config (or the key reference with --docs)");
   cf->add_option("config", config_path, "YAML config (default: the built-in defaults)")
       ->check(CLI::ExistingFile);
@@ -76,6 +92,7 @@ int run(int argc, char** argv) {
       }()
                                  : config::Config::load(config_path, sets);
     };
+    if (*la) return launch(lo);
     if (*pre) {
       train::PretrainOptions o;
       o.resume = resume;
