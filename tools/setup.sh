@@ -7,6 +7,9 @@ set -euo pipefail
 TORCH_VERSION="2.11.0"
 TORCHVISION_VERSION="0.26.0"
 TIMM_VERSION="1.0.31"
+# Wheels whose bundled photographs seed the sample image corpus (tools/make_corpus.py); never installed.
+PHOTO_WHEELS=("scikit-image==0.26.0" "scikit-learn==1.9.1")
+CORPUS_VERSION="v1"
 : "${SEMAIM_VENV:=${XDG_CACHE_HOME:-$HOME/.cache}/semaim/venv-torch-${TORCH_VERSION}}"
 export SEMAIM_VENV
 
@@ -14,7 +17,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libopencv-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev zlib1g-dev
-  dataset-fashion-mnist python3-venv
+  libjpeg62-turbo-dev dataset-fashion-mnist python3-venv
 )
 
 installed=()
@@ -46,6 +49,22 @@ if [ ! -f "$stamp" ]; then
   "$SEMAIM_VENV/bin/python" -c "import torch, timm; assert torch.__version__.startswith('${TORCH_VERSION}')"
   touch "$stamp"
   installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}")
+fi
+
+# The sample image corpus (ImageNet layout, ~2000 JPEGs from real photographs) for tests and benchmarks.
+: "${SEMAIM_CORPUS:=${XDG_CACHE_HOME:-$HOME/.cache}/semaim/corpus-${CORPUS_VERSION}}"
+export SEMAIM_CORPUS
+if [ ! -f "$SEMAIM_CORPUS/.complete" ]; then
+  wheels="$(dirname "$SEMAIM_CORPUS")/wheels"
+  mkdir -p "$wheels"
+  for w in "${PHOTO_WHEELS[@]}"; do
+    stem="${w%%==*}"; stem="${stem//-/_}-${w##*==}-"
+    ls "$wheels/$stem"*.whl >/dev/null 2>&1 ||
+      "$SEMAIM_VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: -d "$wheels" "$w"
+  done
+  echo "[setup] building the sample image corpus at $SEMAIM_CORPUS (about 20 s, once per machine)"
+  "$SEMAIM_VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/make_corpus.py" --wheels "$wheels" --out "$SEMAIM_CORPUS"
+  installed+=("corpus: $SEMAIM_CORPUS")
 fi
 
 if ((${#installed[@]})); then

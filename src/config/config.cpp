@@ -41,6 +41,8 @@ std::string type_name(ValueType t) {
       return "a list of integers";
     case ValueType::kFloatList:
       return "a list of numbers";
+    case ValueType::kStringList:
+      return "a list of strings";
   }
   return "?";
 }
@@ -152,6 +154,15 @@ Value convert(const KeySpec& spec, const YAML::Node& n, const std::string& origi
       }
       return out;
     }
+    case ValueType::kStringList: {
+      if (!n.IsSequence()) throw bad();
+      std::vector<std::string> out;
+      for (const auto& e : n) {
+        if (!e.IsScalar()) throw bad();
+        out.push_back(e.Scalar());
+      }
+      return out;
+    }
   }
   throw bad();
 }
@@ -251,6 +262,10 @@ void emit_value(YAML::Emitter& em, const Value& v) {
         if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<double>>) {
           em << YAML::Flow << YAML::BeginSeq;
           for (auto e : x) em << e;
+          em << YAML::EndSeq;
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          em << YAML::Flow << YAML::BeginSeq;
+          for (const auto& e : x) em << YAML::DoubleQuoted << e;
           em << YAML::EndSeq;
         } else if constexpr (std::is_same_v<T, double>) {
           std::ostringstream os;
@@ -352,6 +367,9 @@ const std::vector<int64_t>& Config::get_ints(const std::string& key) const {
 }
 std::vector<double> Config::get_floats(const std::string& key) const {
   return std::get<std::vector<double>>(at(key));
+}
+const std::vector<std::string>& Config::get_strings(const std::string& key) const {
+  return std::get<std::vector<std::string>>(at(key));
 }
 const std::string& Config::origin(const std::string& key) const {
   static const std::string kNone = "default";

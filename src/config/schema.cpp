@@ -50,9 +50,32 @@ std::vector<KeySpec> build_schema() {
           "`causal`: sorted tokens + SDPA is_causal (fast form, SPEC §4); `dense`: the reference masks.", {},
           {}, {"causal", "dense"}),
       // data
-      key("data.dataset", T::kString, "fashion_mnist", "Dataset kind.", {}, {}, {"fashion_mnist"}),
+      key("data.dataset", T::kString, "fashion_mnist",
+          "Dataset kind: `fashion_mnist` (IDX files), `image_folder` (ImageNet layout root/<split dir>/<class>/"
+          "<images>), `image_list` (list files of `<path> <label>` lines, paths relative to data.root) or "
+          "`unlabeled_folder` (every image under root/<train dir>, pretraining only).",
+          {}, {}, {"fashion_mnist", "image_folder", "image_list", "unlabeled_folder"}),
       key("data.root", T::kString, "/usr/share/datasets/fashion-mnist",
-          "Dataset directory (IDX files, gzip or raw)."),
+          "Dataset directory: the IDX files, or the root of the image folders / list-file paths."),
+      key("data.train_dir", T::kString, "train",
+          "image_folder / unlabeled_folder: training images under data.root (`.` = the root itself)."),
+      key("data.val_dir", T::kString, "val", "image_folder: evaluation images under data.root."),
+      key("data.train_list", T::kString, "train.txt",
+          "image_list: training list file (relative to data.root unless absolute)."),
+      key("data.val_list", T::kString, "val.txt", "image_list: evaluation list file."),
+      key("data.on_bad_image", T::kString, "skip",
+          "A file that cannot be decoded: `skip` (one warning per file, replaced by the next image, counted in "
+          "the epoch summary) or `fail` (the run stops naming the file).",
+          {}, {}, {"skip", "fail"}),
+      key("data.pin_memory", T::kBool, "true", "Batches in page-locked memory when CUDA is present."),
+      key("data.transforms", T::kStringList, "[random_resized_crop, hflip, normalize]",
+          "Training transforms in order: geometry (`random_resized_crop`, or `resize` then `center_crop`, or "
+          "`center_crop`), then `hflip`, then `normalize`; parameters from the data.* keys."),
+      key("data.eval_transforms", T::kStringList, "[resize, center_crop, normalize]",
+          "Evaluation transforms (linear probe features), same names as data.transforms."),
+      key("data.eval_crop_pct", T::kFloat, "1.0",
+          "Evaluation `resize` takes the shorter side to img_size / eval_crop_pct (0.875: 256 then crop 224).",
+          0.05, 1.0),
       key("data.limit", T::kInt, "0", "Use only the first N training images; 0 = all.", 0),
       key("data.num_workers", T::kInt, "1",
           "Background threads decoding and augmenting batches; 0 = in the training thread.", 0, 64),
@@ -210,6 +233,9 @@ std::string schema_markdown() {
         break;
       case T::kFloatList:
         type = "float list";
+        break;
+      case T::kStringList:
+        type = "string list";
         break;
     }
     std::string range;

@@ -8,9 +8,12 @@
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <thread>
 
 #include "semaim/config/errors.h"
+#include "semaim/data/decode.h"
+#include "semaim/io/log.h"
 
 namespace semaim::data {
 namespace {
@@ -47,9 +50,14 @@ struct Loader::State {
     std::vector<int64_t> order;  // this rank's dataset indices, in epoch order
   };
 
-  ImageSet data;
+  std::shared_ptr<const Dataset> data;
   LoaderConfig cfg;
-  int64_t channels = 0, height = 0, width = 0, per_rank = 0, steps = 0;
+  Pipeline pipeline;
+  int64_t channels = 0, per_rank = 0, steps = 0;
+  bool pinned = false;
+
+  std::mutex bad_mu;
+  std::set<int64_t> bad;  // dataset indices known not to decode
 
   mutable std::mutex mu;
   std::condition_variable work_cv, ready_cv;
@@ -60,32 +68,64 @@ struct Loader::State {
   std::map<int64_t, Batch> ready;
   std::map<int64_t, std::exception_ptr> errors;
   double waited = 0;
+  int64_t bad_delivered = 0;
   std::vector<std::thread> workers;
 
+  bool known_bad(int64_t idx) {
+    std::lock_guard<std::mutex> lock(bad_mu);
+    return bad.count(idx) != 0;
+  }
+
+  // Sample idx into dst; a file that does not decode is warned about once, remembered and replaced by the
+  // next decodable index (same rng seed, so the result does not depend on which thread met the file first).
+  // -> the index actually used; *bad_count grows by one when idx itself is bad.
+  int64_t load_sample(int64_t idx, uint64_t epoch, float* dst, int64_t* bad_count) {
+    const int64_t n = data->size();
+    int64_t j = idx;
+    for (int64_t tries = 0; tries < n; ++tries, j = (j + 1) % n) {
+      if (known_bad(j)) {
+        if (j == idx) ++*bad_count;
+        continue;
+      }
+      std::mt19937_64 rng(mix_seed(cfg.seed, kSampleTag, epoch, static_cast<uint64_t>(idx)));
+      try {
+        data->load_into(j, pipeline, rng, dst);
+        return j;
+      } catch (const BadImage& e) {
+        if (cfg.fail_on_bad_image) throw InputError(std::string(e.what()) + " (data.on_bad_image: fail)");
+        bool first = false;
+        {
+          std::lock_guard<std::mutex> lock(bad_mu);
+          first = bad.insert(j).second;
+        }
+        if (first) io::log_warn(std::string("skipping bad image ") + e.what());
+        if (j == idx) ++*bad_count;
+      }
+    }
+    throw InputError(data->name(), "no sample of the dataset decodes");
+  }
+
+
   // Batch b of the plan: samples [b*B, min((b+1)*B, per_rank)). -> images (B, C, out, out), labels (B)
-  Batch build(const Plan& p, int64_t b) const {
+  Batch build(const Plan& p, int64_t b) {
     const int64_t bs = cfg.batch_size, start = b * bs;
     const int64_t count = std::min(bs, per_rank - start), out = cfg.augment.out_size;
     Batch batch;
     batch.epoch = p.epoch;
     batch.index = b;
-    batch.images = at::empty({count, channels, out, out}, at::TensorOptions().dtype(at::kFloat));
+    batch.images =
+        at::empty({count, channels, out, out}, at::TensorOptions().dtype(at::kFloat).pinned_memory(pinned));
     batch.labels = at::empty({count}, at::TensorOptions().dtype(at::kLong));
     batch.indices = at::empty({count}, at::TensorOptions().dtype(at::kLong));
-    const uint8_t* pixels = data.images.data_ptr<uint8_t>();
-    const int64_t* labels = data.labels.data_ptr<int64_t>();
     float* dst = batch.images.data_ptr<float>();
     int64_t* label_dst = batch.labels.data_ptr<int64_t>();
     int64_t* index_dst = batch.indices.data_ptr<int64_t>();
-    const int64_t in_stride = channels * height * width, out_stride = channels * out * out;
+    const int64_t out_stride = channels * out * out;
     for (int64_t k = 0; k < count; ++k) {
       const int64_t idx = p.order[static_cast<size_t>(start + k)];
-      std::mt19937_64 rng(
-          mix_seed(cfg.seed, kSampleTag, static_cast<uint64_t>(p.epoch), static_cast<uint64_t>(idx)));
-      transform_into(pixels + idx * in_stride, channels, height, width, cfg.augment, rng,
-                     dst + k * out_stride);
-      label_dst[k] = labels[idx];
-      index_dst[k] = idx;
+      const int64_t used = load_sample(idx, static_cast<uint64_t>(p.epoch), dst + k * out_stride, &batch.bad_images);
+      label_dst[k] = data->label(used);
+      index_dst[k] = used;
     }
     if (cfg.post_batch) cfg.post_batch(batch);
     return batch;
@@ -122,15 +162,13 @@ struct Loader::State {
   }
 };
 
-Loader::Loader(ImageSet data, LoaderConfig cfg) : state_(std::make_unique<State>()) {
+Loader::Loader(ImageSet data, LoaderConfig cfg)
+    : Loader(std::make_shared<const MemoryDataset>(std::move(data)), std::move(cfg)) {}
+
+Loader::Loader(std::shared_ptr<const Dataset> data, LoaderConfig cfg) : state_(std::make_unique<State>()) {
   State& s = *state_;
-  const std::string where = "loader(" + data.name + ")";
-  if (!data.images.defined() || data.images.dim() != 4 || data.images.scalar_type() != at::kByte) {
-    throw InputError(where, "images must be a (N, C, H, W) uint8 tensor");
-  }
-  if (!data.labels.defined() || data.labels.dim() != 1 || data.labels.size(0) != data.images.size(0)) {
-    throw InputError(where, "labels must be (N) with N = " + std::to_string(data.images.size(0)));
-  }
+  if (!data) throw InputError("loader", "no dataset");
+  const std::string where = "loader(" + data->name() + ")";
   if (cfg.batch_size <= 0) throw InputError(where, "batch_size must be positive");
   if (cfg.num_workers < 0) throw InputError(where, "num_workers must be >= 0");
   if (cfg.prefetch < 1) throw InputError(where, "prefetch must be >= 1");
@@ -138,13 +176,10 @@ Loader::Loader(ImageSet data, LoaderConfig cfg) : state_(std::make_unique<State>
     throw InputError(
         where, "rank " + std::to_string(cfg.rank) + " outside world of " + std::to_string(cfg.world_size));
   }
-  validate_augment(cfg.augment, data.images.size(1));
-  data.images = data.images.contiguous();
-  data.labels = data.labels.to(at::kLong).contiguous();
-  s.channels = data.images.size(1);
-  s.height = data.images.size(2);
-  s.width = data.images.size(3);
-  s.per_rank = data.images.size(0) / cfg.world_size;
+  s.pipeline = Pipeline::build(cfg.augment, data->channels());
+  s.channels = data->channels();
+  s.pinned = cfg.pin_memory && at::hasCUDA();
+  s.per_rank = data->size() / cfg.world_size;
   s.steps = cfg.drop_last ? s.per_rank / cfg.batch_size : (s.per_rank + cfg.batch_size - 1) / cfg.batch_size;
   if (s.steps == 0) {
     throw InputError(where, std::to_string(s.per_rank) + " samples per rank make no batch of " +
@@ -176,7 +211,18 @@ Loader::~Loader() {
 }
 
 int64_t Loader::steps_per_epoch() const { return state_->steps; }
-int64_t Loader::size() const { return state_->data.images.size(0); }
+int64_t Loader::size() const { return state_->data->size(); }
+const Dataset& Loader::dataset() const { return *state_->data; }
+
+int64_t Loader::bad_images() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->bad_delivered;
+}
+
+int64_t Loader::bad_files() const {
+  std::lock_guard<std::mutex> lock(state_->bad_mu);
+  return static_cast<int64_t>(state_->bad.size());
+}
 int64_t Loader::samples_per_rank() const { return state_->per_rank; }
 
 void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
@@ -208,6 +254,7 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
     stale.swap(s.ready);
     s.errors.clear();
     s.waited = 0;
+    s.bad_delivered = 0;
   }
   s.work_cv.notify_all();
 }
@@ -222,6 +269,8 @@ std::optional<Batch> Loader::next() {
     const int64_t b = s.next_deliver++;
     Batch batch = s.build(*s.plan, b);
     s.waited += elapsed();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.bad_delivered += batch.bad_images;
     return batch;
   }
   std::unique_lock<std::mutex> lock(s.mu);
@@ -239,6 +288,7 @@ std::optional<Batch> Loader::next() {
     std::rethrow_exception(error);
   }
   auto node = s.ready.extract(b);
+  s.bad_delivered += node.mapped().bad_images;
   return std::move(node.mapped());
 }
 

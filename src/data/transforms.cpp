@@ -23,38 +23,94 @@ int cv_interpolation(const std::string& name) {
 // Python's round(): half to even, which std::nearbyint gives in the default rounding mode.
 int64_t round_half_even(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
 
-// Resizes box of every channel plane to (out_h, out_w), then writes the normalized (and optionally mirrored)
-// window [top, top+out) x [left, left+out) of the result into dst. src: (C, H, W) -> dst: (C, out, out)
-void resize_normalize(const uint8_t* src, int64_t channels, int64_t height, int64_t width, const CropBox& box,
-                      int64_t out_h, int64_t out_w, int64_t top, int64_t left, const AugmentConfig& cfg,
-                      bool flip, float* dst) {
-  const int64_t out = cfg.out_size;
-  const int interp = cv_interpolation(cfg.interpolation);
-  cv::Mat resized;
-  for (int64_t c = 0; c < channels; ++c) {
-    const uint8_t* plane = src + c * height * width + box.top * width + box.left;
-    // A view with the plane's row stride: no copy of the crop.
-    const cv::Mat view(static_cast<int>(box.height), static_cast<int>(box.width), CV_8UC1,
-                       const_cast<uint8_t*>(plane), static_cast<size_t>(width));
-    const cv::Mat* img = &view;
-    if (out_h != box.height || out_w != box.width) {
-      cv::resize(view, resized, cv::Size(static_cast<int>(out_w), static_cast<int>(out_h)), 0, 0, interp);
-      img = &resized;
+enum class Kind { kGeometry, kPixel, kNormalize };
+
+struct NameInfo {
+  const char* name;
+  Kind kind;
+};
+constexpr NameInfo kNames[] = {{"random_resized_crop", Kind::kGeometry},
+                               {"resize", Kind::kGeometry},
+                               {"center_crop", Kind::kGeometry},
+                               {"hflip", Kind::kPixel},
+                               {"normalize", Kind::kNormalize}};
+
+bool is_identity(const Geometry& g) {
+  return g.box.top == 0 && g.box.left == 0 && g.resize_h == g.box.height && g.resize_w == g.box.width &&
+         g.window.top == 0 && g.window.left == 0 && g.window.height == g.resize_h && g.window.width == g.resize_w;
+}
+
+class RandomResizedCrop final : public GeometryTransform {
+ public:
+  RandomResizedCrop(int64_t out, std::array<double, 2> scale, std::array<double, 2> ratio)
+      : out_(out), scale_(scale), ratio_(ratio) {}
+  std::string name() const override { return "random_resized_crop"; }
+  void plan(Geometry& g, std::mt19937_64& rng) const override {
+    g.box = random_resized_crop_params(g.box.height, g.box.width, scale_, ratio_, rng);
+    g.resize_h = g.resize_w = out_;
+    g.window = CropBox{0, 0, out_, out_};
+  }
+
+ private:
+  int64_t out_;
+  std::array<double, 2> scale_, ratio_;
+};
+
+// torchvision Resize(int): the shorter side to size, the longer side scaled and truncated.
+class Resize final : public GeometryTransform {
+ public:
+  explicit Resize(int64_t size) : size_(size) {}
+  std::string name() const override { return "resize"; }
+  void plan(Geometry& g, std::mt19937_64&) const override {
+    const int64_t h = g.box.height, w = g.box.width;
+    g.resize_h = h <= w ? size_ : size_ * h / w;
+    g.resize_w = h <= w ? size_ * w / h : size_;
+    g.window = CropBox{0, 0, g.resize_h, g.resize_w};
+  }
+
+ private:
+  int64_t size_;
+};
+
+// torchvision CenterCrop: the offset rounds half to even, as Python's round().
+class CenterCrop final : public GeometryTransform {
+ public:
+  explicit CenterCrop(int64_t size) : size_(size) {}
+  std::string name() const override { return "center_crop"; }
+  void plan(Geometry& g, std::mt19937_64&) const override {
+    if (g.window.height < size_ || g.window.width < size_) {
+      throw InputError("augment.center_crop", "image of " + std::to_string(g.window.height) + "x" +
+                                                  std::to_string(g.window.width) + " is smaller than the crop " +
+                                                  std::to_string(size_));
     }
-    const size_t ci = cfg.mean.size() == 1 ? 0 : static_cast<size_t>(c);
-    const float scale = static_cast<float>(1.0 / (255.0 * cfg.std[ci]));
-    const float shift = static_cast<float>(-cfg.mean[ci] / cfg.std[ci]);
-    float* dplane = dst + c * out * out;
-    for (int64_t y = 0; y < out; ++y) {
-      const uint8_t* row = img->ptr<uint8_t>(static_cast<int>(top + y)) + left;
-      float* drow = dplane + y * out;
-      if (flip) {
-        for (int64_t x = 0; x < out; ++x) drow[out - 1 - x] = static_cast<float>(row[x]) * scale + shift;
-      } else {
-        for (int64_t x = 0; x < out; ++x) drow[x] = static_cast<float>(row[x]) * scale + shift;
-      }
+    const int64_t top = round_half_even(static_cast<double>(g.window.height - size_) / 2.0);
+    const int64_t left = round_half_even(static_cast<double>(g.window.width - size_) / 2.0);
+    g.window = CropBox{g.window.top + top, g.window.left + left, size_, size_};
+  }
+
+ private:
+  int64_t size_;
+};
+
+class HorizontalFlip final : public PixelTransform {
+ public:
+  explicit HorizontalFlip(double p) : p_(p) {}
+  std::string name() const override { return "hflip"; }
+  void apply(cv::Mat& img, std::mt19937_64& rng) const override {
+    if (uniform01(rng) < p_) {
+      cv::Mat flipped;
+      cv::flip(img, flipped, 1);
+      img = flipped;
     }
   }
+
+ private:
+  double p_;
+};
+
+std::vector<std::string> default_names(bool random) {
+  if (random) return {"random_resized_crop", "hflip", "normalize"};
+  return {"resize", "center_crop", "normalize"};
 }
 
 }  // namespace
@@ -114,27 +170,135 @@ CropBox random_resized_crop_params(int64_t height, int64_t width, const std::arr
   return CropBox{(height - h) / 2, (width - w) / 2, h, w};
 }
 
+const std::vector<std::string>& transform_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const NameInfo& n : kNames) v.emplace_back(n.name);
+    return v;
+  }();
+  return names;
+}
+
+Pipeline Pipeline::build(const AugmentConfig& cfg, int64_t channels) {
+  validate_augment(cfg, channels);
+  Pipeline p;
+  p.out_ = cfg.out_size;
+  p.channels_ = channels;
+  p.interpolation_ = cv_interpolation(cfg.interpolation);
+  const std::vector<std::string> names = cfg.transforms.empty() ? default_names(cfg.random) : cfg.transforms;
+  bool normalize = false;
+  Kind last = Kind::kGeometry;
+  std::string joined;
+  for (const std::string& n : names) {
+    joined += (joined.empty() ? "" : ", ") + n;
+    const NameInfo* info = nullptr;
+    for (const NameInfo& k : kNames) {
+      if (n == k.name) info = &k;
+    }
+    if (!info) {
+      std::string known;
+      for (const NameInfo& k : kNames) known += std::string(known.empty() ? "" : ", ") + k.name;
+      throw InputError("augment.transforms", "unknown transform '" + n + "' (known: " + known + ")");
+    }
+    if (static_cast<int>(info->kind) < static_cast<int>(last)) {
+      throw InputError("augment.transforms", "'" + n + "' is out of order in [" + joined +
+                                                 "]: geometry transforms first, then pixel transforms, then normalize");
+    }
+    last = info->kind;
+    if (n == "random_resized_crop") p.geometry_.push_back(std::make_shared<RandomResizedCrop>(cfg.out_size, cfg.scale, cfg.ratio));
+    if (n == "resize") {
+      const auto size = static_cast<int64_t>(std::floor(static_cast<double>(cfg.out_size) / cfg.eval_crop_pct + 1e-9));
+      p.geometry_.push_back(std::make_shared<Resize>(size));
+    }
+    if (n == "center_crop") p.geometry_.push_back(std::make_shared<CenterCrop>(cfg.out_size));
+    if (n == "hflip") p.pixel_.push_back(std::make_shared<HorizontalFlip>(cfg.hflip));
+    if (n == "normalize") {
+      if (normalize) throw InputError("augment.transforms", "normalize listed twice");
+      normalize = true;
+    }
+  }
+  std::string geo;
+  for (const auto& g : p.geometry_) geo += (geo.empty() ? "" : ", ") + g->name();
+  if (geo != "random_resized_crop" && geo != "resize, center_crop" && geo != "center_crop") {
+    throw InputError("augment.transforms", "geometry [" + geo + "] does not end at out_size x out_size; use "
+                                           "[random_resized_crop], [resize, center_crop] or [center_crop]");
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    const size_t ci = cfg.mean.size() == 1 ? 0 : static_cast<size_t>(c);
+    p.scale_.push_back(normalize ? static_cast<float>(1.0 / (255.0 * cfg.std[ci])) : static_cast<float>(1.0 / 255.0));
+    p.shift_.push_back(normalize ? static_cast<float>(-cfg.mean[ci] / cfg.std[ci]) : 0.0f);
+  }
+  if (!normalize) p.scale_.assign(p.scale_.size(), static_cast<float>(1.0 / 255.0));
+  p.normalize_ = normalize;
+  return p;
+}
+
+std::vector<std::string> Pipeline::names() const {
+  std::vector<std::string> v;
+  for (const auto& g : geometry_) v.push_back(g->name());
+  for (const auto& t : pixel_) v.push_back(t->name());
+  if (normalize_) v.emplace_back("normalize");
+  for (const auto& t : tensor_) v.push_back(t->name());
+  return v;
+}
+
+Geometry Pipeline::plan(int64_t height, int64_t width, std::mt19937_64& rng) const {
+  Geometry g{CropBox{0, 0, height, width}, height, width, CropBox{0, 0, height, width}};
+  for (const auto& t : geometry_) {
+    if (t->name() != "center_crop" && !is_identity(g)) {
+      throw InputError("augment.transforms", t->name() + " must be the first geometry transform");
+    }
+    t->plan(g, rng);
+  }
+  return g;
+}
+
+void Pipeline::finish(const cv::Mat& src, const CropBox& region, const Geometry& g, std::mt19937_64& rng,
+                      float* dst) const {
+  const cv::Mat roi = src(cv::Rect(static_cast<int>(region.left), static_cast<int>(region.top),
+                                   static_cast<int>(region.width), static_cast<int>(region.height)));
+  cv::Mat resized = roi;
+  if (roi.rows != g.resize_h || roi.cols != g.resize_w) {
+    // Shrinking in both directions is area-averaged (antialiased, as PIL's resize is); anything else uses the
+    // configured kernel.
+    const bool shrink = roi.rows >= g.resize_h && roi.cols >= g.resize_w;
+    cv::resize(roi, resized, cv::Size(static_cast<int>(g.resize_w), static_cast<int>(g.resize_h)), 0, 0,
+               shrink ? cv::INTER_AREA : interpolation_);
+  }
+  cv::Mat img = resized(cv::Rect(static_cast<int>(g.window.left), static_cast<int>(g.window.top),
+                                 static_cast<int>(g.window.width), static_cast<int>(g.window.height)));
+  for (const auto& t : pixel_) t->apply(img, rng);
+  const int64_t c = channels_, out = out_;
+  for (int64_t y = 0; y < out; ++y) {
+    const uint8_t* row = img.ptr<uint8_t>(static_cast<int>(y));
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float scale = scale_[static_cast<size_t>(ch)], shift = shift_[static_cast<size_t>(ch)];
+      float* drow = dst + (ch * out + y) * out;
+      for (int64_t x = 0; x < out; ++x) drow[x] = static_cast<float>(row[x * c + ch]) * scale + shift;
+    }
+  }
+  for (const auto& t : tensor_) t->apply(dst, c, out, out, rng);
+}
+
+void Pipeline::run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const {
+  const Geometry g = plan(src.rows, src.cols, rng);
+  finish(src, g.box, g, rng, dst);
+}
+
+cv::Mat hwc_view(const uint8_t* chw, int64_t channels, int64_t height, int64_t width) {
+  const int h = static_cast<int>(height), w = static_cast<int>(width);
+  auto* base = const_cast<uint8_t*>(chw);
+  if (channels == 1) return cv::Mat(h, w, CV_8UC1, base);
+  std::vector<cv::Mat> planes;
+  for (int64_t c = 0; c < channels; ++c) planes.emplace_back(h, w, CV_8UC1, base + c * height * width);
+  cv::Mat merged;
+  cv::merge(planes, merged);
+  return merged;
+}
+
 void transform_into(const uint8_t* src, int64_t channels, int64_t height, int64_t width,
                     const AugmentConfig& cfg, std::mt19937_64& rng, float* dst) {
-  const int64_t out = cfg.out_size;
-  if (cfg.random) {
-    const CropBox box = random_resized_crop_params(height, width, cfg.scale, cfg.ratio, rng);
-    const bool flip = uniform01(rng) < cfg.hflip;
-    resize_normalize(src, channels, height, width, box, out, out, 0, 0, cfg, flip, dst);
-    return;
-  }
-  // torchvision Resize(int): shorter side to size, longer side truncated; then CenterCrop rounds the offset.
-  const auto size = static_cast<int64_t>(std::floor(static_cast<double>(out) / cfg.eval_crop_pct + 1e-9));
-  int64_t new_h = size, new_w = size;
-  if (height <= width) {
-    new_w = size * width / height;
-  } else {
-    new_h = size * height / width;
-  }
-  const int64_t top = round_half_even(static_cast<double>(new_h - out) / 2.0);
-  const int64_t left = round_half_even(static_cast<double>(new_w - out) / 2.0);
-  resize_normalize(src, channels, height, width, CropBox{0, 0, height, width}, new_h, new_w, top, left, cfg,
-                   false, dst);
+  Pipeline::build(cfg, channels).run(hwc_view(src, channels, height, width), rng, dst);
 }
 
 at::Tensor transform_sample(const at::Tensor& img, const AugmentConfig& cfg, std::mt19937_64& rng) {
@@ -165,10 +329,10 @@ at::Tensor transform_eval_batch(const at::Tensor& imgs, const AugmentConfig& cfg
   const int64_t n = imgs.size(0), c = imgs.size(1), h = imgs.size(2), w = imgs.size(3), out = cfg.out_size;
   at::Tensor result = at::empty({n, c, out, out}, at::TensorOptions().dtype(at::kFloat));
   std::mt19937_64 unused(0);
+  const Pipeline pipeline = Pipeline::build(eval_cfg, c);
   const uint8_t* sp = src.data_ptr<uint8_t>();
   float* dp = result.data_ptr<float>();
-  for (int64_t i = 0; i < n; ++i)
-    transform_into(sp + i * c * h * w, c, h, w, eval_cfg, unused, dp + i * c * out * out);
+  for (int64_t i = 0; i < n; ++i) pipeline.run(hwc_view(sp + i * c * h * w, c, h, w), unused, dp + i * c * out * out);
   return result;
 }
 

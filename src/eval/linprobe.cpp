@@ -11,6 +11,7 @@
 #include <numbers>
 
 #include "semaim/config/errors.h"
+#include "semaim/data/loader.h"
 
 namespace semaim::eval {
 namespace {
@@ -55,27 +56,51 @@ at::Tensor pool_tokens(const at::Tensor& tokens, const std::string& pool) {
   throw InputError("linprobe.pool", "unknown pooling '" + pool + "' (cls | mean)");
 }
 
-at::Tensor extract_features(const FeatureFn& features, const data::ImageSet& set,
-                            const data::AugmentConfig& eval_tf, const std::string& pool,
-                            int64_t feature_batch, int64_t limit) {
+Features extract_features(const FeatureFn& features, std::shared_ptr<const data::Dataset> set,
+                          const data::AugmentConfig& eval_tf, const std::string& pool, int64_t feature_batch,
+                          int64_t limit, int64_t num_workers, bool fail_on_bad_image) {
   if (feature_batch <= 0) throw InputError("linprobe.feature_batch", "must be positive");
-  const data::ImageSet part = data::take_first(set, limit);
-  const int64_t n = part.images.size(0);
+  const std::shared_ptr<const data::Dataset> part = data::take_first(std::move(set), limit);
+  const int64_t n = part->size();
+  data::LoaderConfig lc;
+  lc.batch_size = feature_batch;
+  lc.num_workers = num_workers;
+  lc.shuffle = false;
+  lc.drop_last = false;
+  lc.augment = eval_tf;
+  lc.augment.random = false;
+  lc.fail_on_bad_image = fail_on_bad_image;
+  data::Loader loader(part, lc);
+  loader.start_epoch(0);
   torch::NoGradGuard no_grad;
-  at::Tensor out;
-  for (int64_t start = 0; start < n; start += feature_batch) {
-    const int64_t count = std::min(feature_batch, n - start);
-    const at::Tensor x = data::transform_eval_batch(part.images.narrow(0, start, count), eval_tf);
-    const at::Tensor pooled = pool_tokens(features(x), pool);
+  Features f;
+  f.y = at::empty({n}, at::TensorOptions().dtype(at::kLong));
+  int64_t start = 0;
+  while (auto batch = loader.next()) {
+    const int64_t count = batch->images.size(0);
+    const at::Tensor pooled = pool_tokens(features(batch->images), pool);
     if (pooled.dim() != 2 || pooled.size(0) != count) {
       throw RuntimeFailure("linprobe: the feature function returned " + std::to_string(pooled.size(0)) +
                            " rows for a chunk of " + std::to_string(count) + " images");
     }
-    if (!out.defined()) out = at::empty({n, pooled.size(1)}, at::TensorOptions().dtype(at::kFloat));
-    out.narrow(0, start, count).copy_(pooled);
+    if (!f.x.defined()) f.x = at::empty({n, pooled.size(1)}, at::TensorOptions().dtype(at::kFloat));
+    f.x.narrow(0, start, count).copy_(pooled);
+    f.y.narrow(0, start, count).copy_(batch->labels);
+    start += count;
   }
-  if (!out.defined()) out = at::empty({0, 0}, at::TensorOptions().dtype(at::kFloat));
-  return out;
+  f.bad_images = loader.bad_images();
+  return f;
+}
+
+at::Tensor extract_features(const FeatureFn& features, const data::ImageSet& set,
+                            const data::AugmentConfig& eval_tf, const std::string& pool,
+                            int64_t feature_batch, int64_t limit) {
+  if (set.images.defined() && set.images.dim() == 4 && set.images.size(0) == 0) {
+    return at::empty({0, 0}, at::TensorOptions().dtype(at::kFloat));
+  }
+  return extract_features(features, std::make_shared<const data::MemoryDataset>(set), eval_tf, pool, feature_batch,
+                          limit)
+      .x;
 }
 
 LinprobeResult fit_linear_probe(const at::Tensor& train_x, const at::Tensor& train_y,
@@ -148,23 +173,32 @@ LinprobeResult fit_linear_probe(const at::Tensor& train_x, const at::Tensor& tra
   return result;
 }
 
-LinprobeResult run_linprobe(const FeatureFn& features, const data::ImageSet& train,
-                            const data::ImageSet& test, const data::AugmentConfig& eval_tf,
+LinprobeResult run_linprobe(const FeatureFn& features, std::shared_ptr<const data::Dataset> train,
+                            std::shared_ptr<const data::Dataset> test, const data::AugmentConfig& eval_tf,
                             const LinprobeConfig& cfg) {
   if (cfg.pool != "cls" && cfg.pool != "mean") {
     throw InputError("linprobe.pool", "unknown pooling '" + cfg.pool + "' (cls | mean)");
   }
+  for (const auto* d : {train.get(), test.get()}) {
+    if (d && d->size() > 0 && d->label(0) < 0) throw InputError(d->name(), "the linear probe needs labelled data");
+  }
   const auto t0 = std::chrono::steady_clock::now();
-  const at::Tensor train_x =
-      extract_features(features, train, eval_tf, cfg.pool, cfg.feature_batch, cfg.train_limit);
-  const at::Tensor test_x =
-      extract_features(features, test, eval_tf, cfg.pool, cfg.feature_batch, cfg.test_limit);
+  const Features tr = extract_features(features, std::move(train), eval_tf, cfg.pool, cfg.feature_batch,
+                                       cfg.train_limit, cfg.num_workers, cfg.fail_on_bad_image);
+  const Features te = extract_features(features, std::move(test), eval_tf, cfg.pool, cfg.feature_batch,
+                                       cfg.test_limit, cfg.num_workers, cfg.fail_on_bad_image);
   const double feature_seconds = seconds_since(t0);
-  const at::Tensor train_y = data::take_first(train, cfg.train_limit).labels;
-  const at::Tensor test_y = data::take_first(test, cfg.test_limit).labels;
-  LinprobeResult result = fit_linear_probe(train_x, train_y, test_x, test_y, cfg);
+  LinprobeResult result = fit_linear_probe(tr.x, tr.y, te.x, te.y, cfg);
   result.feature_seconds = feature_seconds;
+  result.bad_images = tr.bad_images + te.bad_images;
   return result;
+}
+
+LinprobeResult run_linprobe(const FeatureFn& features, const data::ImageSet& train,
+                            const data::ImageSet& test, const data::AugmentConfig& eval_tf,
+                            const LinprobeConfig& cfg) {
+  return run_linprobe(features, std::make_shared<const data::MemoryDataset>(train),
+                      std::make_shared<const data::MemoryDataset>(test), eval_tf, cfg);
 }
 
 }  // namespace semaim::eval

@@ -1,6 +1,7 @@
 // Config -> typed settings of each area, with cross-key validation.
 #include "semaim/train/builders.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -77,6 +78,8 @@ data::AugmentConfig augment_config(const config::Config& cfg, bool random) {
   a.std = cfg.get_floats("data.std");
   a.interpolation = cfg.get_string("data.interpolation");
   a.random = random;
+  a.eval_crop_pct = cfg.get_float("data.eval_crop_pct");
+  a.transforms = cfg.get_strings(random ? "data.transforms" : "data.eval_transforms");
   const auto chans = static_cast<size_t>(model_config(cfg).vit.in_chans);
   if (a.mean.size() != chans || a.std.size() != chans)
     throw InputError(
@@ -93,6 +96,8 @@ data::LoaderConfig loader_config(const config::Config& cfg) {
   l.drop_last = true;
   l.seed = static_cast<uint64_t>(cfg.get_int("run.seed"));
   l.augment = augment_config(cfg, /*random=*/true);
+  l.fail_on_bad_image = cfg.get_string("data.on_bad_image") == "fail";
+  l.pin_memory = cfg.get_bool("data.pin_memory");
   return l;
 }
 
@@ -108,21 +113,44 @@ eval::LinprobeConfig linprobe_config(const config::Config& cfg) {
   p.test_limit = cfg.get_int("linprobe.test_limit");
   p.feature_batch = cfg.get_int("linprobe.feature_batch");
   p.seed = static_cast<uint64_t>(cfg.get_int("run.seed"));
+  p.num_workers = cfg.get_int("data.num_workers");
+  p.fail_on_bad_image = cfg.get_string("data.on_bad_image") == "fail";
   return p;
 }
 
-data::ImageSet load_dataset(const config::Config& cfg, const std::string& split) {
-  data::ImageSet set = data::load_fashion_mnist(cfg.get_string("data.root"), split);
-  const int64_t limit = cfg.get_int("data.limit");
-  if (split == "train" && limit > 0 && limit < set.images.size(0)) {
-    set.images = set.images.narrow(0, 0, limit).contiguous();
-    set.labels = set.labels.narrow(0, 0, limit).contiguous();
+std::shared_ptr<const data::Dataset> load_dataset(const config::Config& cfg, const std::string& split) {
+  const std::string kind = cfg.get_string("data.dataset");
+  std::string root = cfg.get_string("data.root");
+  if (root == "~" || root.rfind("~/", 0) == 0) {  // a home-relative root, as a shell would expand it
+    const char* home = std::getenv("HOME");
+    if (home && *home) root = std::string(home) + root.substr(1);
   }
+  const bool train = split == "train";
+  const int64_t limit = train ? cfg.get_int("data.limit") : 0;
+  auto under_root = [&](const std::string& rel) {
+    return std::filesystem::path(rel).is_absolute() ? rel : (std::filesystem::path(root) / rel).string();
+  };
+  std::shared_ptr<const data::Dataset> set;
+  if (kind == "fashion_mnist") {
+    set = std::make_shared<const data::MemoryDataset>(data::load_fashion_mnist(root, split));
+  } else if (kind == "image_folder") {
+    set = data::FileDataset::image_folder(under_root(cfg.get_string(train ? "data.train_dir" : "data.val_dir")));
+  } else if (kind == "image_list") {
+    set = data::FileDataset::image_list(root, under_root(cfg.get_string(train ? "data.train_list" : "data.val_list")));
+  } else if (kind == "unlabeled_folder") {
+    if (!train) {
+      throw InputError("data.dataset", "unlabeled_folder has no labelled evaluation split; the linear probe needs "
+                                       "image_folder or image_list");
+    }
+    set = data::FileDataset::unlabeled_folder(under_root(cfg.get_string("data.train_dir")));
+  } else {
+    throw InputError("data.dataset", "unknown dataset kind '" + kind + "'");
+  }
+  set = data::take_first(std::move(set), limit);
   const int64_t chans = model_config(cfg).vit.in_chans;
-  if (set.images.size(1) != chans)
-    throw InputError(cfg.get_string("data.root"),
-                     "dataset images have " + std::to_string(set.images.size(1)) +
-                         " channel(s) but model.in_chans is " + std::to_string(chans));
+  if (set->channels() != chans)
+    throw InputError(root, "dataset images have " + std::to_string(set->channels()) +
+                               " channel(s) but model.in_chans is " + std::to_string(chans));
   return set;
 }
 

@@ -31,8 +31,8 @@ eval::LinprobeResult run_linprobe_job(const config::Config& cfg, const LinprobeJ
   }
   model->to(device);
   model->eval();
-  const data::ImageSet train = load_dataset(cfg, "train");
-  const data::ImageSet test = load_dataset(cfg, "test");
+  const auto train = load_dataset(cfg, "train");
+  const auto test = load_dataset(cfg, "test");
   io::log_info("linear probe of " + source + " (" + cfg.get_string("linprobe.pool") + " features)");
   eval::FeatureFn features = [&](const at::Tensor& imgs) {
     return model->encode(imgs.to(device)).to(at::kCPU);
@@ -44,6 +44,7 @@ eval::LinprobeResult run_linprobe_job(const config::Config& cfg, const LinprobeJ
                    {"train_top1_percent", r.train_top1},
                    {"n_train", r.n_train},
                    {"n_test", r.n_test},
+                   {"bad_images", r.bad_images},
                    {"feature_dim", r.feature_dim},
                    {"pool", cfg.get_string("linprobe.pool")},
                    {"feature_seconds", r.feature_seconds},

@@ -98,11 +98,10 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   const auto stall = fault_point("SEMAIM_FAULT_STALL");
   if (opts.quiet || !rank0) io::set_log_quiet(true);
 
-  data::ImageSet train_set = load_dataset(cfg, "train");
   data::LoaderConfig lcfg = loader_config(cfg);
   lcfg.rank = rank;
   lcfg.world_size = world;
-  data::Loader loader(train_set, lcfg);
+  data::Loader loader(load_dataset(cfg, "train"), lcfg);
   const int64_t batch = cfg.get_int("train.batch_size");
   const int64_t eff_batch = batch * accum * world;
   const int64_t steps_per_epoch = loader.steps_per_epoch() / accum;
@@ -260,6 +259,7 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   int64_t window_steps = 0, images_done = 0;
   bool have_first = false;
 
+  int64_t bad_images_total = 0;  // over the completed epochs of this process's run
   while (step < total_steps) {
     const int64_t epoch = step / steps_per_epoch;
     loader.start_epoch(epoch, (step % steps_per_epoch) * accum);
@@ -411,6 +411,15 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
       if (ckpt_every_steps > 0 && step % ckpt_every_steps == 0 && step < total_steps) save("every_steps");
     }
     const bool epoch_done = step % steps_per_epoch == 0;
+    if (epoch_done) {
+      // Epoch summary: bad files replaced this epoch, summed over ranks.
+      at::Tensor bad = at::full({1}, static_cast<double>(loader.bad_images()), at::TensorOptions().dtype(at::kDouble));
+      if (world > 1) comm->all_reduce(bad, dist::ReduceOp::kSum);
+      const auto n_bad = static_cast<int64_t>(bad.item<double>());
+      bad_images_total += n_bad;
+      io::log_info("epoch " + std::to_string(epoch) + " done: " + std::to_string(n_bad) +
+                   " bad image(s) skipped" + (n_bad ? " (replaced by the next readable image; see warnings)" : ""));
+    }
     if (epoch_done && ckpt_every_epochs > 0 && (step / steps_per_epoch) % ckpt_every_epochs == 0 &&
         step < total_steps)
       save("epoch");
@@ -419,11 +428,13 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   console.finish();
   result.steps = step;
   result.skipped_steps = skipped_total;
+  result.bad_images = bad_images_total;
   result.seconds = seconds_since(t_start);
   result.images_per_sec = images_done / std::max(seconds_since(t_train), 1e-9);
   nlohmann::json summary{{"run_dir", result.run_dir},
                          {"steps", result.steps},
                          {"skipped_steps", skipped_total},
+                         {"bad_images", bad_images_total},
                          {"first_loss", result.first_loss},
                          {"last_loss", result.last_loss},
                          {"images_per_sec", result.images_per_sec},

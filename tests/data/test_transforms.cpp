@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "semaim/config/errors.h"
 #include "semaim/data/transforms.h"
@@ -143,6 +145,62 @@ TEST(Transform, BadConfigIsInputError) {
   cfg.scale = {0.5, 0.2};
   EXPECT_THROW(transform_sample(img, cfg, rng), InputError);
   EXPECT_THROW(transform_sample(img.to(at::kFloat), AugmentConfig{}, rng), InputError);
+}
+
+TEST(Pipeline, DefaultNamesFollowTrainOrEval) {
+  AugmentConfig cfg;
+  EXPECT_EQ(Pipeline::build(cfg, 1).names(), (std::vector<std::string>{"random_resized_crop", "hflip", "normalize"}));
+  cfg.random = false;
+  EXPECT_EQ(Pipeline::build(cfg, 1).names(), (std::vector<std::string>{"resize", "center_crop", "normalize"}));
+  cfg.transforms = {"center_crop", "hflip"};
+  EXPECT_EQ(Pipeline::build(cfg, 3).names(), cfg.transforms);
+}
+
+TEST(Pipeline, ResizeThenCenterCropIsTorchvisionsEvalGeometry) {
+  AugmentConfig cfg;
+  cfg.out_size = 224;
+  cfg.eval_crop_pct = 0.875;  // Resize(256) + CenterCrop(224)
+  cfg.random = false;
+  cfg.mean = {0.5};
+  cfg.std = {0.5};
+  std::mt19937_64 rng(0);
+  const Geometry g = Pipeline::build(cfg, 3).plan(375, 500, rng);
+  EXPECT_EQ(g.resize_h, 256);
+  EXPECT_EQ(g.resize_w, 341);  // int(256 * 500 / 375)
+  EXPECT_EQ(g.window.top, 16);
+  EXPECT_EQ(g.window.left, 58);  // round(58.5) = 58, half to even
+  EXPECT_EQ(g.window.height, 224);
+}
+
+TEST(Pipeline, UnknownMisorderedOrIncompleteNamesAreInputErrors) {
+  AugmentConfig cfg;
+  auto build = [&](std::vector<std::string> names) {
+    cfg.transforms = std::move(names);
+    return Pipeline::build(cfg, 1);
+  };
+  auto expect_error = [&](std::vector<std::string> names, const std::string& needle) {
+    try {
+      build(names);
+      ADD_FAILURE() << "accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error({"random_resized_crop", "rand_augment"}, "unknown transform 'rand_augment'");
+  expect_error({"hflip", "random_resized_crop"}, "out of order");
+  expect_error({"resize", "normalize"}, "does not end at out_size");
+  expect_error({"random_resized_crop", "center_crop"}, "does not end at out_size");
+  expect_error({"random_resized_crop", "normalize", "normalize"}, "normalize listed twice");
+}
+
+TEST(Pipeline, WithoutNormalizeTheOutputIsPixelsOver255) {
+  AugmentConfig cfg;
+  cfg.out_size = 2;
+  cfg.transforms = {"center_crop"};
+  const at::Tensor img = at::tensor({0, 51, 255, 102}, at::kByte).view({1, 2, 2});
+  std::mt19937_64 rng(0);
+  const at::Tensor out = transform_sample(img, cfg, rng);
+  EXPECT_TRUE(at::allclose(out, img.to(at::kFloat) / 255.0));
 }
 
 }  // namespace

@@ -11,9 +11,10 @@
 
 namespace semaim::config {
 
-enum class ValueType { kInt, kFloat, kBool, kString, kIntList, kFloatList };
+enum class ValueType { kInt, kFloat, kBool, kString, kIntList, kFloatList, kStringList };
 
-using Value = std::variant<int64_t, double, bool, std::string, std::vector<int64_t>, std::vector<double>>;
+using Value = std::variant<int64_t, double, bool, std::string, std::vector<int64_t>, std::vector<double>,
+                           std::vector<std::string>>;
 
 // One key of the schema: its type, default (as YAML text), range or choices, and meaning (docs/configs.md).
 struct KeySpec {
@@ -52,6 +53,7 @@ class Config {
   const std::string& get_string(const std::string& key) const;
   const std::vector<int64_t>& get_ints(const std::string& key) const;
   std::vector<double> get_floats(const std::string& key) const;
+  const std::vector<std::string>& get_strings(const std::string& key) const;
 
   // Where a key's value came from: a file path, "--set" or "default".
   const std::string& origin(const std::string& key) const;

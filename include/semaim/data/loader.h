@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 
+#include "semaim/data/dataset.h"
 #include "semaim/data/idx.h"
 #include "semaim/data/transforms.h"
 
@@ -16,8 +17,9 @@ namespace semaim::data {
 struct Batch {
   at::Tensor images;   // (B, C, out, out) float32
   at::Tensor labels;   // (B) int64
-  at::Tensor indices;  // (B) int64, dataset index of each sample
+  at::Tensor indices;  // (B) int64, dataset index of each sample (a bad file's stand-in: the stand-in's index)
   int64_t epoch = 0, index = 0;
+  int64_t bad_images = 0;  // samples of this batch whose file could not be decoded (replaced, see Loader)
 };
 
 struct LoaderConfig {
@@ -30,7 +32,14 @@ struct LoaderConfig {
   // Each rank takes a disjoint floor(N / world_size) share of the epoch order (same steps per rank): whole
   // batches round-robin (global batch g goes to rank g % world_size), the tail sample by sample.
   int64_t rank = 0, world_size = 1;
-  AugmentConfig augment;
+  AugmentConfig augment;  // builds the Pipeline (augment.transforms names it)
+  // A sample whose file cannot be decoded is skipped (one warning per file, counted in Batch::bad_images)
+  // and replaced by the next decodable sample of the dataset; fail_on_bad_image: the run stops with the
+  // file and the fault.
+  bool fail_on_bad_image = false;
+  // Batches in page-locked host memory when a CUDA device is present (faster, asynchronous host-to-device
+  // copies); ignored without CUDA.
+  bool pin_memory = true;
   // Runs on each finished batch in the thread that built it (extra CPU preprocessing); an exception it
   // throws surfaces from next() for that batch.
   std::function<void(Batch&)> post_batch;
@@ -42,7 +51,8 @@ struct LoaderConfig {
 // start_epoch() are for one consumer thread.
 class Loader {
  public:
-  Loader(ImageSet data, LoaderConfig cfg);
+  Loader(std::shared_ptr<const Dataset> data, LoaderConfig cfg);
+  Loader(ImageSet data, LoaderConfig cfg);  // an in-memory MemoryDataset
   ~Loader();  // stops the workers; at most the batches being built are finished first
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -53,6 +63,11 @@ class Loader {
   double wait_seconds() const;  // time next() spent blocked (or building, with 0 workers) since start_epoch
   int64_t size() const;         // samples in the data set (all ranks)
   int64_t samples_per_rank() const;
+  // Samples of the batches next() delivered since start_epoch whose own file was bad (each was replaced),
+  // and the distinct bad files met so far in the loader's life.
+  int64_t bad_images() const;
+  int64_t bad_files() const;
+  const Dataset& dataset() const;
 
  private:
   struct State;

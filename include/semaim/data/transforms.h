@@ -1,10 +1,14 @@
-// Per-sample image transforms: torchvision's RandomResizedCrop + RandomHorizontalFlip + ToTensor + Normalize
-// (SPEC §8 pretraining augmentation) and the evaluation resize + center crop, on OpenCV, no ATen per pixel.
+// Per-sample image transforms as composable objects: torchvision's RandomResizedCrop, Resize, CenterCrop,
+// RandomHorizontalFlip and ToTensor + Normalize (SPEC §8 augmentation and the evaluation transform), on
+// OpenCV, no ATen per pixel. A Pipeline is built from a list of names (config data.transforms /
+// data.eval_transforms) with parameters from AugmentConfig.
 #pragma once
 #include <ATen/ATen.h>
+#include <opencv2/core/mat.hpp>
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,11 +25,81 @@ struct AugmentConfig {
   bool random = true;
   std::string interpolation = "bicubic";  // bicubic | bilinear
   double eval_crop_pct = 1.0;             // 0.875 gives ImageNet's resize 256 + center crop 224
+  // Transform names in order; empty: the default for `random` (train: random_resized_crop, hflip,
+  // normalize; eval: resize, center_crop, normalize).
+  std::vector<std::string> transforms;
 };
 
 // A crop box in pixels: rows [top, top + height), cols [left, left + width).
 struct CropBox {
   int64_t top = 0, left = 0, height = 0, width = 0;
+};
+
+// Where a sample's output pixels come from: `box` of the source is resized to (resize_h, resize_w), and
+// `window` of that resized image is kept. Decoders read only `box`, at a reduced scale when it allows.
+struct Geometry {
+  CropBox box;
+  int64_t resize_h = 0, resize_w = 0;
+  CropBox window;
+};
+
+// Names every transform the pipeline knows, for error messages and docs.
+const std::vector<std::string>& transform_names();
+
+// Decides the geometry from the source size (RandomResizedCrop, Resize, CenterCrop).
+class GeometryTransform {
+ public:
+  virtual ~GeometryTransform() = default;
+  virtual std::string name() const = 0;
+  virtual void plan(Geometry& g, std::mt19937_64& rng) const = 0;
+};
+
+// Works on the resized uint8 HWC image (flip; RandAugment arrives here with fine-tuning).
+class PixelTransform {
+ public:
+  virtual ~PixelTransform() = default;
+  virtual std::string name() const = 0;
+  virtual void apply(cv::Mat& img, std::mt19937_64& rng) const = 0;
+};
+
+// Works on the float CHW sample after normalization (random erasing arrives here with fine-tuning; batch
+// mixing such as mixup/cutmix belongs in the loader's post_batch hook).
+class TensorTransform {
+ public:
+  virtual ~TensorTransform() = default;
+  virtual std::string name() const = 0;
+  virtual void apply(float* chw, int64_t channels, int64_t height, int64_t width, std::mt19937_64& rng) const = 0;
+};
+
+// geometry -> resize -> pixel transforms -> to float (x/255, then normalize when listed) -> tensor
+// transforms. Immutable once built, shared by all loader threads.
+class Pipeline {
+ public:
+  // Throws InputError("augment...", fault) for unknown names, a geometry that does not end at out_size x
+  // out_size, or parameters no transform can run with given the image channels.
+  static Pipeline build(const AugmentConfig& cfg, int64_t channels);
+
+  int64_t out_size() const { return out_; }
+  int64_t channels() const { return channels_; }
+  // The names the pipeline runs, in order.
+  std::vector<std::string> names() const;
+
+  // Draws the geometry for a source of (height, width) (all randomness of the geometry comes from rng).
+  Geometry plan(int64_t height, int64_t width, std::mt19937_64& rng) const;
+  // src holds the geometry's box at `region` (its own pixel coordinates; src may be a reduced-scale
+  // decode of the box). Writes channels * out * out floats (CHW) into dst.
+  void finish(const cv::Mat& src, const CropBox& region, const Geometry& g, std::mt19937_64& rng, float* dst) const;
+  // plan + finish on an in-memory image: src (H, W) with `channels` interleaved channels.
+  void run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const;
+
+ private:
+  std::vector<std::shared_ptr<const GeometryTransform>> geometry_;
+  std::vector<std::shared_ptr<const PixelTransform>> pixel_;
+  std::vector<std::shared_ptr<const TensorTransform>> tensor_;
+  std::vector<float> scale_, shift_;  // per channel: x * scale + shift == (x/255 - mean) / std
+  int interpolation_ = 0;
+  bool normalize_ = false;
+  int64_t out_ = 0, channels_ = 0;
 };
 
 // Throws InputError("augment", fault) for a config no transform can run with, given the image channels.
@@ -47,6 +121,9 @@ at::Tensor transform_sample(const at::Tensor& img, const AugmentConfig& cfg, std
 // Evaluation transform of a batch (cfg.random is ignored; no randomness). imgs: (B, C, H, W) uint8 ->
 // (B, C, out, out) float32.
 at::Tensor transform_eval_batch(const at::Tensor& imgs, const AugmentConfig& cfg);
+
+// An (H, W) cv::Mat with C interleaved channels viewing or copying a contiguous CHW uint8 image.
+cv::Mat hwc_view(const uint8_t* chw, int64_t channels, int64_t height, int64_t width);
 
 // A uniform double in [0, 1) and an integer in [0, n) from the raw engine output, so the draws are the
 // same on every standard library (std::uniform_*_distribution are implementation-defined).

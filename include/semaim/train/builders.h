@@ -3,9 +3,11 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 
 #include "semaim/config/config.h"
+#include "semaim/data/dataset.h"
 #include "semaim/data/idx.h"
 #include "semaim/data/loader.h"
 #include "semaim/eval/linprobe.h"
@@ -25,8 +27,10 @@ data::AugmentConfig augment_config(const config::Config& cfg, bool random);
 data::LoaderConfig loader_config(const config::Config& cfg);
 eval::LinprobeConfig linprobe_config(const config::Config& cfg);
 
-// The configured dataset split ("train" | "test"), checked against the model's channel count.
-data::ImageSet load_dataset(const config::Config& cfg, const std::string& split);
+// The configured dataset split ("train" | "test": data.train_dir / data.val_dir, data.train_list /
+// data.val_list, Fashion-MNIST's files), data.limit applied to train, checked against the model's
+// channel count. Missing roots, empty class folders and malformed list files are InputErrors.
+std::shared_ptr<const data::Dataset> load_dataset(const config::Config& cfg, const std::string& split);
 
 at::Device select_device(const config::Config& cfg);
 // run.output_dir / (run.name or the config file's stem)

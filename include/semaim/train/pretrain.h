@@ -26,6 +26,7 @@ struct PretrainResult {
   std::string last_checkpoint;  // manifest path
   int64_t steps = 0;            // optimizer steps completed (in total, across resumes)
   int64_t skipped_steps = 0;
+  int64_t bad_images = 0;  // samples replaced because their file did not decode (completed epochs, all ranks)
   double first_loss = 0, last_loss = 0;  // mean loss of the first and last logging windows of this process
   double images_per_sec = 0;             // over this process's training time
   double seconds = 0;

@@ -1,0 +1,157 @@
+// Data pipeline benchmark (issue 5 item 7): images/s of SemAIM's pretraining input pipeline (JPEG decode +
+// RandomResizedCrop 224 bicubic + horizontal flip + normalize + batch) at 1 and 2 loader threads, side by side
+// in one run with torchvision + PIL through a PyTorch DataLoader on the same files with the same number of
+// workers (tools/bench_torchvision_pipeline.py), and semaim with crop-aware decoding switched off. Each
+// repeat runs every variant once, alternating; medians are reported.
+//
+// usage: bench_data_pipeline [--root DIR] [--threads 1,2] [--batch 64] [--size 224] [--batches 10]
+//                            [--repeats 3] [--python PATH] [--no-torchvision]
+// DIR defaults to $SEMAIM_CORPUS/train (tools/setup.sh builds the corpus); files in $SEMAIM_CORPUS/broken.txt
+// are left out of both pipelines.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "semaim/data/dataset.h"
+#include "semaim/data/loader.h"
+
+using namespace semaim;
+namespace fs = std::filesystem;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+// images/s of semaim's loader over `files`: `warmup` batches untimed, then `batches` timed.
+double run_semaim(const std::vector<data::ImageFile>& files, int64_t threads, int64_t batch, int64_t size,
+                  int64_t batches, int64_t warmup, bool reduced, uint64_t seed) {
+  auto ds = std::make_shared<data::FileDataset>("bench", files, std::vector<std::string>{});
+  ds->set_reduced_decode(reduced);
+  data::LoaderConfig cfg;
+  cfg.batch_size = batch;
+  cfg.num_workers = threads;
+  cfg.seed = seed;
+  cfg.augment.out_size = size;
+  cfg.augment.mean = {0.485, 0.456, 0.406};
+  cfg.augment.std = {0.229, 0.224, 0.225};
+  data::Loader loader(ds, cfg);
+  int64_t epoch = 0, got = 0;
+  loader.start_epoch(epoch);
+  auto next = [&] {
+    auto b = loader.next();
+    if (!b) {
+      loader.start_epoch(++epoch);
+      b = loader.next();
+    }
+    return b->images.size(0);
+  };
+  for (int64_t i = 0; i < warmup; ++i) next();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < batches; ++i) got += next();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return static_cast<double>(got) / s;
+}
+
+double run_torchvision(const std::string& python, const std::string& script, const std::string& root,
+                       const std::string& exclude, int64_t threads, int64_t batch, int64_t size, int64_t batches,
+                       int64_t warmup) {
+  std::ostringstream cmd;
+  cmd << "'" << python << "' '" << script << "' --root '" << root << "' --threads " << threads << " --batch "
+      << batch << " --size " << size << " --batches " << batches << " --warmup " << warmup << " --repeats 1";
+  if (!exclude.empty()) cmd << " --exclude '" << exclude << "'";
+  FILE* p = ::popen(cmd.str().c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run " + cmd.str());
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int rc = ::pclose(p);
+  if (rc != 0) throw std::runtime_error("torchvision benchmark failed (" + std::to_string(rc) + "): " + cmd.str());
+  return nlohmann::json::parse(out.substr(out.find('{'))).at("images_per_s").get<double>();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string corpus = env_or("SEMAIM_CORPUS", env_or("HOME", "/root") + "/.cache/semaim/corpus-v1");
+  std::string root = corpus + "/train", python = env_or("SEMAIM_VENV", "") + "/bin/python";
+  if (python == "/bin/python") python = env_or("HOME", "/root") + "/.cache/semaim/venv-torch-2.11.0/bin/python";
+  std::vector<int64_t> thread_counts{1, 2};
+  int64_t batch = 64, size = 224, batches = 10, repeats = 3, warmup = 2;
+  bool torchvision = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&] {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (a == "--root") root = val();
+    else if (a == "--batch") batch = std::stoll(val());
+    else if (a == "--size") size = std::stoll(val());
+    else if (a == "--batches") batches = std::stoll(val());
+    else if (a == "--repeats") repeats = std::stoll(val());
+    else if (a == "--python") python = val();
+    else if (a == "--no-torchvision") torchvision = false;
+    else if (a == "--threads") {
+      thread_counts.clear();
+      std::stringstream ss(val());
+      for (std::string t; std::getline(ss, t, ',');) thread_counts.push_back(std::stoll(t));
+    } else {
+      std::cerr << "unknown argument " << a << "\n";
+      return 2;
+    }
+  }
+  at::set_num_threads(1);
+  const std::string exclude = fs::exists(corpus + "/broken.txt") ? corpus + "/broken.txt" : "";
+  std::set<std::string> broken;
+  if (!exclude.empty()) {
+    std::ifstream in(exclude);
+    for (std::string l; std::getline(in, l);)
+      if (!l.empty()) broken.insert((fs::path(root) / l).lexically_normal().string());
+  }
+  std::vector<data::ImageFile> files;
+  for (const auto& f : data::FileDataset::image_folder(root)->files())
+    if (!broken.count(fs::path(f.path).lexically_normal().string())) files.push_back(f);
+  const std::string script = std::string(SEMAIM_SOURCE_DIR) + "/tools/bench_torchvision_pipeline.py";
+  std::printf("data pipeline: %zu files under %s, batch %lld, %lldx%lld, %lld timed batches after %lld, %lld repeats\n",
+              files.size(), root.c_str(), (long long)batch, (long long)size, (long long)size, (long long)batches,
+              (long long)warmup, (long long)repeats);
+  nlohmann::json rows = nlohmann::json::array();
+  std::printf("| threads | semaim img/s | semaim, full decode | torchvision + PIL img/s | semaim / torchvision | "
+              "crop-aware gain |\n|---|---|---|---|---|---|\n");
+  for (int64_t t : thread_counts) {
+    std::vector<double> ours, full, tv;
+    for (int64_t r = 0; r < repeats; ++r) {
+      ours.push_back(run_semaim(files, t, batch, size, batches, warmup, true, static_cast<uint64_t>(r)));
+      full.push_back(run_semaim(files, t, batch, size, batches, warmup, false, static_cast<uint64_t>(r)));
+      if (torchvision) tv.push_back(run_torchvision(python, script, root, exclude, t, batch, size, batches, warmup));
+    }
+    const double o = median(ours), f = median(full), v = median(tv);
+    std::printf("| %lld | %.1f | %.1f | %s | %s | %.2fx |\n", (long long)t, o, f,
+                torchvision ? std::to_string(v).c_str() : "-",
+                torchvision ? (std::to_string(o / v) + "x").c_str() : "-", o / f);
+    std::fflush(stdout);
+    rows.push_back({{"threads", t}, {"semaim", ours}, {"semaim_full_decode", full}, {"torchvision", tv}});
+  }
+  std::printf("%s\n", nlohmann::json{{"bench", "data_pipeline"}, {"rows", rows}}.dump().c_str());
+  return 0;
+}

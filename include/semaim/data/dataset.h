@@ -1,0 +1,97 @@
+// Sample sources the loader reads: an in-memory image set (Fashion-MNIST) and image files in the ImageNet
+// folder layout, a list file ("<relative path> <label>" per line, as the SemAIM fine-tuning code reads), or
+// an unlabeled folder tree for pretraining (torchvision ImageFolder conventions).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "semaim/data/idx.h"
+#include "semaim/data/transforms.h"
+
+namespace semaim::data {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual const std::string& name() const = 0;
+  virtual int64_t size() const = 0;
+  // Channels of every sample the pipeline produces (files decode to RGB: 3).
+  virtual int64_t channels() const = 0;
+  // Class index of sample i; -1 for an unlabeled dataset.
+  virtual int64_t label(int64_t i) const = 0;
+  // Class names, index = label (empty when unlabeled or the list file gives only numbers).
+  virtual const std::vector<std::string>& classes() const = 0;
+  // The file of sample i, or "<name>[i]" for in-memory data.
+  virtual std::string source(int64_t i) const = 0;
+  // Sample i through `pipeline` into dst (channels * out * out floats, CHW), randomness from rng. Throws
+  // BadImage (decode.h) when sample i cannot be decoded.
+  virtual void load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const = 0;
+};
+
+// Images held in memory as (N, C, H, W) uint8.
+class MemoryDataset final : public Dataset {
+ public:
+  explicit MemoryDataset(ImageSet set);  // checks the tensor shapes; InputError naming the set otherwise
+  const std::string& name() const override { return set_.name; }
+  int64_t size() const override { return set_.images.size(0); }
+  int64_t channels() const override { return set_.images.size(1); }
+  int64_t label(int64_t i) const override;
+  const std::vector<std::string>& classes() const override { return classes_; }
+  std::string source(int64_t i) const override;
+  void load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
+  const ImageSet& set() const { return set_; }
+
+ private:
+  ImageSet set_;
+  std::vector<std::string> classes_;
+};
+
+struct ImageFile {
+  std::string path;
+  int64_t label = -1;
+};
+
+// Image files decoded on demand. JPEGs are decoded crop-aware: only the rows and column blocks of the
+// sampled box, at the largest reduced DCT scale (1/2, 1/4, 1/8) that still gives the resize target at
+// least its resolution over the box (reduced_decode = false: always full scale).
+class FileDataset final : public Dataset {
+ public:
+  FileDataset(std::string name, std::vector<ImageFile> files, std::vector<std::string> classes);
+
+  // root/<class>/**/<image>, classes sorted by folder name, files sorted by path. A missing root, a root
+  // without class folders, or a class folder without images is an InputError naming it.
+  static std::shared_ptr<FileDataset> image_folder(const std::string& root);
+  // list: one "<path> <label>" per line, path relative to root (or absolute); blank lines and lines
+  // starting with # are skipped. A malformed line is an InputError naming list:line.
+  static std::shared_ptr<FileDataset> image_list(const std::string& root, const std::string& list);
+  // Every image under root (recursively), unlabeled.
+  static std::shared_ptr<FileDataset> unlabeled_folder(const std::string& root);
+
+  const std::string& name() const override { return name_; }
+  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+  int64_t channels() const override { return 3; }
+  int64_t label(int64_t i) const override { return files_[static_cast<size_t>(i)].label; }
+  const std::vector<std::string>& classes() const override { return classes_; }
+  std::string source(int64_t i) const override { return files_[static_cast<size_t>(i)].path; }
+  void load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
+
+  void set_reduced_decode(bool on) { reduced_decode_ = on; }
+  const std::vector<ImageFile>& files() const { return files_; }
+
+ private:
+  std::string name_;
+  std::vector<ImageFile> files_;
+  std::vector<std::string> classes_;
+  bool reduced_decode_ = true;
+};
+
+// The first n samples of a dataset (n <= 0 or n >= size: the dataset itself).
+std::shared_ptr<const Dataset> take_first(std::shared_ptr<const Dataset> set, int64_t n);
+
+// True for the file extensions torchvision's ImageFolder accepts (case-insensitive).
+bool has_image_extension(const std::string& path);
+
+}  // namespace semaim::data
