@@ -165,7 +165,13 @@ void FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64
   if (is_jpeg(bytes)) {
     const JpegInfo info = read_jpeg_info(bytes, path);
     const Geometry g = pipeline.plan(info.height, info.width, rng);
-    const int scale = reduced_decode_ ? reduced_scale(g.box, g.resize_h, g.resize_w) : 1;
+    if (!crop_aware_) {  // the whole image at full scale, then the crop in memory
+      const DecodedRegion r = decode_jpeg_region(bytes, path, CropBox{0, 0, info.height, info.width}, 1);
+      if (r.rgb.rows != info.height || r.rgb.cols != info.width) throw BadImage(path, "JPEG size differs from its header");
+      pipeline.finish(r.rgb, g.box, g, rng, dst);
+      return;
+    }
+    const int scale = reduced_scale(g.box, g.resize_h, g.resize_w);
     const DecodedRegion r = decode_jpeg_region(bytes, path, g.box, scale);
     // The box in the decoded pixels; at a reduced scale its edges round to the nearest decoded pixel.
     const double s = r.scale;

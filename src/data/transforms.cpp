@@ -98,7 +98,7 @@ class HorizontalFlip final : public PixelTransform {
   std::string name() const override { return "hflip"; }
   void apply(cv::Mat& img, std::mt19937_64& rng) const override {
     if (uniform01(rng) < p_) {
-      cv::Mat flipped;
+      thread_local cv::Mat flipped;  // reused: no allocation (and page faults) per sample
       cv::flip(img, flipped, 1);
       img = flipped;
     }
@@ -257,13 +257,16 @@ void Pipeline::finish(const cv::Mat& src, const CropBox& region, const Geometry&
                       float* dst) const {
   const cv::Mat roi = src(cv::Rect(static_cast<int>(region.left), static_cast<int>(region.top),
                                    static_cast<int>(region.width), static_cast<int>(region.height)));
+  thread_local cv::Mat buffer;  // reused across samples of a thread
   cv::Mat resized = roi;
   if (roi.rows != g.resize_h || roi.cols != g.resize_w) {
-    // Shrinking in both directions is area-averaged (antialiased, as PIL's resize is); anything else uses the
-    // configured kernel.
-    const bool shrink = roi.rows >= g.resize_h && roi.cols >= g.resize_w;
-    cv::resize(roi, resized, cv::Size(static_cast<int>(g.resize_w), static_cast<int>(g.resize_h)), 0, 0,
+    // A source box shrunk by 2x or more in both directions is area-averaged (antialiased, as PIL's resize is;
+    // the configured kernel would alias), also when a reduced-scale decode already did part of the shrinking;
+    // anything else uses the configured kernel.
+    const bool shrink = g.box.height >= 2 * g.resize_h && g.box.width >= 2 * g.resize_w;
+    cv::resize(roi, buffer, cv::Size(static_cast<int>(g.resize_w), static_cast<int>(g.resize_h)), 0, 0,
                shrink ? cv::INTER_AREA : interpolation_);
+    resized = buffer;
   }
   cv::Mat img = resized(cv::Rect(static_cast<int>(g.window.left), static_cast<int>(g.window.top),
                                  static_cast<int>(g.window.width), static_cast<int>(g.window.height)));

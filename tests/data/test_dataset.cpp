@@ -208,5 +208,20 @@ TEST(FileLoader, GrayscaleCmykAndPngFilesDecodeToRgbBatches) {
   EXPECT_GT((b->images[1][0] - b->images[1][2]).abs().max().item<float>(), 0.1);  // CMYK sample has colour
 }
 
+TEST(FileLoader, BatchesArePinnedWhenCudaIsPresent) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: page-locked batches need one";
+  auto ds = std::make_shared<FileDataset>("one", std::vector<ImageFile>{{corpus("val/cat/cat_00000.JPEG"), 0}},
+                                          std::vector<std::string>{"cat"});
+  LoaderConfig cfg = file_loader_config(1);
+  cfg.batch_size = 1;
+  Loader loader(ds, cfg);
+  loader.start_epoch(0);
+  EXPECT_TRUE(loader.next()->images.is_pinned());
+  cfg.pin_memory = false;
+  Loader unpinned(ds, cfg);
+  unpinned.start_epoch(0);
+  EXPECT_FALSE(unpinned.next()->images.is_pinned());
+}
+
 }  // namespace
 }  // namespace semaim::data

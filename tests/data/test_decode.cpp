@@ -98,7 +98,7 @@ TEST(Decode, ReducedScaleDecodeMatchesFullDecodeCropResize) {
   auto files = std::vector<ImageFile>{{corpus("checks/large.jpg"), 0}};
   FileDataset reduced("large", files, {"x"});
   FileDataset full("large", files, {"x"});
-  full.set_reduced_decode(false);
+  full.set_crop_aware(false);
   AugmentConfig cfg;
   cfg.out_size = 224;
   cfg.mean = {0.0};

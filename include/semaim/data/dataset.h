@@ -56,7 +56,7 @@ struct ImageFile {
 
 // Image files decoded on demand. JPEGs are decoded crop-aware: only the rows and column blocks of the
 // sampled box, at the largest reduced DCT scale (1/2, 1/4, 1/8) that still gives the resize target at
-// least its resolution over the box (reduced_decode = false: always full scale).
+// least its resolution over the box (set_crop_aware(false): the whole image at full scale, then the crop).
 class FileDataset final : public Dataset {
  public:
   FileDataset(std::string name, std::vector<ImageFile> files, std::vector<std::string> classes);
@@ -78,14 +78,14 @@ class FileDataset final : public Dataset {
   std::string source(int64_t i) const override { return files_[static_cast<size_t>(i)].path; }
   void load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
 
-  void set_reduced_decode(bool on) { reduced_decode_ = on; }
+  void set_crop_aware(bool on) { crop_aware_ = on; }
   const std::vector<ImageFile>& files() const { return files_; }
 
  private:
   std::string name_;
   std::vector<ImageFile> files_;
   std::vector<std::string> classes_;
-  bool reduced_decode_ = true;
+  bool crop_aware_ = true;
 };
 
 // The first n samples of a dataset (n <= 0 or n >= size: the dataset itself).
