@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "corpus.h"
 #include "input_error.h"
@@ -206,6 +207,29 @@ TEST(FileLoader, GrayscaleCmykAndPngFilesDecodeToRgbBatches) {
   const at::Tensor gray = b->images[0] * std + mean;
   EXPECT_LT((gray[0] - gray[1]).abs().max().item<float>(), 1e-5);
   EXPECT_GT((b->images[1][0] - b->images[1][2]).abs().max().item<float>(), 0.1);  // CMYK sample has colour
+}
+
+TEST(FileLoader, RankShardsOfAFileDatasetAreDisjointWithEqualStepCounts) {
+  const auto ds = FileDataset::image_folder(corpus("val"));  // 200 files
+  std::set<int64_t> seen;
+  int64_t steps = -1;
+  for (int64_t rank : {0, 1, 2}) {
+    LoaderConfig cfg = file_loader_config(1);
+    cfg.batch_size = 8;
+    cfg.drop_last = true;
+    cfg.rank = rank;
+    cfg.world_size = 3;
+    Loader loader(ds, cfg);
+    if (steps < 0) steps = loader.steps_per_epoch();
+    EXPECT_EQ(loader.steps_per_epoch(), steps);
+    loader.start_epoch(4);
+    while (auto b = loader.next()) {
+      for (int64_t k = 0; k < b->indices.size(0); ++k)
+        EXPECT_TRUE(seen.insert(b->indices[k].item<int64_t>()).second) << "sample on two ranks";
+    }
+  }
+  EXPECT_EQ(steps, 200 / 3 / 8);
+  EXPECT_EQ(static_cast<int64_t>(seen.size()), 3 * steps * 8);
 }
 
 TEST(FileLoader, BatchesArePinnedWhenCudaIsPresent) {
