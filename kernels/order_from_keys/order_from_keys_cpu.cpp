@@ -30,25 +30,17 @@ namespace {
 
 // Stable LSD radix sort of one row's records by their keys, 8 bits per pass, skipping the passes whose digit
 // is the same for the whole row. Stability gives the index tie-break, so the result is core.h's (key, index)
-// order. rec is sorted in place; tmp is scratch of the same size. key(r) -> the record's sort bits.
+// order. hist[p] holds pass p's digit counts (the caller builds them while writing the records, so the row is
+// read once before the scatters). rec is sorted in place; tmp is scratch of the same size.
 template <int kPasses, typename rec_t, typename Key>
-void radix_sort_row(rec_t* rec, rec_t* tmp, int64_t l, const Key& key) {
-  // Digits that are the same in every record (e.g. the low bytes of small rank keys) need no pass: they are
-  // the bits where the OR and the AND of all keys agree.
-  uint64_t any = 0, all = ~uint64_t{0};
-  for (int64_t j = 0; j < l; ++j) {
-    const uint64_t k = key(rec[j]);
-    any |= k;
-    all &= k;
-  }
-  const uint64_t varying = any ^ all;
+void radix_passes(rec_t* rec, rec_t* tmp, int64_t l, uint32_t (&hist)[kPasses][256], const Key& key) {
   rec_t* src = rec;
   rec_t* dst = tmp;
+  const uint64_t k0 = key(rec[0]);
   for (int pass = 0; pass < kPasses; ++pass) {
+    uint32_t* c = hist[pass];
     const int shift = 8 * pass;
-    if (((varying >> shift) & 0xFF) == 0) continue;
-    uint32_t c[256] = {};
-    for (int64_t j = 0; j < l; ++j) ++c[(key(src[j]) >> shift) & 0xFF];
+    if (c[(k0 >> shift) & 0xFF] == static_cast<uint32_t>(l)) continue;  // one digit for the whole row
     uint32_t offset = 0;
     for (int d = 0; d < 256; ++d) {
       const uint32_t here = c[d];
@@ -64,8 +56,16 @@ void radix_sort_row(rec_t* rec, rec_t* tmp, int64_t l, const Key& key) {
 // One row of 32-bit sort bits: records pack (bits << 32 | index) into one word.
 void sort_row_bits32(const uint32_t* bits, int64_t l, uint64_t* rec, uint64_t* tmp, int64_t* o,
                      int64_t* inv) {
-  for (int64_t j = 0; j < l; ++j) rec[j] = (uint64_t{bits[j]} << 32) | static_cast<uint64_t>(j);
-  radix_sort_row<4>(rec, tmp, l, [](uint64_t r) { return r >> 32; });
+  uint32_t hist[4][256] = {};
+  for (int64_t j = 0; j < l; ++j) {
+    const uint32_t b = bits[j];
+    rec[j] = (uint64_t{b} << 32) | static_cast<uint64_t>(j);
+    ++hist[0][b & 0xFF];
+    ++hist[1][(b >> 8) & 0xFF];
+    ++hist[2][(b >> 16) & 0xFF];
+    ++hist[3][b >> 24];
+  }
+  radix_passes<4>(rec, tmp, l, hist, [](uint64_t r) { return r >> 32; });
   for (int64_t j = 0; j < l; ++j) {
     const int64_t s = static_cast<int64_t>(rec[j] & 0xFFFFFFFFu);
     o[j] = s;
@@ -80,8 +80,12 @@ struct Rec64 {
 
 // One row of 64-bit sort bits (float64 and int64 keys).
 void sort_row_bits64(const uint64_t* bits, int64_t l, Rec64* rec, Rec64* tmp, int64_t* o, int64_t* inv) {
-  for (int64_t j = 0; j < l; ++j) rec[j] = {bits[j], j};
-  radix_sort_row<8>(rec, tmp, l, [](const Rec64& r) { return r.bits; });
+  uint32_t hist[8][256] = {};
+  for (int64_t j = 0; j < l; ++j) {
+    rec[j] = {bits[j], j};
+    for (int pass = 0; pass < 8; ++pass) ++hist[pass][(bits[j] >> (8 * pass)) & 0xFF];
+  }
+  radix_passes<8>(rec, tmp, l, hist, [](const Rec64& r) { return r.bits; });
   for (int64_t j = 0; j < l; ++j) {
     o[j] = rec[j].index;
     inv[rec[j].index] = j;
