@@ -1,7 +1,7 @@
 // Data pipeline benchmark (issue 5 item 7): images/s of SemAIM's pretraining input pipeline (JPEG decode +
-// RandomResizedCrop 224 bicubic + horizontal flip + normalize + batch) at 1 and 2 loader threads, side by side
-// in one run with torchvision + PIL through a PyTorch DataLoader on the same files with the same number of
-// workers (tools/bench_torchvision_pipeline.py), and semaim with crop-aware decoding switched off. Each
+// RandomResizedCrop 224 bicubic + horizontal flip + normalize + batch) at 1 and 2 loader threads, side by
+// side in one run with torchvision + PIL through a PyTorch DataLoader on the same files with the same number
+// of workers (tools/bench_torchvision_pipeline.py), and semaim with crop-aware decoding switched off. Each
 // repeat runs every variant once, alternating; medians are reported.
 //
 // usage: bench_data_pipeline [--root DIR] [--threads 1,2] [--batch 64] [--size 224] [--batches 10]
@@ -72,8 +72,8 @@ double run_semaim(const std::vector<data::ImageFile>& files, int64_t threads, in
 }
 
 double run_torchvision(const std::string& python, const std::string& script, const std::string& root,
-                       const std::string& exclude, int64_t threads, int64_t batch, int64_t size, int64_t batches,
-                       int64_t warmup) {
+                       const std::string& exclude, int64_t threads, int64_t batch, int64_t size,
+                       int64_t batches, int64_t warmup) {
   std::ostringstream cmd;
   cmd << "'" << python << "' '" << script << "' --root '" << root << "' --threads " << threads << " --batch "
       << batch << " --size " << size << " --batches " << batches << " --warmup " << warmup << " --repeats 1";
@@ -84,7 +84,8 @@ double run_torchvision(const std::string& python, const std::string& script, con
   char buf[4096];
   while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
   const int rc = ::pclose(p);
-  if (rc != 0) throw std::runtime_error("torchvision benchmark failed (" + std::to_string(rc) + "): " + cmd.str());
+  if (rc != 0)
+    throw std::runtime_error("torchvision benchmark failed (" + std::to_string(rc) + "): " + cmd.str());
   return nlohmann::json::parse(out.substr(out.find('{'))).at("images_per_s").get<double>();
 }
 
@@ -93,7 +94,8 @@ double run_torchvision(const std::string& python, const std::string& script, con
 int main(int argc, char** argv) {
   const std::string corpus = env_or("SEMAIM_CORPUS", env_or("HOME", "/root") + "/.cache/semaim/corpus-v1");
   std::string root = corpus + "/train", python = env_or("SEMAIM_VENV", "") + "/bin/python";
-  if (python == "/bin/python") python = env_or("HOME", "/root") + "/.cache/semaim/venv-torch-2.11.0/bin/python";
+  if (python == "/bin/python")
+    python = env_or("HOME", "/root") + "/.cache/semaim/venv-torch-2.11.0/bin/python";
   std::vector<int64_t> thread_counts{1, 2};
   int64_t batch = 64, size = 224, batches = 10, repeats = 3, warmup = 2;
   bool torchvision = true;
@@ -103,13 +105,20 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
       return std::string(argv[++i]);
     };
-    if (a == "--root") root = val();
-    else if (a == "--batch") batch = std::stoll(val());
-    else if (a == "--size") size = std::stoll(val());
-    else if (a == "--batches") batches = std::stoll(val());
-    else if (a == "--repeats") repeats = std::stoll(val());
-    else if (a == "--python") python = val();
-    else if (a == "--no-torchvision") torchvision = false;
+    if (a == "--root")
+      root = val();
+    else if (a == "--batch")
+      batch = std::stoll(val());
+    else if (a == "--size")
+      size = std::stoll(val());
+    else if (a == "--batches")
+      batches = std::stoll(val());
+    else if (a == "--repeats")
+      repeats = std::stoll(val());
+    else if (a == "--python")
+      python = val();
+    else if (a == "--no-torchvision")
+      torchvision = false;
     else if (a == "--threads") {
       thread_counts.clear();
       std::stringstream ss(val());
@@ -137,18 +146,22 @@ int main(int argc, char** argv) {
   size_t bytes = 0;
   for (const auto& f : files) bytes += data::read_file_bytes(f.path).size();
   const std::string script = std::string(SEMAIM_SOURCE_DIR) + "/tools/bench_torchvision_pipeline.py";
-  std::printf("data pipeline: %zu files (%.0f MB, page-cached) under %s, batch %lld, %lldx%lld, %lld timed batches after %lld, %lld repeats\n",
-              files.size(), static_cast<double>(bytes) / 1e6, root.c_str(), (long long)batch, (long long)size, (long long)size, (long long)batches,
-              (long long)warmup, (long long)repeats);
+  std::printf(
+      "data pipeline: %zu files (%.0f MB, page-cached) under %s, batch %lld, %lldx%lld, %lld timed batches "
+      "after %lld, %lld repeats\n",
+      files.size(), static_cast<double>(bytes) / 1e6, root.c_str(), (long long)batch, (long long)size,
+      (long long)size, (long long)batches, (long long)warmup, (long long)repeats);
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("| threads | semaim img/s | semaim, full decode | torchvision + PIL img/s | semaim / torchvision | "
-              "crop-aware gain |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| threads | semaim img/s | semaim, full decode | torchvision + PIL img/s | semaim / torchvision | "
+      "crop-aware gain |\n|---|---|---|---|---|---|\n");
   for (int64_t t : thread_counts) {
     std::vector<double> ours, full, tv;
     for (int64_t r = 0; r < repeats; ++r) {
       ours.push_back(run_semaim(files, t, batch, size, batches, warmup, true, static_cast<uint64_t>(r)));
       full.push_back(run_semaim(files, t, batch, size, batches, warmup, false, static_cast<uint64_t>(r)));
-      if (torchvision) tv.push_back(run_torchvision(python, script, root, exclude, t, batch, size, batches, warmup));
+      if (torchvision)
+        tv.push_back(run_torchvision(python, script, root, exclude, t, batch, size, batches, warmup));
     }
     const double o = median(ours), f = median(full), v = median(tv);
     char tv_rate[32] = "-", tv_ratio[32] = "-";

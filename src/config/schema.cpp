@@ -51,7 +51,8 @@ std::vector<KeySpec> build_schema() {
           {}, {"causal", "dense"}),
       // data
       key("data.dataset", T::kString, "fashion_mnist",
-          "Dataset kind: `fashion_mnist` (IDX files), `image_folder` (ImageNet layout root/<split dir>/<class>/"
+          "Dataset kind: `fashion_mnist` (IDX files), `image_folder` (ImageNet layout root/<split "
+          "dir>/<class>/"
           "<images>), `image_list` (list files of `<path> <label>` lines, paths relative to data.root) or "
           "`unlabeled_folder` (every image under root/<train dir>, pretraining only).",
           {}, {}, {"fashion_mnist", "image_folder", "image_list", "unlabeled_folder"}),
@@ -64,7 +65,8 @@ std::vector<KeySpec> build_schema() {
           "image_list: training list file (relative to data.root unless absolute)."),
       key("data.val_list", T::kString, "val.txt", "image_list: evaluation list file."),
       key("data.on_bad_image", T::kString, "skip",
-          "A file that cannot be decoded: `skip` (one warning per file, replaced by the next image, counted in "
+          "A file that cannot be decoded: `skip` (one warning per file, replaced by the next image, counted "
+          "in "
           "the epoch summary) or `fail` (the run stops naming the file).",
           {}, {}, {"skip", "fail"}),
       key("data.pin_memory", T::kBool, "true", "Batches in page-locked memory when CUDA is present."),
@@ -74,7 +76,8 @@ std::vector<KeySpec> build_schema() {
       key("data.eval_transforms", T::kStringList, "[resize, center_crop, normalize]",
           "Evaluation transforms (linear probe features), same names as data.transforms."),
       key("data.eval_crop_pct", T::kFloat, "1.0",
-          "Evaluation `resize` takes the shorter side to img_size / eval_crop_pct (0.875: 256 then crop 224).",
+          "Evaluation `resize` takes the shorter side to img_size / eval_crop_pct (0.875: 256 then crop "
+          "224).",
           0.05, 1.0),
       key("data.limit", T::kInt, "0", "Use only the first N training images; 0 = all.", 0),
       key("data.num_workers", T::kInt, "1",

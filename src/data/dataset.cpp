@@ -61,7 +61,8 @@ std::shared_ptr<const Dataset> take_first(std::shared_ptr<const Dataset> set, in
 }
 
 bool has_image_extension(const std::string& path) {
-  static const char* const kExt[] = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"};
+  static const char* const kExt[] = {".jpg", ".jpeg", ".png",  ".ppm", ".bmp",
+                                     ".pgm", ".tif",  ".tiff", ".webp"};
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return std::any_of(std::begin(kExt), std::end(kExt), [&](const char* e) { return ext == e; });
@@ -167,7 +168,8 @@ void FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64
     const Geometry g = pipeline.plan(info.height, info.width, rng);
     if (!crop_aware_) {  // the whole image at full scale, then the crop in memory
       const DecodedRegion r = decode_jpeg_region(bytes, path, CropBox{0, 0, info.height, info.width}, 1);
-      if (r.rgb.rows != info.height || r.rgb.cols != info.width) throw BadImage(path, "JPEG size differs from its header");
+      if (r.rgb.rows != info.height || r.rgb.cols != info.width)
+        throw BadImage(path, "JPEG size differs from its header");
       pipeline.finish(r.rgb, g.box, g, rng, dst);
       return;
     }
@@ -176,7 +178,8 @@ void FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64
     // The box in the decoded pixels; at a reduced scale its edges round to the nearest decoded pixel.
     const double s = r.scale;
     auto edge = [&](int64_t v, int64_t origin, int64_t limit) {
-      return std::clamp<int64_t>(static_cast<int64_t>(std::llround(static_cast<double>(v) / s)) - origin, 0, limit);
+      return std::clamp<int64_t>(static_cast<int64_t>(std::llround(static_cast<double>(v) / s)) - origin, 0,
+                                 limit);
     };
     const int64_t top = edge(g.box.top, r.origin_y, r.rgb.rows - 1);
     const int64_t left = edge(g.box.left, r.origin_x, r.rgb.cols - 1);

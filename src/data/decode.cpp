@@ -143,7 +143,8 @@ JpegInfo read_jpeg_info(const std::vector<uint8_t>& bytes, const std::string& wh
   // carry precision, height, width, components.
   size_t pos = 2;
   while (pos + 4 <= bytes.size()) {
-    if (bytes[pos] != 0xFF) throw BadImage(where, "corrupt JPEG header (no marker at byte " + std::to_string(pos) + ")");
+    if (bytes[pos] != 0xFF)
+      throw BadImage(where, "corrupt JPEG header (no marker at byte " + std::to_string(pos) + ")");
     const uint8_t marker = bytes[pos + 1];
     if (marker == 0xFF) {  // fill byte
       ++pos;
@@ -163,7 +164,8 @@ JpegInfo read_jpeg_info(const std::vector<uint8_t>& bytes, const std::string& wh
       info.height = be16(&bytes[pos + 5]);
       info.width = be16(&bytes[pos + 7]);
       info.components = bytes[pos + 9];
-      if (info.height == 0 || info.width == 0) throw BadImage(where, "JPEG frame header has a zero dimension");
+      if (info.height == 0 || info.width == 0)
+        throw BadImage(where, "JPEG frame header has a zero dimension");
       return info;
     }
     pos += 2 + len;
@@ -179,8 +181,8 @@ int reduced_scale(const CropBox& box, int64_t min_h, int64_t min_w) {
   return scale;
 }
 
-DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::string& where, const CropBox& box,
-                                 int scale) {
+DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::string& where,
+                                 const CropBox& box, int scale) {
   // A complete JPEG ends with EOI (FF D9); only trailing junk may follow it. Entropy-coded data never holds
   // FF D9, so its absence from the tail means the file was cut short.
   const size_t tail = std::min<size_t>(bytes.size(), 1024);

@@ -105,7 +105,6 @@ struct Loader::State {
     throw InputError(data->name(), "no sample of the dataset decodes");
   }
 
-
   // Batch b of the plan: samples [b*B, min((b+1)*B, per_rank)). -> images (B, C, out, out), labels (B)
   Batch build(const Plan& p, int64_t b) {
     const int64_t bs = cfg.batch_size, start = b * bs;
@@ -123,7 +122,8 @@ struct Loader::State {
     const int64_t out_stride = channels * out * out;
     for (int64_t k = 0; k < count; ++k) {
       const int64_t idx = p.order[static_cast<size_t>(start + k)];
-      const int64_t used = load_sample(idx, static_cast<uint64_t>(p.epoch), dst + k * out_stride, &batch.bad_images);
+      const int64_t used =
+          load_sample(idx, static_cast<uint64_t>(p.epoch), dst + k * out_stride, &batch.bad_images);
       label_dst[k] = data->label(used);
       index_dst[k] = used;
     }

@@ -37,7 +37,8 @@ constexpr NameInfo kNames[] = {{"random_resized_crop", Kind::kGeometry},
 
 bool is_identity(const Geometry& g) {
   return g.box.top == 0 && g.box.left == 0 && g.resize_h == g.box.height && g.resize_w == g.box.width &&
-         g.window.top == 0 && g.window.left == 0 && g.window.height == g.resize_h && g.window.width == g.resize_w;
+         g.window.top == 0 && g.window.left == 0 && g.window.height == g.resize_h &&
+         g.window.width == g.resize_w;
 }
 
 class RandomResizedCrop final : public GeometryTransform {
@@ -80,8 +81,8 @@ class CenterCrop final : public GeometryTransform {
   void plan(Geometry& g, std::mt19937_64&) const override {
     if (g.window.height < size_ || g.window.width < size_) {
       throw InputError("augment.center_crop", "image of " + std::to_string(g.window.height) + "x" +
-                                                  std::to_string(g.window.width) + " is smaller than the crop " +
-                                                  std::to_string(size_));
+                                                  std::to_string(g.window.width) +
+                                                  " is smaller than the crop " + std::to_string(size_));
     }
     const int64_t top = round_half_even(static_cast<double>(g.window.height - size_) / 2.0);
     const int64_t left = round_half_even(static_cast<double>(g.window.width - size_) / 2.0);
@@ -201,13 +202,16 @@ Pipeline Pipeline::build(const AugmentConfig& cfg, int64_t channels) {
       throw InputError("augment.transforms", "unknown transform '" + n + "' (known: " + known + ")");
     }
     if (static_cast<int>(info->kind) < static_cast<int>(last)) {
-      throw InputError("augment.transforms", "'" + n + "' is out of order in [" + joined +
-                                                 "]: geometry transforms first, then pixel transforms, then normalize");
+      throw InputError("augment.transforms",
+                       "'" + n + "' is out of order in [" + joined +
+                           "]: geometry transforms first, then pixel transforms, then normalize");
     }
     last = info->kind;
-    if (n == "random_resized_crop") p.geometry_.push_back(std::make_shared<RandomResizedCrop>(cfg.out_size, cfg.scale, cfg.ratio));
+    if (n == "random_resized_crop")
+      p.geometry_.push_back(std::make_shared<RandomResizedCrop>(cfg.out_size, cfg.scale, cfg.ratio));
     if (n == "resize") {
-      const auto size = static_cast<int64_t>(std::floor(static_cast<double>(cfg.out_size) / cfg.eval_crop_pct + 1e-9));
+      const auto size =
+          static_cast<int64_t>(std::floor(static_cast<double>(cfg.out_size) / cfg.eval_crop_pct + 1e-9));
       p.geometry_.push_back(std::make_shared<Resize>(size));
     }
     if (n == "center_crop") p.geometry_.push_back(std::make_shared<CenterCrop>(cfg.out_size));
@@ -220,12 +224,15 @@ Pipeline Pipeline::build(const AugmentConfig& cfg, int64_t channels) {
   std::string geo;
   for (const auto& g : p.geometry_) geo += (geo.empty() ? "" : ", ") + g->name();
   if (geo != "random_resized_crop" && geo != "resize, center_crop" && geo != "center_crop") {
-    throw InputError("augment.transforms", "geometry [" + geo + "] does not end at out_size x out_size; use "
-                                           "[random_resized_crop], [resize, center_crop] or [center_crop]");
+    throw InputError("augment.transforms",
+                     "geometry [" + geo +
+                         "] does not end at out_size x out_size; use "
+                         "[random_resized_crop], [resize, center_crop] or [center_crop]");
   }
   for (int64_t c = 0; c < channels; ++c) {
     const size_t ci = cfg.mean.size() == 1 ? 0 : static_cast<size_t>(c);
-    p.scale_.push_back(normalize ? static_cast<float>(1.0 / (255.0 * cfg.std[ci])) : static_cast<float>(1.0 / 255.0));
+    p.scale_.push_back(normalize ? static_cast<float>(1.0 / (255.0 * cfg.std[ci]))
+                                 : static_cast<float>(1.0 / 255.0));
     p.shift_.push_back(normalize ? static_cast<float>(-cfg.mean[ci] / cfg.std[ci]) : 0.0f);
   }
   if (!normalize) p.scale_.assign(p.scale_.size(), static_cast<float>(1.0 / 255.0));
@@ -335,7 +342,8 @@ at::Tensor transform_eval_batch(const at::Tensor& imgs, const AugmentConfig& cfg
   const Pipeline pipeline = Pipeline::build(eval_cfg, c);
   const uint8_t* sp = src.data_ptr<uint8_t>();
   float* dp = result.data_ptr<float>();
-  for (int64_t i = 0; i < n; ++i) pipeline.run(hwc_view(sp + i * c * h * w, c, h, w), unused, dp + i * c * out * out);
+  for (int64_t i = 0; i < n; ++i)
+    pipeline.run(hwc_view(sp + i * c * h * w, c, h, w), unused, dp + i * c * out * out);
   return result;
 }
 

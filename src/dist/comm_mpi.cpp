@@ -4,12 +4,12 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <list>
-#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -110,10 +110,11 @@ class Watchdog {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const int64_t since = since_ns_.load();
       if (since != 0 && static_cast<double>(now_ns() - since) * 1e-9 > timeout_) {
-        std::fprintf(stderr,
-                     "semaim: rank %d: %s did not complete within %.0f s and MPI stopped responding; stopping "
-                     "this rank\n",
-                     rank_, what_.load(), timeout_);
+        std::fprintf(
+            stderr,
+            "semaim: rank %d: %s did not complete within %.0f s and MPI stopped responding; stopping "
+            "this rank\n",
+            rank_, what_.load(), timeout_);
         std::fflush(stderr);
         std::_Exit(1);
       }
@@ -128,9 +129,10 @@ class Watchdog {
 };
 
 // Which collective each rank has reached, so a rank whose collective times out can name the peers that never
-// arrived. Every rank numbers its collectives (all ranks issue them in the same order); when it starts to wait,
-// it reports the newest number it has launched with one 8-byte message to two observer ranks, 0 and 1, on a
-// duplicate of MPI_COMM_WORLD. The observers read the reports whenever they wait; the sends complete eagerly.
+// arrived. Every rank numbers its collectives (all ranks issue them in the same order); when it starts to
+// wait, it reports the newest number it has launched with one 8-byte message to two observer ranks, 0 and 1,
+// on a duplicate of MPI_COMM_WORLD. The observers read the reports whenever they wait; the sends complete
+// eagerly.
 class ArrivalBook {
  public:
   ArrivalBook(int rank, int size) : rank_(rank), size_(size), arrived_(static_cast<size_t>(size), 0) {
@@ -203,7 +205,8 @@ class ArrivalBook {
  private:
   static constexpr int kTag = 7001;
   void post_receive() {
-    check_mpi(MPI_Irecv(&recv_buf_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kTag, comm_, &recv_), "MPI_Irecv(arrival)");
+    check_mpi(MPI_Irecv(&recv_buf_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kTag, comm_, &recv_),
+              "MPI_Irecv(arrival)");
   }
   int rank_, size_;
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -220,7 +223,9 @@ class ArrivalBook {
 class Waiter {
  public:
   Waiter(double timeout_seconds, int rank, int size)
-      : timeout_(timeout_seconds), rank_(rank), book_(rank, size),
+      : timeout_(timeout_seconds),
+        rank_(rank),
+        book_(rank, size),
         backstop_(timeout_seconds > 0 ? timeout_seconds + 15.0 : 0.0, rank) {}
 
   int64_t arrive() { return book_.arrive(); }
@@ -254,10 +259,11 @@ class Waiter {
     } else {
       who = "another rank stalled or died (ranks 0 and 1 name it)";
     }
-    std::fprintf(stderr,
-                 "semaim: rank %d: %s (collective #%lld) did not complete within %.0f s (dist.timeout_seconds): %s; "
-                 "stopping this rank\n",
-                 rank_, what, static_cast<long long>(seq), timeout_, who.c_str());
+    std::fprintf(
+        stderr,
+        "semaim: rank %d: %s (collective #%lld) did not complete within %.0f s (dist.timeout_seconds): %s; "
+        "stopping this rank\n",
+        rank_, what, static_cast<long long>(seq), timeout_, who.c_str());
     std::fflush(stderr);
     std::_Exit(1);
   }

@@ -98,8 +98,8 @@ at::Tensor extract_features(const FeatureFn& features, const data::ImageSet& set
   if (set.images.defined() && set.images.dim() == 4 && set.images.size(0) == 0) {
     return at::empty({0, 0}, at::TensorOptions().dtype(at::kFloat));
   }
-  return extract_features(features, std::make_shared<const data::MemoryDataset>(set), eval_tf, pool, feature_batch,
-                          limit)
+  return extract_features(features, std::make_shared<const data::MemoryDataset>(set), eval_tf, pool,
+                          feature_batch, limit)
       .x;
 }
 
@@ -180,7 +180,8 @@ LinprobeResult run_linprobe(const FeatureFn& features, std::shared_ptr<const dat
     throw InputError("linprobe.pool", "unknown pooling '" + cfg.pool + "' (cls | mean)");
   }
   for (const auto* d : {train.get(), test.get()}) {
-    if (d && d->size() > 0 && d->label(0) < 0) throw InputError(d->name(), "the linear probe needs labelled data");
+    if (d && d->size() > 0 && d->label(0) < 0)
+      throw InputError(d->name(), "the linear probe needs labelled data");
   }
   const auto t0 = std::chrono::steady_clock::now();
   const Features tr = extract_features(features, std::move(train), eval_tf, cfg.pool, cfg.feature_batch,

@@ -134,13 +134,16 @@ std::shared_ptr<const data::Dataset> load_dataset(const config::Config& cfg, con
   if (kind == "fashion_mnist") {
     set = std::make_shared<const data::MemoryDataset>(data::load_fashion_mnist(root, split));
   } else if (kind == "image_folder") {
-    set = data::FileDataset::image_folder(under_root(cfg.get_string(train ? "data.train_dir" : "data.val_dir")));
+    set = data::FileDataset::image_folder(
+        under_root(cfg.get_string(train ? "data.train_dir" : "data.val_dir")));
   } else if (kind == "image_list") {
-    set = data::FileDataset::image_list(root, under_root(cfg.get_string(train ? "data.train_list" : "data.val_list")));
+    set = data::FileDataset::image_list(
+        root, under_root(cfg.get_string(train ? "data.train_list" : "data.val_list")));
   } else if (kind == "unlabeled_folder") {
     if (!train) {
-      throw InputError("data.dataset", "unlabeled_folder has no labelled evaluation split; the linear probe needs "
-                                       "image_folder or image_list");
+      throw InputError("data.dataset",
+                       "unlabeled_folder has no labelled evaluation split; the linear probe needs "
+                       "image_folder or image_list");
     }
     set = data::FileDataset::unlabeled_folder(under_root(cfg.get_string("data.train_dir")));
   } else {

@@ -413,12 +413,14 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
     const bool epoch_done = step % steps_per_epoch == 0;
     if (epoch_done) {
       // Epoch summary: bad files replaced this epoch, summed over ranks.
-      at::Tensor bad = at::full({1}, static_cast<double>(loader.bad_images()), at::TensorOptions().dtype(at::kDouble));
+      at::Tensor bad =
+          at::full({1}, static_cast<double>(loader.bad_images()), at::TensorOptions().dtype(at::kDouble));
       if (world > 1) comm->all_reduce(bad, dist::ReduceOp::kSum);
       const auto n_bad = static_cast<int64_t>(bad.item<double>());
       bad_images_total += n_bad;
       io::log_info("epoch " + std::to_string(epoch) + " done: " + std::to_string(n_bad) +
-                   " bad image(s) skipped" + (n_bad ? " (replaced by the next readable image; see warnings)" : ""));
+                   " bad image(s) skipped" +
+                   (n_bad ? " (replaced by the next readable image; see warnings)" : ""));
     }
     if (epoch_done && ckpt_every_epochs > 0 && (step / steps_per_epoch) % ckpt_every_epochs == 0 &&
         step < total_steps)

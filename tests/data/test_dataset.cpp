@@ -88,7 +88,8 @@ TEST(Dataset, BadRootsClassFoldersAndListLinesAreClearErrors) {
   fs::create_directories(dir.path() / "root" / "b");
   fs::copy_file(corpus("val/cat/cat_00000.JPEG"), dir.path() / "root" / "a" / "x.jpg");
   write(dir.file("root/b/readme.txt"), "not an image extension");
-  expect_input_error([&] { FileDataset::image_folder(dir.file("root")); }, {"root/b", "class folder holds no images"});
+  expect_input_error([&] { FileDataset::image_folder(dir.file("root")); },
+                     {"root/b", "class folder holds no images"});
   expect_input_error([&] { FileDataset::unlabeled_folder(dir.file("root/b")); }, {"no image files"});
   write(dir.file("l1.txt"), "a/x.jpg 0\nonlyonefield\n");
   expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l1.txt")); },
@@ -97,9 +98,11 @@ TEST(Dataset, BadRootsClassFoldersAndListLinesAreClearErrors) {
   expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l2.txt")); },
                      {"l2.txt:1", "not a non-negative integer"});
   write(dir.file("l3.txt"), "a/x.jpg cat\n");
-  expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l3.txt")); }, {"l3.txt:1", "'cat'"});
+  expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l3.txt")); },
+                     {"l3.txt:1", "'cat'"});
   write(dir.file("l4.txt"), "# nothing\n");
-  expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l4.txt")); }, {"names no images"});
+  expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l4.txt")); },
+                     {"names no images"});
   expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("nope.txt")); },
                      {"nope.txt", "cannot open"});
 }
@@ -118,8 +121,8 @@ std::shared_ptr<FileDataset> small_set_with_broken(const TempDir& dir) {
     fs::copy_file(corpus(std::string("train/rocket/rocket_") + name), dir.path() / "root" / "b" / name);
   }
   for (size_t i = 0; i < broken.size(); ++i)
-    fs::copy_file(corpus("train/" + broken[i]), dir.path() / "root" / (i % 2 ? "a" : "b") /
-                                                    fs::path(broken[i]).filename());
+    fs::copy_file(corpus("train/" + broken[i]),
+                  dir.path() / "root" / (i % 2 ? "a" : "b") / fs::path(broken[i]).filename());
   return FileDataset::image_folder(dir.file("root"));
 }
 
@@ -163,7 +166,8 @@ TEST(FileLoader, BadFilesAreSkippedCountedAndBatchesIgnoreTheThreadCount) {
         reference = images;
       } else if (epoch == 0) {
         ASSERT_EQ(images.size(), reference.size());
-        for (size_t i = 0; i < images.size(); ++i) EXPECT_TRUE(at::equal(images[i], reference[i])) << "batch " << i;
+        for (size_t i = 0; i < images.size(); ++i)
+          EXPECT_TRUE(at::equal(images[i], reference[i])) << "batch " << i;
       }
     }
   }
@@ -188,10 +192,10 @@ TEST(FileLoader, OnBadImageFailStopsWithTheFileAndFault) {
 }
 
 TEST(FileLoader, GrayscaleCmykAndPngFilesDecodeToRgbBatches) {
-  std::vector<ImageFile> files = {{corpus("train/astronaut/astronaut_00003.JPEG"), 0},   // grayscale JPEG
-                                  {corpus("train/astronaut/astronaut_00005.JPEG"), 0},   // CMYK JPEG
-                                  {corpus("train/coffee/coffee_00005.JPEG"), 1},         // PNG named .JPEG
-                                  {corpus("train/coffee/coffee_00000.JPEG"), 1}};        // RGB JPEG
+  std::vector<ImageFile> files = {{corpus("train/astronaut/astronaut_00003.JPEG"), 0},  // grayscale JPEG
+                                  {corpus("train/astronaut/astronaut_00005.JPEG"), 0},  // CMYK JPEG
+                                  {corpus("train/coffee/coffee_00005.JPEG"), 1},        // PNG named .JPEG
+                                  {corpus("train/coffee/coffee_00000.JPEG"), 1}};       // RGB JPEG
   auto ds = std::make_shared<FileDataset>("mixed", files, std::vector<std::string>{"a", "b"});
   LoaderConfig cfg = file_loader_config(0);
   cfg.shuffle = false;
@@ -234,8 +238,8 @@ TEST(FileLoader, RankShardsOfAFileDatasetAreDisjointWithEqualStepCounts) {
 
 TEST(FileLoader, BatchesArePinnedWhenCudaIsPresent) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: page-locked batches need one";
-  auto ds = std::make_shared<FileDataset>("one", std::vector<ImageFile>{{corpus("val/cat/cat_00000.JPEG"), 0}},
-                                          std::vector<std::string>{"cat"});
+  auto ds = std::make_shared<FileDataset>(
+      "one", std::vector<ImageFile>{{corpus("val/cat/cat_00000.JPEG"), 0}}, std::vector<std::string>{"cat"});
   LoaderConfig cfg = file_loader_config(1);
   cfg.batch_size = 1;
   Loader loader(ds, cfg);

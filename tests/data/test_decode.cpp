@@ -68,13 +68,16 @@ TEST(Decode, CroppedDecodeAtFullScaleEqualsTheFullDecodeCrop) {
   const std::string path = corpus("checks/large.jpg");
   const auto bytes = read_file_bytes(path);
   const cv::Mat full = full_decode(path);
-  for (const CropBox box : {CropBox{0, 0, 1800, 2400}, CropBox{333, 517, 901, 1203}, CropBox{1700, 2300, 100, 100}}) {
+  for (const CropBox box :
+       {CropBox{0, 0, 1800, 2400}, CropBox{333, 517, 901, 1203}, CropBox{1700, 2300, 100, 100}}) {
     const DecodedRegion r = decode_jpeg_region(bytes, path, box, 1);
-    const cv::Mat got = r.rgb(cv::Rect(static_cast<int>(box.left - r.origin_x), static_cast<int>(box.top - r.origin_y),
-                                       static_cast<int>(box.width), static_cast<int>(box.height)));
+    const cv::Mat got =
+        r.rgb(cv::Rect(static_cast<int>(box.left - r.origin_x), static_cast<int>(box.top - r.origin_y),
+                       static_cast<int>(box.width), static_cast<int>(box.height)));
     const cv::Mat want = full(cv::Rect(static_cast<int>(box.left), static_cast<int>(box.top),
                                        static_cast<int>(box.width), static_cast<int>(box.height)));
-    // libjpeg-turbo's cropped/skipped decode loses the upsampling context at the crop edges: at most 2 levels.
+    // libjpeg-turbo's cropped/skipped decode loses the upsampling context at the crop edges: at most 2
+    // levels.
     EXPECT_LE(cv::norm(got, want, cv::NORM_INF), 2) << "box " << box.top << "," << box.left;
     EXPECT_LT(mean_abs_diff(got, want), 0.01) << "box " << box.top << "," << box.left;
     EXPECT_LE(r.rgb.rows, box.height) << "rows outside the box were decoded";
@@ -120,13 +123,14 @@ TEST(Decode, ReducedScaleDecodeMatchesFullDecodeCropResize) {
       for (size_t i = 0; i < a.size(); ++i) sum += d[i] = std::abs(a[i] - b[i]) * 255.0;
       std::sort(d.begin(), d.end());
       const double mean = sum / static_cast<double>(d.size()), p99 = d[d.size() * 99 / 100];
-      std::printf("reduced decode 1/%d: mean %.3f p99 %.1f max %.1f levels\n", reduced_scale(g.box, 224, 224), mean,
-                  p99, d.back());
+      std::printf("reduced decode 1/%d: mean %.3f p99 %.1f max %.1f levels\n", reduced_scale(g.box, 224, 224),
+                  mean, p99, d.back());
       EXPECT_LE(mean, 3.0) << "seed " << seed << " scale " << scale_lo;
       EXPECT_LE(p99, 32.0) << "seed " << seed << " scale " << scale_lo;
     }
   }
-  EXPECT_TRUE(scales.count(8) && scales.count(4) && scales.count(2)) << "boxes did not exercise 1/2, 1/4, 1/8";
+  EXPECT_TRUE(scales.count(8) && scales.count(4) && scales.count(2))
+      << "boxes did not exercise 1/2, 1/4, 1/8";
 }
 
 TEST(Decode, PngNamedJpegDecodesThroughTheFallback) {

@@ -149,9 +149,11 @@ TEST(Transform, BadConfigIsInputError) {
 
 TEST(Pipeline, DefaultNamesFollowTrainOrEval) {
   AugmentConfig cfg;
-  EXPECT_EQ(Pipeline::build(cfg, 1).names(), (std::vector<std::string>{"random_resized_crop", "hflip", "normalize"}));
+  EXPECT_EQ(Pipeline::build(cfg, 1).names(),
+            (std::vector<std::string>{"random_resized_crop", "hflip", "normalize"}));
   cfg.random = false;
-  EXPECT_EQ(Pipeline::build(cfg, 1).names(), (std::vector<std::string>{"resize", "center_crop", "normalize"}));
+  EXPECT_EQ(Pipeline::build(cfg, 1).names(),
+            (std::vector<std::string>{"resize", "center_crop", "normalize"}));
   cfg.transforms = {"center_crop", "hflip"};
   EXPECT_EQ(Pipeline::build(cfg, 3).names(), cfg.transforms);
 }

@@ -100,22 +100,23 @@ TEST_F(Distributed, AStalledRankIsNamedAndTheOthersStopAfterTheTimeout) {
   // Rank 1 stalls: rank 0 (an observer of every rank's arrivals) names it. Rank 0 stalls: rank 1 names it.
   for (const auto& [stalled, waiting] : {std::pair{1, 0}, std::pair{0, 1}}) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto r = run_command("SEMAIM_FAULT_STALL=" + std::to_string(stalled) + ":3 " + kMpirun + kBin + " pretrain " +
-                               (dir_ / "dp.yaml").string() + " --set run.output_dir=" +
+    const auto r = run_command("SEMAIM_FAULT_STALL=" + std::to_string(stalled) + ":3 " + kMpirun + kBin +
+                               " pretrain " + (dir_ / "dp.yaml").string() + " --set run.output_dir=" +
                                (dir_ / ("stall" + std::to_string(stalled))).string() + kTiny +
                                " --set dist.timeout_seconds=5");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_NE(r.exit_code, 0) << r.output;
     EXPECT_NE(r.exit_code, 124) << "timeout ended the job: the watchdog did not";
-    EXPECT_NE(r.output.find("rank " + std::to_string(stalled) + " stalls at step 3"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("rank " + std::to_string(stalled) + " stalls at step 3"), std::string::npos)
+        << r.output;
     const std::string named = "rank " + std::to_string(waiting) + ": all_reduce (collective #";
     EXPECT_NE(r.output.find(named), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find("did not complete within 5 s (dist.timeout_seconds): rank(s) " + std::to_string(stalled) +
-                            " never reached it (stalled or died)"),
+    EXPECT_NE(r.output.find("did not complete within 5 s (dist.timeout_seconds): rank(s) " +
+                            std::to_string(stalled) + " never reached it (stalled or died)"),
               std::string::npos)
         << r.output;
-    std::cout << "stalled rank " << stalled << ": job ended after " << secs << " s with exit code " << r.exit_code
-              << "\n";
+    std::cout << "stalled rank " << stalled << ": job ended after " << secs << " s with exit code "
+              << r.exit_code << "\n";
   }
 }
 

@@ -16,7 +16,8 @@ using semaim::testing::run_command;
 namespace {
 
 const std::string kBin = SEMAIM_BINARY;
-const std::string kCorpusConfig = std::string(SEMAIM_SOURCE_DIR) + "/configs/pretrain/aim-tiny-p16_1xb32-semantic_corpus.yaml";
+const std::string kCorpusConfig =
+    std::string(SEMAIM_SOURCE_DIR) + "/configs/pretrain/aim-tiny-p16_1xb32-semantic_corpus.yaml";
 // The first 450 training files (sorted): astronaut, cameraman, then cat/broken_empty.JPEG and 49 cats.
 const std::string kSmall =
     " --set run.threads=1 --set model.embed_dim=64 --set model.depth=2 --set model.num_heads=2"
@@ -26,7 +27,8 @@ const std::string kSmall =
 class ImageData : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(fs::exists(fs::path(SEMAIM_CORPUS_DIR) / ".complete")) << "run tools/setup.sh (sample corpus)";
+    ASSERT_TRUE(fs::exists(fs::path(SEMAIM_CORPUS_DIR) / ".complete"))
+        << "run tools/setup.sh (sample corpus)";
     dir_ = fs::temp_directory_path() / ("semaim_imgdata_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
@@ -62,27 +64,30 @@ TEST_F(ImageData, PretrainAndLinprobeRunOnImageFoldersCountingTheBadFile) {
 }
 
 TEST_F(ImageData, OnBadImageFailStopsTheRunNamingTheFile) {
-  auto r = run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set data.on_bad_image=fail");
+  auto r =
+      run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set data.on_bad_image=fail");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("broken_empty.JPEG"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("on_bad_image: fail"), std::string::npos) << r.output;
 }
 
 TEST_F(ImageData, MissingRootAndUnlabeledProbeAreClearStartupErrors) {
-  auto r = run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set data.root=" +
-                       (dir_ / "nowhere").string());
+  auto r = run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() +
+                       " --set data.root=" + (dir_ / "nowhere").string());
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("nowhere/train: dataset root does not exist"), std::string::npos) << r.output;
   auto u = run_command(kBin + " linprobe " + kCorpusConfig + kSmall + out_dir() +
                        " --set data.dataset=unlabeled_folder --random-init");
   EXPECT_EQ(u.exit_code, 2) << u.output;
-  EXPECT_NE(u.output.find("unlabeled_folder has no labelled evaluation split"), std::string::npos) << u.output;
+  EXPECT_NE(u.output.find("unlabeled_folder has no labelled evaluation split"), std::string::npos)
+      << u.output;
 }
 
 TEST_F(ImageData, ListFilesAndUnlabeledFoldersPretrainFromConfig) {
   for (const std::string kind : {"image_list", "unlabeled_folder"}) {
-    auto r = run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set train.max_steps=2" +
-                         " --set data.dataset=" + kind + " --set run.name=" + kind);
+    auto r =
+        run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set train.max_steps=2" +
+                    " --set data.dataset=" + kind + " --set run.name=" + kind);
     ASSERT_EQ(r.exit_code, 0) << kind << "\n" << r.output;
     EXPECT_TRUE(fs::exists(dir_ / kind / "pretrain_summary.json")) << kind;
   }
@@ -92,9 +97,10 @@ TEST_F(ImageData, ImageNetRecipeResolvesToSpecValues) {
   auto c = run_command(kBin + " config " + std::string(SEMAIM_SOURCE_DIR) +
                        "/configs/pretrain/aim-base-p16_8xb256-semantic-800e_in1k.yaml");
   ASSERT_EQ(c.exit_code, 0) << c.output;
-  for (const char* want : {"name: \"aim_base_patch16\"", "img_size: 224", "dataset: \"image_folder\"", "epochs: 800",
-                           "batch_size: 256", "base_lr: 0.0002", "warmup_epochs: 30", "clip_grad: 3", "strategy: \"semantic\"",
-                           "eval_crop_pct: 0.875", "crop_scale: [0.2"}) {
+  for (const char* want :
+       {"name: \"aim_base_patch16\"", "img_size: 224", "dataset: \"image_folder\"", "epochs: 800",
+        "batch_size: 256", "base_lr: 0.0002", "warmup_epochs: 30", "clip_grad: 3", "strategy: \"semantic\"",
+        "eval_crop_pct: 0.875", "crop_scale: [0.2"}) {
     EXPECT_NE(c.output.find(want), std::string::npos) << want << "\n" << c.output;
   }
 }

@@ -46,8 +46,8 @@ int reduced_scale(const CropBox& box, int64_t min_h, int64_t min_w);
 // Decodes the rows and columns of `box` (source pixels) of a JPEG at 1/scale, skipping the rows above and
 // below it and the column blocks beside it. Truncated data (no end-of-image marker, or libjpeg's premature
 // end warning) and corrupt headers throw BadImage naming `where`.
-DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::string& where, const CropBox& box,
-                                 int scale);
+DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::string& where,
+                                 const CropBox& box, int scale);
 
 // Full decode of any format OpenCV reads, as RGB (alpha dropped, 16-bit scaled to 8-bit). BadImage if
 // OpenCV cannot decode it.

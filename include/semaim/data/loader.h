@@ -15,9 +15,10 @@
 namespace semaim::data {
 
 struct Batch {
-  at::Tensor images;   // (B, C, out, out) float32
-  at::Tensor labels;   // (B) int64
-  at::Tensor indices;  // (B) int64, dataset index of each sample (a bad file's stand-in: the stand-in's index)
+  at::Tensor images;  // (B, C, out, out) float32
+  at::Tensor labels;  // (B) int64
+  at::Tensor
+      indices;  // (B) int64, dataset index of each sample (a bad file's stand-in: the stand-in's index)
   int64_t epoch = 0, index = 0;
   int64_t bad_images = 0;  // samples of this batch whose file could not be decoded (replaced, see Loader)
 };

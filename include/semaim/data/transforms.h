@@ -68,7 +68,8 @@ class TensorTransform {
  public:
   virtual ~TensorTransform() = default;
   virtual std::string name() const = 0;
-  virtual void apply(float* chw, int64_t channels, int64_t height, int64_t width, std::mt19937_64& rng) const = 0;
+  virtual void apply(float* chw, int64_t channels, int64_t height, int64_t width,
+                     std::mt19937_64& rng) const = 0;
 };
 
 // geometry -> resize -> pixel transforms -> to float (x/255, then normalize when listed) -> tensor
@@ -88,7 +89,8 @@ class Pipeline {
   Geometry plan(int64_t height, int64_t width, std::mt19937_64& rng) const;
   // src holds the geometry's box at `region` (its own pixel coordinates; src may be a reduced-scale
   // decode of the box). Writes channels * out * out floats (CHW) into dst.
-  void finish(const cv::Mat& src, const CropBox& region, const Geometry& g, std::mt19937_64& rng, float* dst) const;
+  void finish(const cv::Mat& src, const CropBox& region, const Geometry& g, std::mt19937_64& rng,
+              float* dst) const;
   // plan + finish on an in-memory image: src (H, W) with `channels` interleaved channels.
   void run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const;
 
