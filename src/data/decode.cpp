@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -214,6 +215,16 @@ DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::s
 }
 
 cv::Mat decode_rgb(const std::vector<uint8_t>& bytes, const std::string& where) {
+  // A complete PNG ends with its IEND chunk; checked here so a truncated file is named as such (and libpng
+  // does not print its own error first).
+  static const uint8_t kPngMagic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (bytes.size() >= 8 && std::equal(kPngMagic, kPngMagic + 8, bytes.begin())) {
+    static const char kIend[4] = {'I', 'E', 'N', 'D'};
+    const auto tail = bytes.end() - static_cast<std::ptrdiff_t>(std::min<size_t>(bytes.size(), 64));
+    if (std::search(tail, bytes.end(), kIend, kIend + 4) == bytes.end()) {
+      throw BadImage(where, "truncated PNG (no IEND chunk)");
+    }
+  }
   cv::Mat bgr;
   try {
     bgr = cv::imdecode(bytes, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);

@@ -149,7 +149,7 @@ TEST(Decode, EveryBrokenFileIsABadImageNamingTheFileAndFault) {
       {"train/coffee/broken_truncated.JPEG", "truncated JPEG"},
       {"train/flower/broken_text.JPEG", "not a decodable image"},
       {"train/galaxy/broken_header.JPEG", "JPEG"},
-      {"train/temple/broken_truncated_png.JPEG", "not a decodable image"},
+      {"train/temple/broken_truncated_png.JPEG", "truncated PNG (no IEND chunk)"},
       {"train/no_such_file.JPEG", "cannot open"}};
   std::vector<ImageFile> files;
   for (const auto& [rel, fault] : broken) files.push_back(ImageFile{corpus(rel), 0});
