@@ -1,7 +1,8 @@
 // Ordering-kernel benchmark (issue 3, SPEC §6): each fused op's CPU twin against its ATen reference
 // composition (src/ordering *_reference) in one run, same inputs, checking the outputs agree.
 //
-// usage: bench_ordering_kernels [--repeats R]
+// usage: bench_ordering_kernels [--repeats R] [--only OP[,OP...]]
+//   --only runs just the named ops (semantic_order, order_from_keys, parts_order, permute_rows).
 // Prints a Markdown table: median wall time over R runs (after one warm-up) of the twin and the reference,
 // and reference/twin, for N=256, L=196 (14x14), D=768 and N=64, L=1024 (32x32), D=1024, fp32 and bf16 tokens.
 #include <ATen/ATen.h>
@@ -42,9 +43,14 @@ struct Size {
 
 int main(int argc, char** argv) {
   int repeats = 3;
+  std::string only;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--repeats") repeats = std::max(1, std::atoi(argv[i + 1]));
+    if (std::string(argv[i]) == "--only") only = "," + std::string(argv[i + 1]) + ",";
   }
+  const auto runs = [&](const char* op) {
+    return only.empty() || only.find("," + std::string(op) + ",") != std::string::npos;
+  };
   using semaim::ordering::SimilaritySource;
   std::printf("threads: %d, median of %d runs\n\n", at::get_num_threads(), repeats);
   std::printf("| op | N | L | D | dtype | twin ms | reference ms | reference / twin | equal |\n");
@@ -55,6 +61,7 @@ int main(int argc, char** argv) {
     const at::Tensor tokens32 = at::randn({s.n, l + 1, s.d}, gen, at::TensorOptions().dtype(at::kFloat));
     const at::Tensor noise = at::rand({s.n, l}, gen, at::TensorOptions().dtype(at::kDouble));
     for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+      if (!runs("semantic_order")) break;
       const at::Tensor tokens = tokens32.to(dt);
       std::tuple<at::Tensor, at::Tensor, at::Tensor> fused, ref;
       const double twin = median_ms(
@@ -71,43 +78,53 @@ int main(int argc, char** argv) {
                   (long long)l, (long long)s.d, c10::toString(dt), twin, refm, refm / twin,
                   equal ? "yes" : "NO");
     }
-    // Keys as the engine passes them: (N, L) float32 ranks.
-    const at::Tensor keys = at::argsort(noise, /*stable=*/true, 1).to(at::kFloat);
-    semaim::ordering::Permutation fp, rp;
-    // A sub-millisecond op: each sample times 50 calls, alternating twin and reference, so scheduler and
-    // allocator noise averages out instead of deciding the ratio.
-    constexpr int kCalls = 50;
-    std::vector<double> tw, rf;
-    for (int r = 0; r < repeats; ++r) {
-      tw.push_back(median_ms(
-                       [&] {
-                         for (int c = 0; c < kCalls; ++c) fp = semaim::ordering::order_from_keys(keys);
-                       },
-                       1) /
-                   kCalls);
-      rf.push_back(median_ms(
-                       [&] {
-                         for (int c = 0; c < kCalls; ++c)
-                           rp = semaim::ordering::order_from_keys_reference(keys);
-                       },
-                       1) /
-                   kCalls);
+    // Keys as the engine passes them: float32 ranks 0..L-1 (rank_keys: semantic, similarity, parts) and
+    // rank / L (stochastic_keys), which varies in almost every bit and takes all four radix passes.
+    const at::Tensor ranks = at::argsort(noise, /*stable=*/true, 1).to(at::kFloat);
+    const std::pair<const char*, at::Tensor> key_sets[] = {{"float32 ranks", ranks},
+                                                           {"float32 rank/L", ranks / static_cast<float>(l)}};
+    for (const auto& [what, keys] : key_sets) {
+      if (!runs("order_from_keys")) break;
+      semaim::ordering::Permutation fp, rp;
+      // A sub-millisecond op: each sample times 50 calls, alternating twin and reference, so scheduler and
+      // allocator noise averages out instead of deciding the ratio.
+      constexpr int kCalls = 50;
+      std::vector<double> tw, rf;
+      for (int r = 0; r < repeats; ++r) {
+        tw.push_back(median_ms(
+                         [&] {
+                           for (int c = 0; c < kCalls; ++c) fp = semaim::ordering::order_from_keys(keys);
+                         },
+                         1) /
+                     kCalls);
+        rf.push_back(median_ms(
+                         [&] {
+                           for (int c = 0; c < kCalls; ++c)
+                             rp = semaim::ordering::order_from_keys_reference(keys);
+                         },
+                         1) /
+                     kCalls);
+      }
+      std::sort(tw.begin(), tw.end());
+      std::sort(rf.begin(), rf.end());
+      const double twin = tw[tw.size() / 2], refm = rf[rf.size() / 2];
+      std::printf("| order_from_keys | %lld | %lld | - | %s | %.3f | %.3f | %.2fx | %s |\n", (long long)s.n,
+                  (long long)l, what, twin, refm, refm / twin,
+                  at::equal(fp.order, rp.order) && at::equal(fp.inverse, rp.inverse) ? "yes" : "NO");
     }
-    std::sort(tw.begin(), tw.end());
-    std::sort(rf.begin(), rf.end());
-    const double twin = tw[tw.size() / 2], refm = rf[rf.size() / 2];
-    std::printf("| order_from_keys | %lld | %lld | - | float32 keys | %.3f | %.3f | %.2fx | %s |\n",
-                (long long)s.n, (long long)l, twin, refm, refm / twin,
-                at::equal(fp.order, rp.order) && at::equal(fp.inverse, rp.inverse) ? "yes" : "NO");
     // parts (k = 4, 5 iterations, the config defaults), fp32 only: its reference loops over D and L in ATen.
-    at::Tensor pinv, pref;
-    const double ptwin = median_ms(
-        [&] { pinv = std::get<1>(semaim::ordering::parts_order(tokens32, s.gh, s.gw, 4, 5, noise)); }, 1);
-    const double pref_ms =
-        median_ms([&] { pref = semaim::ordering::parts_keys(tokens32, s.gh, s.gw, 4, 5, noise); }, 1);
-    std::printf("| parts_order (k=4, 5 iters) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
-                (long long)s.n, (long long)l, (long long)s.d, ptwin, pref_ms, pref_ms / ptwin,
-                at::equal(pinv, pref.to(at::kLong)) ? "yes" : "NO");
+    if (runs("parts_order")) {
+      at::Tensor pinv, pref;
+      const double ptwin = median_ms(
+          [&] { pinv = std::get<1>(semaim::ordering::parts_order(tokens32, s.gh, s.gw, 4, 5, noise)); }, 1);
+      const double pref_ms =
+          median_ms([&] { pref = semaim::ordering::parts_keys(tokens32, s.gh, s.gw, 4, 5, noise); }, 1);
+      std::printf(
+          "| parts_order (k=4, 5 iters) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
+          (long long)s.n, (long long)l, (long long)s.d, ptwin, pref_ms, pref_ms / ptwin,
+          at::equal(pinv, pref.to(at::kLong)) ? "yes" : "NO");
+    }
+    if (!runs("permute_rows")) continue;
     // permute_rows: the sorted-form gather of patch tokens with the fused position-embedding add, forward
     // and backward, against the ATen form the model used before (x + pos, then index_select of the rows).
     const auto [order, inverse] = semaim::ordering::order_from_keys(noise);

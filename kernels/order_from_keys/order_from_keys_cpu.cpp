@@ -1,13 +1,17 @@
-// CPU twin of semaim::order_from_keys: per-row stable LSD radix sort of core.h's sort bits (so the order is
-// core.h's (key, index) order), parallel over rows. Reference: src/ordering order_from_keys_reference (stable
-// at::argsort + scatter inverse).
+// CPU twin of semaim::order_from_keys, parallel over rows: per row, a stable bucket pass by value then
+// per-bucket sorts of core.h's sort bits (32-bit keys), or a stable LSD radix sort of the sort bits (64-bit
+// keys); either way the order is core.h's (key, index) order. Reference: src/ordering
+// order_from_keys_reference (stable at::argsort + scatter inverse).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -53,21 +57,73 @@ void radix_passes(rec_t* rec, rec_t* tmp, int64_t l, uint32_t (&hist)[kPasses][2
   if (src != rec) std::copy(src, src + l, rec);
 }
 
-// One row of 32-bit sort bits: records pack (bits << 32 | index) into one word.
-void sort_row_bits32(const uint32_t* bits, int64_t l, uint64_t* rec, uint64_t* tmp, int64_t* o,
-                     int64_t* inv) {
-  uint32_t hist[4][256] = {};
-  for (int64_t j = 0; j < l; ++j) {
-    const uint32_t b = bits[j];
-    rec[j] = (uint64_t{b} << 32) | static_cast<uint64_t>(j);
-    ++hist[0][b & 0xFF];
-    ++hist[1][(b >> 8) & 0xFF];
-    ++hist[2][(b >> 16) & 0xFF];
-    ++hist[3][b >> 24];
+// Puts one bucket of records in (bits, index) order: insertion sort when small, else std::sort. Records are
+// distinct (the index is in the low word), so every sort gives the same result.
+inline void sort_bucket(uint64_t* r, int64_t m) {
+  if (m > 16) {
+    std::sort(r, r + m);
+    return;
   }
-  radix_passes<4>(rec, tmp, l, hist, [](uint64_t r) { return r >> 32; });
+  for (int64_t i = 1; i < m; ++i) {
+    const uint64_t x = r[i];
+    int64_t j = i;
+    for (; j > 0 && r[j - 1] > x; --j) r[j] = r[j - 1];
+    r[j] = x;
+  }
+}
+
+// One row whose keys have 32-bit sort bits. A stable counting pass spreads the records (bits << 32 | index)
+// over L buckets linear in the key's value between the row's finite minimum and maximum (-inf in the first
+// bucket, +inf and NaN in the last), which never decreases along core.h's order; each bucket is then sorted
+// by its records, which is core.h's (key, index) order. Keys spread like ranks or uniforms leave about one
+// record per bucket, so a row costs a few passes over L instead of one radix pass per 8 varying bits; keys
+// piled into few buckets degrade to std::sort of those buckets, never to a wrong order.
+// rec, tmp: L records; bucket, count: L words of scratch.
+template <typename key_t>
+void sort_row_bucketed(const key_t* keys, int64_t l, uint64_t* rec, uint64_t* tmp, uint32_t* bucket,
+                       uint32_t* count, int64_t* o, int64_t* inv) {
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (int64_t j = 0; j < l; ++j) {
-    const int64_t s = static_cast<int64_t>(rec[j] & 0xFFFFFFFFu);
+    const double v = static_cast<double>(keys[j]);
+    if (std::isfinite(v)) {
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+  }
+  double scale = hi > lo ? static_cast<double>(l - 1) / (hi - lo) : 0.0;
+  if (!std::isfinite(scale)) scale = 0.0;  // a span too wide or too narrow for doubles: one bucket
+  const uint32_t last = static_cast<uint32_t>(l - 1);
+  std::memset(count, 0, sizeof(uint32_t) * l);
+  for (int64_t j = 0; j < l; ++j) {
+    const key_t k = keys[j];
+    const double v = static_cast<double>(k);
+    uint32_t b;
+    if (std::isfinite(v)) {
+      const double t = (v - lo) * scale;  // >= 0 since v >= lo
+      b = t < static_cast<double>(last) ? static_cast<uint32_t>(t) : last;
+    } else {
+      b = v < 0 ? 0 : last;  // -inf first; +inf and NaN last
+    }
+    rec[j] = (uint64_t{sort_bits(k)} << 32) | static_cast<uint64_t>(j);
+    bucket[j] = b;
+    ++count[b];
+  }
+  uint32_t offset = 0;
+  for (int64_t b = 0; b < l; ++b) {
+    const uint32_t here = count[b];
+    count[b] = offset;
+    offset += here;
+  }
+  for (int64_t j = 0; j < l; ++j) tmp[count[bucket[j]]++] = rec[j];
+  // Now count[b] is the end of bucket b, and the start of bucket b + 1.
+  uint32_t begin = 0;
+  for (int64_t b = 0; b < l; ++b) {
+    const uint32_t end = count[b];
+    if (end - begin > 1) sort_bucket(tmp + begin, end - begin);
+    begin = end;
+  }
+  for (int64_t j = 0; j < l; ++j) {
+    const int64_t s = static_cast<int64_t>(tmp[j] & 0xFFFFFFFFu);
     o[j] = s;
     inv[s] = j;
   }
@@ -92,20 +148,23 @@ void sort_row_bits64(const uint64_t* bits, int64_t l, Rec64* rec, Rec64* tmp, in
   }
 }
 
-// Rows [begin, end): fill(i, bits) writes row i's sort bits, then the row is sorted into o/inv.
-template <typename bits_t, typename Fill>
-void sort_rows(int64_t begin, int64_t end, int64_t l, const Fill& fill, int64_t* o, int64_t* inv) {
-  std::vector<bits_t> bits(l);
-  if constexpr (sizeof(bits_t) == 4) {
+// Rows [begin, end) of keys (N, L) in `scalar_t`, read as key_t (their op-math type), sorted into o/inv.
+template <typename scalar_t, typename key_t>
+void sort_rows(const scalar_t* kp, int64_t begin, int64_t end, int64_t l, int64_t* o, int64_t* inv) {
+  if constexpr (sizeof(sort_bits(key_t{})) == 4) {
+    std::vector<key_t> keys(l);
     std::vector<uint64_t> rec(l), tmp(l);
+    std::vector<uint32_t> bucket(l), count(l);
     for (int64_t i = begin; i < end; ++i) {
-      fill(i, bits.data());
-      sort_row_bits32(bits.data(), l, rec.data(), tmp.data(), o + i * l, inv + i * l);
+      for (int64_t j = 0; j < l; ++j) keys[j] = static_cast<key_t>(kp[i * l + j]);
+      sort_row_bucketed(keys.data(), l, rec.data(), tmp.data(), bucket.data(), count.data(), o + i * l,
+                        inv + i * l);
     }
   } else {
+    std::vector<uint64_t> bits(l);
     std::vector<Rec64> rec(l), tmp(l);
     for (int64_t i = begin; i < end; ++i) {
-      fill(i, bits.data());
+      for (int64_t j = 0; j < l; ++j) bits[j] = sort_bits(static_cast<key_t>(kp[i * l + j]));
       sort_row_bits64(bits.data(), l, rec.data(), tmp.data(), o + i * l, inv + i * l);
     }
   }
@@ -126,16 +185,9 @@ std::tuple<at::Tensor, at::Tensor> order_from_keys_cpu(const at::Tensor& keys) {
   int64_t* inv = inverse.data_ptr<int64_t>();
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, k.scalar_type(), "order_from_keys_cpu", [&] {
     using key_t = at::opmath_type<scalar_t>;
-    using bits_t = decltype(sort_bits(key_t{}));
     const scalar_t* kp = k.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      sort_rows<bits_t>(
-          begin, end, l,
-          [&](int64_t i, bits_t* bits) {
-            for (int64_t j = 0; j < l; ++j) bits[j] = sort_bits(static_cast<key_t>(kp[i * l + j]));
-          },
-          o, inv);
-    });
+    at::parallel_for(
+        0, n, 1, [&](int64_t begin, int64_t end) { sort_rows<scalar_t, key_t>(kp, begin, end, l, o, inv); });
   });
   return {order, inverse};
 }

@@ -70,6 +70,49 @@ TEST(OrderFromKeysKernel, EqualKeysKeepIndexOrderAndNaNGoesLast) {
   EXPECT_TRUE(at::equal(p.inverse.gather(1, p.order), at::arange(7, at::kLong).view({1, 7})));
 }
 
+// The twin spreads 32-bit keys over buckets linear in their value, then sorts each bucket by sort bits:
+// keys spread evenly, piled into one bucket by an outlier, with infinities and NaN among them, spanning
+// subnormals or the whole int32 range, varying in few or scattered bits, and rows of one repeated key.
+TEST(OrderFromKeysKernel, KeysOfEverySpreadSortLikeTheReference) {
+  auto gen = seeded(77);
+  const int64_t n = 6, l = 196;
+  const at::Tensor r = at::randint(0, 1 << 20, {n, l}, gen, at::TensorOptions().dtype(at::kLong));
+  struct Case {
+    const char* what;
+    at::Tensor keys;
+  };
+  const std::vector<Case> cases = {
+      {"float ranks 0..195", at::argsort(at::rand({n, l}, gen), true, 1).to(at::kFloat)},
+      {"1000 + ranks: exponent constant",
+       (at::argsort(at::rand({n, l}, gen), true, 1) + 1000).to(at::kFloat)},
+      {"U[0,1) floats", at::rand({n, l}, gen)},
+      {"distance + 1e-3 noise",
+       (at::randint(0, 12, {n, l}, gen).sqrt() + at::rand({n, l}, gen) * 1e-3).to(at::kFloat)},
+      {"int32, low 3 bits", (r % 8).to(at::kInt)},
+      {"int32, bits 0..8 (9-bit span, 1-bit top digit)", (r % 512).to(at::kInt)},
+      {"int32, bits 3 and 27 only", ((r % 2) * 8 + ((r / 2) % 2) * (1 << 27)).to(at::kInt)},
+      {"int32, 0x40000000 + bits 0..16", (r % (1 << 17) + (1 << 30)).to(at::kInt)},
+      {"int32, negative and positive", (r - (1 << 19)).to(at::kInt)},
+      {"int32, one key per row", at::full({n, l}, 123456, at::kInt)},
+      {"float, one key per row", at::full({n, l}, -2.5, at::kFloat)},
+      {"one outlier piles the rest into bucket 0",
+       at::where(at::arange(l).view({1, l}) == 7, at::full({n, l}, 1e30), at::rand({n, l}, gen))},
+      {"+-inf and NaN among finite keys",
+       at::where(r % 7 == 0, at::full({n, l}, INFINITY),
+                 at::where(r % 7 == 1, at::full({n, l}, -INFINITY),
+                           at::where(r % 7 == 2, at::full({n, l}, NAN), at::randn({n, l}, gen))))},
+      {"only infinities and NaN", at::where(r % 2 == 0, at::full({n, l}, INFINITY), at::full({n, l}, NAN))},
+      {"subnormal floats", at::rand({n, l}, gen) * 1e-40f},
+      {"float extremes: span overflows to inf in float",
+       at::where(r % 2 == 0, at::full({n, l}, -3e38), at::full({n, l}, 3e38)) * at::rand({n, l}, gen)},
+      {"int32 whole range",
+       (r * 4096 - 2147483648LL + (r % 4096)).clamp(-2147483648LL, 2147483647LL).to(at::kInt)},
+      {"bfloat16 uniforms with ties", at::rand({n, l}, gen).to(at::kBFloat16)},
+      {"uint8", (r % 256).to(at::kByte)},
+  };
+  for (const Case& c : cases) expect_equal_to_reference(c.keys, c.what);
+}
+
 TEST(OrderFromKeysKernel, BadShapesDtypesAndDevicesThrowClearErrors) {
   expect_input_error([] { order_from_keys(at::zeros({4})); }, "(N, L)");
   expect_input_error([] { order_from_keys(at::zeros({2, 3, 4})); }, "(2, 3, 4)");
