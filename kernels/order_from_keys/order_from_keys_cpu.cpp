@@ -57,10 +57,13 @@ void radix_passes(rec_t* rec, rec_t* tmp, int64_t l, uint32_t (&hist)[kPasses][2
   if (src != rec) std::copy(src, src + l, rec);
 }
 
-// Puts one bucket of records in (bits, index) order: insertion sort when small, else std::sort. Records are
-// distinct (the index is in the low word), so every sort gives the same result.
-inline void sort_bucket(uint64_t* r, int64_t m) {
-  if (m > 16) {
+// Buckets up to this size are finished by insertion sort.
+constexpr uint32_t kSmallBucket = 16;
+
+// Puts m records in (bits, index) order: by insertion sort (cheap when every record is near its slot), else
+// std::sort. Records are distinct (the index is in the low word), so every sort gives the same result.
+inline void sort_bucket(uint64_t* r, int64_t m, bool insertion) {
+  if (!insertion) {
     std::sort(r, r + m);
     return;
   }
@@ -108,19 +111,26 @@ void sort_row_bucketed(const key_t* keys, int64_t l, uint64_t* rec, uint64_t* tm
     bucket[j] = b;
     ++count[b];
   }
-  uint32_t offset = 0;
+  uint32_t offset = 0, most = 0;
   for (int64_t b = 0; b < l; ++b) {
     const uint32_t here = count[b];
     count[b] = offset;
     offset += here;
+    most = std::max(most, here);
   }
   for (int64_t j = 0; j < l; ++j) tmp[count[bucket[j]]++] = rec[j];
-  // Now count[b] is the end of bucket b, and the start of bucket b + 1.
-  uint32_t begin = 0;
-  for (int64_t b = 0; b < l; ++b) {
-    const uint32_t end = count[b];
-    if (end - begin > 1) sort_bucket(tmp + begin, end - begin);
-    begin = end;
+  if (most <= kSmallBucket) {
+    // Every record is at most kSmallBucket - 1 places from its sorted slot: one insertion sort over the
+    // row finishes all buckets, with no per-bucket branch.
+    sort_bucket(tmp, l, /*insertion=*/true);
+  } else {
+    // Now count[b] is the end of bucket b, and the start of bucket b + 1.
+    uint32_t begin = 0;
+    for (int64_t b = 0; b < l; ++b) {
+      const uint32_t end = count[b];
+      if (end - begin > 1) sort_bucket(tmp + begin, end - begin, end - begin <= kSmallBucket);
+      begin = end;
+    }
   }
   for (int64_t j = 0; j < l; ++j) {
     const int64_t s = static_cast<int64_t>(tmp[j] & 0xFFFFFFFFu);
