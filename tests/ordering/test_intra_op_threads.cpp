@@ -7,8 +7,6 @@
 #include <mutex>
 #include <set>
 
-#include "semaim/ordering/kernels.h"
-
 namespace {
 
 TEST(IntraOpThreads, ParallelForInSemaimCodeRunsOnTwoThreadsWhenAskedFor) {
