@@ -129,58 +129,69 @@ int main(int argc, char** argv) {
     if (!runs("permute_rows")) continue;
     // permute_rows: the sorted-form gather of patch tokens with the fused position-embedding add, forward
     // and backward, against the ATen form the model used before (x + pos, then index_select of the rows).
+    // Two layouts of the tokens: contiguous (N, L, D), and the patch embedding's output as the model hands
+    // it over, the convolution's (N, D, L) seen as (N, L, D) through flatten(2).transpose(1, 2).
     const auto [order, inverse] = semaim::ordering::order_from_keys(noise);
     const at::Tensor pos = at::randn({l, s.d}, gen, at::TensorOptions());
-    const at::Tensor patches = tokens32.narrow(1, 1, l).contiguous();
-    at::Tensor xf = patches.clone().requires_grad_(), xr = patches.clone().requires_grad_();
     const at::Tensor w = at::randn({s.n, l, s.d}, gen, at::TensorOptions());
-    at::Tensor yf, yr;
-    const double fwd_twin =
-        median_ms([&] { yf = semaim::kernels::permute_rows(patches, order, inverse, pos); }, repeats);
-    const double fwd_ref =
-        median_ms([&] { yr = semaim::kernels::permute_rows_reference(patches + pos, order); }, repeats);
-    const bool same_fwd = at::equal(yf, yr);
-    const double fwd_unfused =
-        median_ms([&] { yr = semaim::kernels::permute_rows(patches + pos, order, inverse); }, repeats);
-    std::printf(
-        "| permute_rows (+pos, forward) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
-        (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_ref, fwd_ref / fwd_twin,
-        same_fwd ? "yes" : "NO");
-    std::printf(
-        "| permute_rows unfused (x+pos, then the op) vs fused | %lld | %lld | %lld | float32 | %.2f | %.2f | "
-        "%.2fx | %s |\n",
-        (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_unfused, fwd_unfused / fwd_twin,
-        at::equal(yf, yr) ? "yes" : "NO");
-    const double bwd_twin = median_ms(
-        [&] {
-          xf.mutable_grad() = at::Tensor();
-          (semaim::kernels::permute_rows(xf, order, inverse, pos) * w).sum().backward();
-        },
-        repeats);
-    const double bwd_ref = median_ms(
-        [&] {
-          xr.mutable_grad() = at::Tensor();
-          (semaim::kernels::permute_rows_reference(xr + pos, order) * w).sum().backward();
-        },
-        repeats);
-    std::printf(
-        "| permute_rows (+pos, forward+backward incl. the *w loss) | %lld | %lld | %lld | float32 | %.2f | "
-        "%.2f | %.2fx | %s |\n",
-        (long long)s.n, (long long)l, (long long)s.d, bwd_twin, bwd_ref, bwd_ref / bwd_twin,
-        at::equal(xf.grad(), xr.grad()) ? "yes" : "NO");
-    // The backward alone: the gradient of x from a given output gradient, graphs kept between calls (ours:
-    // the gather by the inverse; ATen's: index_select's backward, an index_add into zeros).
-    const at::Tensor yfb = semaim::kernels::permute_rows(xf, order, inverse, pos);
-    const at::Tensor yrb = semaim::kernels::permute_rows_reference(xr + pos, order);
-    at::Tensor gf, gr;
-    const double bo_twin =
-        median_ms([&] { gf = torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]; }, repeats);
-    const double bo_ref =
-        median_ms([&] { gr = torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]; }, repeats);
-    std::printf(
-        "| permute_rows (backward only) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
-        (long long)s.n, (long long)l, (long long)s.d, bo_twin, bo_ref, bo_ref / bo_twin,
-        at::equal(gf, gr) ? "yes" : "NO");
+    for (const bool token_major : {false, true}) {
+      const char* layout = token_major ? "patch-embedding layout" : "contiguous";
+      // The leaf holds the memory; view() is what the op and the reference see.
+      const at::Tensor leaf = token_major ? tokens32.narrow(1, 1, l).transpose(1, 2).contiguous()
+                                          : tokens32.narrow(1, 1, l).contiguous();
+      const auto view = [&](const at::Tensor& t) { return token_major ? t.transpose(1, 2) : t; };
+      const at::Tensor patches = view(leaf);
+      at::Tensor xf = leaf.clone().requires_grad_(), xr = leaf.clone().requires_grad_();
+      at::Tensor yf, yr;
+      const double fwd_twin =
+          median_ms([&] { yf = semaim::kernels::permute_rows(patches, order, inverse, pos); }, repeats);
+      const double fwd_ref =
+          median_ms([&] { yr = semaim::kernels::permute_rows_reference(patches + pos, order); }, repeats);
+      const bool same_fwd = at::equal(yf, yr);
+      const double fwd_unfused =
+          median_ms([&] { yr = semaim::kernels::permute_rows(patches + pos, order, inverse); }, repeats);
+      std::printf(
+          "| permute_rows (+pos, forward), %s | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
+          layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_ref, fwd_ref / fwd_twin,
+          same_fwd ? "yes" : "NO");
+      std::printf(
+          "| permute_rows unfused (x+pos, then the op) vs fused, %s | %lld | %lld | %lld | float32 | %.2f | "
+          "%.2f "
+          "| %.2fx | %s |\n",
+          layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_unfused, fwd_unfused / fwd_twin,
+          at::equal(yf, yr) ? "yes" : "NO");
+      const double bwd_twin = median_ms(
+          [&] {
+            xf.mutable_grad() = at::Tensor();
+            (semaim::kernels::permute_rows(view(xf), order, inverse, pos) * w).sum().backward();
+          },
+          repeats);
+      const double bwd_ref = median_ms(
+          [&] {
+            xr.mutable_grad() = at::Tensor();
+            (semaim::kernels::permute_rows_reference(view(xr) + pos, order) * w).sum().backward();
+          },
+          repeats);
+      std::printf(
+          "| permute_rows (+pos, forward+backward incl. the *w loss), %s | %lld | %lld | %lld | float32 | "
+          "%.2f | "
+          "%.2f | %.2fx | %s |\n",
+          layout, (long long)s.n, (long long)l, (long long)s.d, bwd_twin, bwd_ref, bwd_ref / bwd_twin,
+          at::equal(xf.grad(), xr.grad()) ? "yes" : "NO");
+      // The backward alone: the gradient of x from a given output gradient, graphs kept between calls (ours:
+      // the gather by the inverse; ATen's: index_select's backward, an index_add into zeros).
+      const at::Tensor yfb = semaim::kernels::permute_rows(view(xf), order, inverse, pos);
+      const at::Tensor yrb = semaim::kernels::permute_rows_reference(view(xr) + pos, order);
+      at::Tensor gf, gr;
+      const double bo_twin =
+          median_ms([&] { gf = torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]; }, repeats);
+      const double bo_ref =
+          median_ms([&] { gr = torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]; }, repeats);
+      std::printf(
+          "| permute_rows (backward only), %s | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
+          layout, (long long)s.n, (long long)l, (long long)s.d, bo_twin, bo_ref, bo_ref / bo_twin,
+          at::equal(gf, gr) ? "yes" : "NO");
+    }
   }
   return 0;
 }

@@ -8,10 +8,10 @@
 
 namespace semaim::kernels {
 
-// Source row of output row k of image n: x is (N, L, D) (shared = false) or one (L, D) table for every
-// image (shared = true).
-C10_HOST_DEVICE inline int64_t permute_src_row(int64_t n, int64_t src, int64_t l, bool shared) {
-  return shared ? src : n * l + src;
+// Element offset of row src of image n in an (N, L, D) x with element strides (sn, sl); a shared table has
+// sn = 0.
+C10_HOST_DEVICE inline int64_t permute_src_offset(int64_t n, int64_t src, int64_t sn, int64_t sl) {
+  return n * sn + src * sl;
 }
 
 // One output element: x (+ add) as ATen adds two tensors of one dtype: in the op-math type, rounded once.

@@ -1,11 +1,16 @@
 // CPU twin of semaim::permute_rows: row gather (+ fused add of a per-position table), parallel over rows.
-// Reference: index_select of the flattened rows, then + add.index_select (permute_rows_reference).
+// Reference: index_select of the flattened rows, then + add.index_select (permute_rows_reference). x may be
+// any strided view: unit-stride rows are gathered in place, and a unit-stride token axis (the patch
+// embedding's output) goes through a cache-blocked transpose, so neither pays for a contiguous() copy.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/ops.h"
 #include "kernels/permute_rows/core.h"
@@ -35,37 +40,126 @@ void check_permute_rows_args(const at::Tensor& x, const at::Tensor& index,
   }
 }
 
-// x: (N, L, D) or (L, D), index: (N, L), add: (L, D) or none -> (N, L, D)
+namespace {
+
+// Side of the token-major form's transpose blocks: 16 fp32 values are one 64-byte cache line.
+constexpr int64_t kTile = 16;
+// One thread's token-major buffer: a run of tokens' rows that stays in L2 (about 160 tokens at D = 768).
+constexpr int64_t kTokenBufferBytes = 512 * 1024;
+
+// Row form: every token row of x is unit-stride (contiguous x, or a row-strided view such as a narrow).
+// out[n, k, :] = x[n, index[n, k], :] (+ add[index[n, k], :]).
+template <typename scalar_t>
+void gather_rows(const scalar_t* xp, int64_t sn, int64_t sl, const int64_t* idx, const scalar_t* ap,
+                 int64_t n, int64_t l, int64_t d, scalar_t* op) {
+  at::parallel_for(0, n * l, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t src = idx[r];
+      const scalar_t* row = xp + permute_src_offset(r / l, src, sn, sl);
+      scalar_t* dst = op + r * d;
+      if (ap == nullptr) {
+        std::memcpy(dst, row, sizeof(scalar_t) * d);
+      } else {
+        const scalar_t* arow = ap + src * d;
+        for (int64_t i = 0; i < d; ++i) dst[i] = permute_add(row[i], arow[i]);
+      }
+    }
+  });
+}
+
+// The per-row inverse of idx (inv[n, idx[n, k]] = k), or false when a row of idx is not a permutation.
+bool invert_rows(const int64_t* idx, int64_t n, int64_t l, std::vector<int64_t>& inv) {
+  inv.assign(static_cast<size_t>(n * l), -1);
+  std::atomic<bool> permutation{true};
+  at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t img = begin; img < end; ++img) {
+      for (int64_t k = 0; k < l; ++k) {
+        int64_t& slot = inv[static_cast<size_t>(img * l + idx[img * l + k])];
+        if (slot >= 0) permutation = false;
+        slot = k;
+      }
+    }
+  });
+  return permutation;
+}
+
+// Token-major form: the token axis of x is unit-stride, as in the (N, D, gh*gw) output of the patch
+// embedding's convolution seen as (N, L, D) through flatten(2).transpose(1, 2). Each task takes a run of
+// consecutive source tokens of one image, as many as fill kTokenBufferBytes: a transpose of
+// x[n, p0:p0+run, :] in kTile x kTile blocks into a (run, D) buffer, reading each channel's run of tokens
+// sequentially, then each token's row goes out whole (+ add) to its place in the order, out[n, inv[n, p]]
+// (inv: the inverse of index). x is read once and out written once.
+template <typename scalar_t>
+void scatter_token_major(const scalar_t* xp, int64_t sn, int64_t sd, const int64_t* inv, const scalar_t* ap,
+                         int64_t n, int64_t l, int64_t d, scalar_t* op) {
+  const int64_t fit = kTokenBufferBytes / (d * static_cast<int64_t>(sizeof(scalar_t)));
+  const int64_t run = std::min(l, std::max(kTile, fit / kTile * kTile));
+  const int64_t blocks = (l + run - 1) / run;
+  at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
+    // Rows padded by a cache line: with D * e a multiple of 4 KiB the block's 16 rows would share one L1 set.
+    const int64_t ld = d + kTile;
+    std::vector<scalar_t> buf(static_cast<size_t>(run * ld));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t img = t / blocks, p0 = t % blocks * run, tokens = std::min(run, l - p0);
+      const scalar_t* xs = xp + permute_src_offset(img, p0, sn, 1);  // xs[j * sd + p] = x[img, p0 + p, j]
+      for (int64_t j0 = 0; j0 < d; j0 += kTile) {
+        const int64_t j1 = std::min(d, j0 + kTile);
+        for (int64_t q0 = 0; q0 < tokens; q0 += kTile) {
+          const int64_t q1 = std::min(tokens, q0 + kTile);
+          for (int64_t j = j0; j < j1; ++j) {
+            for (int64_t p = q0; p < q1; ++p) buf[static_cast<size_t>(p * ld + j)] = xs[j * sd + p];
+          }
+        }
+      }
+      for (int64_t p = 0; p < tokens; ++p) {
+        const scalar_t* row = buf.data() + p * ld;
+        scalar_t* dst = op + (img * l + inv[img * l + p0 + p]) * d;
+        if (ap == nullptr) {
+          std::memcpy(dst, row, sizeof(scalar_t) * d);
+        } else {
+          const scalar_t* arow = ap + (p0 + p) * d;
+          for (int64_t j = 0; j < d; ++j) dst[j] = permute_add(row[j], arow[j]);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// x: (N, L, D) of any strides or (L, D), index: (N, L), add: (L, D) or none -> (N, L, D) contiguous
 at::Tensor permute_rows_cpu(const at::Tensor& x, const at::Tensor& index,
                             const c10::optional<at::Tensor>& add) {
   check_permute_rows_args(x, index, add, c10::DeviceType::CPU);
-  const at::Tensor xc = x.contiguous(), ic = index.contiguous();
-  const bool shared = x.dim() == 2, has_add = add.has_value() && add->defined();
+  const at::Tensor ic = index.contiguous();
+  const bool has_add = add.has_value() && add->defined();
   const at::Tensor ac = has_add ? add->contiguous() : at::Tensor();
   const int64_t n = ic.size(0), l = ic.size(1), d = x.size(-1);
-  at::Tensor out = at::empty({n, l, d}, xc.options());
+  // A shared table or a 3-d x with neither unit-stride rows nor a unit-stride token axis is copied first.
   const int64_t* idx = ic.data_ptr<int64_t>();
   for (int64_t r = 0; r < n * l; ++r) {
     TORCH_CHECK(idx[r] >= 0 && idx[r] < l, "semaim::permute_rows: index ", idx[r], " out of range [0, ", l,
                 ")");
   }
+  // The token-major form scatters by the inverse, so it needs index to be a permutation of every row.
+  std::vector<int64_t> inv;
+  const bool token_major =
+      x.dim() == 3 && x.stride(2) != 1 && x.stride(1) == 1 && l > 1 && invert_rows(idx, n, l, inv);
+  const bool rows = x.dim() == 3 && (x.stride(2) == 1 || d == 1);
+  const at::Tensor xc = token_major || rows ? x : x.contiguous();
+  // Per-image strides in elements; a shared (L, D) table is one image for every n (stride 0).
+  const int64_t sn = xc.dim() == 3 ? xc.stride(0) : 0, sl = xc.dim() == 3 ? xc.stride(1) : d;
+  at::Tensor out = at::empty({n, l, d}, xc.options().memory_format(at::MemoryFormat::Contiguous));
+  if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "permute_rows_cpu", [&] {
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     const scalar_t* ap = has_add ? ac.data_ptr<scalar_t>() : nullptr;
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, n * l, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t src = idx[r];
-        const scalar_t* row = xp + permute_src_row(r / l, src, l, shared) * d;
-        scalar_t* dst = op + r * d;
-        if (ap == nullptr) {
-          std::memcpy(dst, row, sizeof(scalar_t) * d);
-        } else {
-          const scalar_t* arow = ap + src * d;
-          for (int64_t i = 0; i < d; ++i) dst[i] = permute_add(row[i], arow[i]);
-        }
-      }
-    });
+    if (token_major) {
+      scatter_token_major(xp, sn, xc.stride(2), inv.data(), ap, n, l, d, op);
+    } else {
+      gather_rows(xp, sn, sl, idx, ap, n, l, d, op);
+    }
   });
   return out;
 }

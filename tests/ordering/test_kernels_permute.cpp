@@ -58,6 +58,65 @@ TEST(PermuteRowsKernel, CpuTwinEqualsIndexSelectWithAndWithoutFusedAdd) {
   EXPECT_TRUE(at::equal(permute_rows(x, order, inverse), permute_rows_reference(x, order))) << "N=512";
 }
 
+// x as the model hands it over: the patch embedding's (N, D, L) output seen as (N, L, D) (token axis
+// unit-stride), rows narrowed out of wider ones, a permuted token-major layout, and a layout with no
+// unit stride at all. D = 200 and 1500 split the token-major transpose into several channel slices.
+TEST(PermuteRowsKernel, StridedInputsEqualTheReferenceInEveryLayout) {
+  uint64_t seed = 40;
+  struct Case {
+    int64_t gh, gw, d;
+  };
+  const Case cases[] = {{7, 7, 24}, {14, 14, 200}, {16, 16, 24}, {37, 37, 200}, {6, 11, 24}, {14, 14, 1500}};
+  for (const Case& c : cases) {
+    const int64_t l = c.gh * c.gw, d = c.d;
+    for (int64_t n : {1, 3}) {
+      for (at::ScalarType dt : kDtypes) {
+        auto gen = seeded(++seed);
+        auto [order, inverse] = random_permutation(n, l, seed);
+        const auto opts = at::TensorOptions().dtype(dt);
+        const at::Tensor table = at::randn({l, d}, gen, at::TensorOptions()).to(dt);
+        const std::pair<const char*, at::Tensor> layouts[] = {
+            {"token-major", at::randn({n, d, l}, gen, at::TensorOptions()).to(dt).transpose(1, 2)},
+            {"narrowed rows", at::randn({n, l, d + 5}, gen, at::TensorOptions()).to(dt).narrow(2, 2, d)},
+            {"permuted token-major",
+             at::randn({d, n, l}, gen, at::TensorOptions()).to(dt).permute({1, 2, 0})},
+            {"no unit stride", at::randn({n, l, d, 2}, gen, at::TensorOptions()).to(dt).select(3, 1)},
+        };
+        for (const auto& [name, x] : layouts) {
+          ASSERT_EQ(x.sizes(), at::IntArrayRef({n, l, d})) << name;
+          ASSERT_EQ(x.scalar_type(), opts.dtype().toScalarType());
+          const std::string what = std::string(name) + " L=" + std::to_string(l) + " D=" + std::to_string(d) +
+                                   " N=" + std::to_string(n) + " " + c10::toString(dt);
+          const at::Tensor plain = permute_rows(x, order, inverse);
+          EXPECT_TRUE(plain.is_contiguous()) << what;
+          EXPECT_TRUE(at::equal(plain, permute_rows_reference(x.contiguous(), order))) << what;
+          EXPECT_TRUE(at::equal(permute_rows(x, order, inverse, table),
+                                permute_rows_reference(x.contiguous(), order, table)))
+              << what;
+        }
+      }
+    }
+  }
+  // An index that is not a permutation (repeated rows) still gathers exactly, in every layout.
+  {
+    auto gen = seeded(42);
+    const at::Tensor index = at::randint(0, 49, {3, 49}, gen, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor table = at::randn({49, 40}, gen, at::TensorOptions());
+    for (const at::Tensor& x : {at::randn({3, 40, 49}, gen, at::TensorOptions()).transpose(1, 2),
+                                at::randn({3, 49, 40}, gen, at::TensorOptions())}) {
+      EXPECT_TRUE(at::equal(permute_rows(x, index, index, table), permute_rows_reference(x, index, table)));
+    }
+  }
+  // The gradient reaches a token-major leaf exactly as through the composition.
+  auto [order, inverse] = random_permutation(4, 196, 41);
+  const at::Tensor base = at::randn({4, 300, 196}), table = at::randn({196, 300}),
+                   w = at::randn({4, 196, 300});
+  at::Tensor x1 = base.clone().requires_grad_(), x2 = base.clone().requires_grad_();
+  (permute_rows(x1.transpose(1, 2), order, inverse, table) * w).sum().backward();
+  (permute_rows_reference(x2.transpose(1, 2), order, table) * w).sum().backward();
+  EXPECT_TRUE(at::equal(x1.grad(), x2.grad()));
+}
+
 TEST(PermuteRowsKernel, MixedDtypesPromoteAsAtenAdd) {
   auto [order, inverse] = random_permutation(2, 16, 4);
   const at::Tensor x = at::randn({2, 16, 8}).to(at::kBFloat16), table = at::randn({16, 8});
