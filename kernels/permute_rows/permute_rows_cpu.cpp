@@ -135,7 +135,6 @@ at::Tensor permute_rows_cpu(const at::Tensor& x, const at::Tensor& index,
   const bool has_add = add.has_value() && add->defined();
   const at::Tensor ac = has_add ? add->contiguous() : at::Tensor();
   const int64_t n = ic.size(0), l = ic.size(1), d = x.size(-1);
-  // A shared table or a 3-d x with neither unit-stride rows nor a unit-stride token axis is copied first.
   const int64_t* idx = ic.data_ptr<int64_t>();
   for (int64_t r = 0; r < n * l; ++r) {
     TORCH_CHECK(idx[r] >= 0 && idx[r] < l, "semaim::permute_rows: index ", idx[r], " out of range [0, ", l,
@@ -146,6 +145,7 @@ at::Tensor permute_rows_cpu(const at::Tensor& x, const at::Tensor& index,
   const bool token_major =
       x.dim() == 3 && x.stride(2) != 1 && x.stride(1) == 1 && l > 1 && invert_rows(idx, n, l, inv);
   const bool rows = x.dim() == 3 && (x.stride(2) == 1 || d == 1);
+  // A shared table or a 3-d x with neither unit-stride rows nor a unit-stride token axis is copied first.
   const at::Tensor xc = token_major || rows ? x : x.contiguous();
   // Per-image strides in elements; a shared (L, D) table is one image for every n (stride 0).
   const int64_t sn = xc.dim() == 3 ? xc.stride(0) : 0, sl = xc.dim() == 3 ? xc.stride(1) : d;
