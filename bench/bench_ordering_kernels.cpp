@@ -19,6 +19,7 @@
 
 #include <torch/csrc/autograd/autograd.h>
 
+#include "kernels/ops.h"
 #include "kernels/permute_rows/permute_rows.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
@@ -148,12 +149,23 @@ int main(int argc, char** argv) {
       const double fwd_ref =
           median_ms([&] { yr = semaim::kernels::permute_rows_reference(patches + pos, order); }, repeats);
       const bool same_fwd = at::equal(yf, yr);
+      // The same twin without faulting in its output's pages up front (kernels/ops.h).
+      semaim::kernels::set_permute_rows_prefault(false);
+      at::Tensor yn;
+      const double fwd_no_prefault =
+          median_ms([&] { yn = semaim::kernels::permute_rows(patches, order, inverse, pos); }, repeats);
+      semaim::kernels::set_permute_rows_prefault(true);
       const double fwd_unfused =
           median_ms([&] { yr = semaim::kernels::permute_rows(patches + pos, order, inverse); }, repeats);
       std::printf(
           "| permute_rows (+pos, forward), %s | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
           layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_ref, fwd_ref / fwd_twin,
           same_fwd ? "yes" : "NO");
+      std::printf(
+          "| permute_rows twin without the output prefault vs with it (forward), %s | %lld | %lld | %lld | "
+          "float32 | %.2f | %.2f | %.2fx | %s |\n",
+          layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_no_prefault,
+          fwd_no_prefault / fwd_twin, at::equal(yn, yf) ? "yes" : "NO");
       std::printf(
           "| permute_rows unfused (x+pos, then the op) vs fused, %s | %lld | %lld | %lld | float32 | %.2f | "
           "%.2f "

@@ -57,5 +57,8 @@ at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
                              const c10::optional<at::Tensor>& add);
 void check_permute_rows_args(const at::Tensor& x, const at::Tensor& index,
                              const c10::optional<at::Tensor>& add, c10::DeviceType device);
+// Whether permute_rows_cpu faults in the pages of an output of 32 MiB or more with one madvise per thread
+// before writing it (default on); returns the previous setting. The bench turns it off to measure it.
+bool set_permute_rows_prefault(bool on);
 
 }  // namespace semaim::kernels

@@ -11,6 +11,7 @@
 #include <string>
 #include <utility>
 
+#include "kernels/ops.h"
 #include "kernels/permute_rows/permute_rows.h"
 #include "ordering/kernel_test_util.h"
 #include "semaim/ordering/kernels.h"
@@ -115,6 +116,22 @@ TEST(PermuteRowsKernel, StridedInputsEqualTheReferenceInEveryLayout) {
   (permute_rows(x1.transpose(1, 2), order, inverse, table) * w).sum().backward();
   (permute_rows_reference(x2.transpose(1, 2), order, table) * w).sum().backward();
   EXPECT_TRUE(at::equal(x1.grad(), x2.grad()));
+}
+
+// An output of 32 MiB or more has its pages faulted in up front; the result is the same either way, for a
+// fresh output and for one that reuses a freed block.
+TEST(PermuteRowsKernel, PrefaultedLargeOutputsEqualTheReference) {
+  auto [order, inverse] = random_permutation(48, 196, 43);
+  const at::Tensor table = at::randn({196, 1024});
+  const at::Tensor x = at::randn({48, 1024, 196}).transpose(1, 2);  // 38.5 MB out
+  const at::Tensor expected = permute_rows_reference(x.contiguous(), order, table);
+  for (bool prefault : {true, false, true}) {
+    const bool before = semaim::kernels::set_permute_rows_prefault(prefault);
+    const at::Tensor got = permute_rows(x, order, inverse, table);
+    semaim::kernels::set_permute_rows_prefault(before);
+    EXPECT_TRUE(at::equal(got, expected)) << "prefault " << prefault;
+  }
+  EXPECT_TRUE(semaim::kernels::set_permute_rows_prefault(true)) << "on by default";
 }
 
 TEST(PermuteRowsKernel, MixedDtypesPromoteAsAtenAdd) {
