@@ -167,9 +167,8 @@ int main(int argc, char** argv) {
           layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_no_prefault,
           fwd_no_prefault / fwd_twin, at::equal(yn, yf) ? "yes" : "NO");
       std::printf(
-          "| permute_rows unfused (x+pos, then the op) vs fused, %s | %lld | %lld | %lld | float32 | %.2f | "
-          "%.2f "
-          "| %.2fx | %s |\n",
+          "| permute_rows unfused (x+pos, then the op) vs fused, %s | %lld | %lld | %lld | float32 "
+          "| %.2f | %.2f | %.2fx | %s |\n",
           layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_unfused, fwd_unfused / fwd_twin,
           at::equal(yf, yr) ? "yes" : "NO");
       const double bwd_twin = median_ms(
@@ -185,9 +184,8 @@ int main(int argc, char** argv) {
           },
           repeats);
       std::printf(
-          "| permute_rows (+pos, forward+backward incl. the *w loss), %s | %lld | %lld | %lld | float32 | "
-          "%.2f | "
-          "%.2f | %.2fx | %s |\n",
+          "| permute_rows (+pos, forward+backward incl. the *w loss), %s | %lld | %lld | %lld | float32 "
+          "| %.2f | %.2f | %.2fx | %s |\n",
           layout, (long long)s.n, (long long)l, (long long)s.d, bwd_twin, bwd_ref, bwd_ref / bwd_twin,
           at::equal(xf.grad(), xr.grad()) ? "yes" : "NO");
       // The backward alone: the gradient of x from a given output gradient, graphs kept between calls (ours:

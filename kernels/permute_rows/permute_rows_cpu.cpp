@@ -55,6 +55,16 @@ constexpr int64_t kTile = 16;
 // One thread's token-major buffer: a run of tokens' rows that stays in L2 (about 160 tokens at D = 768).
 constexpr int64_t kTokenBufferBytes = 512 * 1024;
 
+// One output row: dst = row (+ arow), element math from core.h.
+template <typename scalar_t>
+inline void write_row(scalar_t* dst, const scalar_t* row, const scalar_t* arow, int64_t d) {
+  if (arow == nullptr) {
+    std::memcpy(dst, row, sizeof(scalar_t) * d);
+    return;
+  }
+  for (int64_t i = 0; i < d; ++i) dst[i] = permute_add(row[i], arow[i]);
+}
+
 // Row form: every token row of x is unit-stride (contiguous x, or a row-strided view such as a narrow).
 // out[n, k, :] = x[n, index[n, k], :] (+ add[index[n, k], :]).
 template <typename scalar_t>
@@ -63,14 +73,8 @@ void gather_rows(const scalar_t* xp, int64_t sn, int64_t sl, const int64_t* idx,
   at::parallel_for(0, n * l, 64, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t src = idx[r];
-      const scalar_t* row = xp + permute_src_offset(r / l, src, sn, sl);
-      scalar_t* dst = op + r * d;
-      if (ap == nullptr) {
-        std::memcpy(dst, row, sizeof(scalar_t) * d);
-      } else {
-        const scalar_t* arow = ap + src * d;
-        for (int64_t i = 0; i < d; ++i) dst[i] = permute_add(row[i], arow[i]);
-      }
+      write_row(op + r * d, xp + permute_src_offset(r / l, src, sn, sl),
+                ap == nullptr ? nullptr : ap + src * d, d);
     }
   });
 }
@@ -172,14 +176,8 @@ void scatter_token_major(const scalar_t* xp, int64_t sn, int64_t sd, const int64
         }
       }
       for (int64_t p = 0; p < tokens; ++p) {
-        const scalar_t* row = buf.data() + p * ld;
-        scalar_t* dst = op + (img * l + inv[img * l + p0 + p]) * d;
-        if (ap == nullptr) {
-          std::memcpy(dst, row, sizeof(scalar_t) * d);
-        } else {
-          const scalar_t* arow = ap + (p0 + p) * d;
-          for (int64_t j = 0; j < d; ++j) dst[j] = permute_add(row[j], arow[j]);
-        }
+        write_row(op + (img * l + inv[img * l + p0 + p]) * d, buf.data() + p * ld,
+                  ap == nullptr ? nullptr : ap + (p0 + p) * d, d);
       }
     }
   });
