@@ -3,7 +3,7 @@
 //
 // usage: bench_ordering_kernels [--repeats R] [--only OP[,OP...]]
 //   --only runs just the named ops (semantic_order, order_from_keys, parts_order, permute_rows).
-// Prints a Markdown table: median wall time over R runs (after one warm-up) of the twin and the reference,
+// Prints a Markdown table: median wall time over R runs (after a warm-up) of the twin and the reference,
 // and reference/twin, for N=256, L=196 (14x14), D=768 and N=64, L=1024 (32x32), D=1024, fp32 and bf16 tokens.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/csrc/autograd/autograd.h>
@@ -38,6 +39,30 @@ double median_ms(const std::function<void()>& fn, int repeats) {
   return ms[ms.size() / 2];
 }
 
+// Medians of a and b timed in alternation (a, b, a, b, ...) after two warm-up rounds, so that both see the
+// same state of the machine: on this VM the first writes to memory the host has not backed lately are several
+// times slower, whichever side happens to run first (docs/benchmarks.md).
+std::pair<double, double> paired_median_ms(const std::function<void()>& a, const std::function<void()>& b,
+                                           int repeats) {
+  for (int r = 0; r < 2; ++r) {
+    a();
+    b();
+  }
+  std::vector<double> ta, tb;
+  const auto time = [](const std::function<void()>& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int r = 0; r < repeats; ++r) {
+    ta.push_back(time(a));
+    tb.push_back(time(b));
+  }
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+}
+
 struct Size {
   int64_t n, gh, gw, d;
 };
@@ -49,10 +74,10 @@ int main(int argc, char** argv) {
   std::string only;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--repeats") repeats = std::max(1, std::atoi(argv[i + 1]));
-    if (std::string(argv[i]) == "--only") only = "," + std::string(argv[i + 1]) + ",";
+    if (std::string(argv[i]) == "--only") only.append(",").append(argv[i + 1]).append(",");
   }
   const auto runs = [&](const char* op) {
-    return only.empty() || only.find("," + std::string(op) + ",") != std::string::npos;
+    return only.empty() || only.find(std::string(",").append(op).append(",")) != std::string::npos;
   };
   using semaim::ordering::SimilaritySource;
   std::printf("threads: %d, median of %d runs\n\n", at::get_num_threads(), repeats);
@@ -131,76 +156,74 @@ int main(int argc, char** argv) {
     // permute_rows: the sorted-form gather of patch tokens with the fused position-embedding add, forward
     // and backward, against the ATen form the model used before (x + pos, then index_select of the rows).
     // Two layouts of the tokens: contiguous (N, L, D), and the patch embedding's output as the model hands
-    // it over, the convolution's (N, D, L) seen as (N, L, D) through flatten(2).transpose(1, 2).
+    // it over, the convolution's (N, D, L) seen as (N, L, D) through flatten(2).transpose(1, 2). Every row
+    // times its two sides interleaved (paired_median_ms), so both see the same state of the machine's memory.
     const auto [order, inverse] = semaim::ordering::order_from_keys(noise);
     const at::Tensor pos = at::randn({l, s.d}, gen, at::TensorOptions());
     const at::Tensor w = at::randn({s.n, l, s.d}, gen, at::TensorOptions());
+    // Times the pair, then prints its row; equal() compares the two sides' outputs after the timing.
+    const auto row = [&](const std::string& what, const std::function<void()>& a,
+                         const std::function<void()>& b, const std::function<bool()>& equal) {
+      const auto ms = paired_median_ms(a, b, repeats);
+      std::printf("| permute_rows %s | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
+                  what.c_str(), (long long)s.n, (long long)l, (long long)s.d, ms.first, ms.second,
+                  ms.second / ms.first, equal() ? "yes" : "NO");
+    };
     for (const bool token_major : {false, true}) {
-      const char* layout = token_major ? "patch-embedding layout" : "contiguous";
+      const std::string layout = token_major ? "patch-embedding layout" : "contiguous";
       // The leaf holds the memory; view() is what the op and the reference see.
       const at::Tensor leaf = token_major ? tokens32.narrow(1, 1, l).transpose(1, 2).contiguous()
                                           : tokens32.narrow(1, 1, l).contiguous();
       const auto view = [&](const at::Tensor& t) { return token_major ? t.transpose(1, 2) : t; };
       const at::Tensor patches = view(leaf);
-      at::Tensor xf = leaf.clone().requires_grad_(), xr = leaf.clone().requires_grad_();
       at::Tensor yf, yr;
-      const double fwd_twin =
-          median_ms([&] { yf = semaim::kernels::permute_rows(patches, order, inverse, pos); }, repeats);
-      const double fwd_ref =
-          median_ms([&] { yr = semaim::kernels::permute_rows_reference(patches + pos, order); }, repeats);
-      const bool same_fwd = at::equal(yf, yr);
+      const auto same = [&] { return at::equal(yf, yr); };
+      const auto twin = [&] { yf = semaim::kernels::permute_rows(patches, order, inverse, pos); };
+      row(
+          "(+pos, forward), " + layout, twin,
+          [&] { yr = semaim::kernels::permute_rows_reference(patches + pos, order); }, same);
+      if (!token_major) {
+        // A plain gather, as in the model's other two calls (the predictions back to natural order, the
+        // position queries from the shared table): the op without add against index_select alone.
+        row(
+            "(plain gather, forward), " + layout,
+            [&] { yf = semaim::kernels::permute_rows(patches, order, inverse); },
+            [&] { yr = semaim::kernels::permute_rows_reference(patches, order); }, same);
+      }
       // The same twin without faulting in its output's pages up front (kernels/ops.h).
-      semaim::kernels::set_permute_rows_prefault(false);
-      at::Tensor yn;
-      const double fwd_no_prefault =
-          median_ms([&] { yn = semaim::kernels::permute_rows(patches, order, inverse, pos); }, repeats);
-      semaim::kernels::set_permute_rows_prefault(true);
-      const double fwd_unfused =
-          median_ms([&] { yr = semaim::kernels::permute_rows(patches + pos, order, inverse); }, repeats);
-      std::printf(
-          "| permute_rows (+pos, forward), %s | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
-          layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_ref, fwd_ref / fwd_twin,
-          same_fwd ? "yes" : "NO");
-      std::printf(
-          "| permute_rows twin without the output prefault vs with it (forward), %s | %lld | %lld | %lld | "
-          "float32 | %.2f | %.2f | %.2fx | %s |\n",
-          layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_no_prefault,
-          fwd_no_prefault / fwd_twin, at::equal(yn, yf) ? "yes" : "NO");
-      std::printf(
-          "| permute_rows unfused (x+pos, then the op) vs fused, %s | %lld | %lld | %lld | float32 "
-          "| %.2f | %.2f | %.2fx | %s |\n",
-          layout, (long long)s.n, (long long)l, (long long)s.d, fwd_twin, fwd_unfused, fwd_unfused / fwd_twin,
-          at::equal(yf, yr) ? "yes" : "NO");
-      const double bwd_twin = median_ms(
+      row(
+          "twin without the output prefault vs with it (forward), " + layout, twin,
+          [&] {
+            const bool before = semaim::kernels::set_permute_rows_prefault(false);
+            yr = semaim::kernels::permute_rows(patches, order, inverse, pos);
+            semaim::kernels::set_permute_rows_prefault(before);
+          },
+          same);
+      row(
+          "unfused (x+pos, then the op) vs fused, " + layout, twin,
+          [&] { yr = semaim::kernels::permute_rows(patches + pos, order, inverse); }, same);
+      at::Tensor xf = leaf.clone().requires_grad_(), xr = leaf.clone().requires_grad_();
+      row(
+          "(+pos, forward+backward incl. the *w loss), " + layout,
           [&] {
             xf.mutable_grad() = at::Tensor();
             (semaim::kernels::permute_rows(view(xf), order, inverse, pos) * w).sum().backward();
           },
-          repeats);
-      const double bwd_ref = median_ms(
           [&] {
             xr.mutable_grad() = at::Tensor();
             (semaim::kernels::permute_rows_reference(view(xr) + pos, order) * w).sum().backward();
           },
-          repeats);
-      std::printf(
-          "| permute_rows (+pos, forward+backward incl. the *w loss), %s | %lld | %lld | %lld | float32 "
-          "| %.2f | %.2f | %.2fx | %s |\n",
-          layout, (long long)s.n, (long long)l, (long long)s.d, bwd_twin, bwd_ref, bwd_ref / bwd_twin,
-          at::equal(xf.grad(), xr.grad()) ? "yes" : "NO");
+          [&] { return at::equal(xf.grad(), xr.grad()); });
       // The backward alone: the gradient of x from a given output gradient, graphs kept between calls (ours:
       // the gather by the inverse; ATen's: index_select's backward, an index_add into zeros).
       const at::Tensor yfb = semaim::kernels::permute_rows(view(xf), order, inverse, pos);
       const at::Tensor yrb = semaim::kernels::permute_rows_reference(view(xr) + pos, order);
       at::Tensor gf, gr;
-      const double bo_twin =
-          median_ms([&] { gf = torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]; }, repeats);
-      const double bo_ref =
-          median_ms([&] { gr = torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]; }, repeats);
-      std::printf(
-          "| permute_rows (backward only), %s | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
-          layout, (long long)s.n, (long long)l, (long long)s.d, bo_twin, bo_ref, bo_ref / bo_twin,
-          at::equal(gf, gr) ? "yes" : "NO");
+      row(
+          "(backward only), " + layout,
+          [&] { gf = torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]; },
+          [&] { gr = torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]; },
+          [&] { return at::equal(gf, gr); });
     }
   }
   return 0;
