@@ -199,6 +199,20 @@ TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
     EXPECT_TRUE(at::equal(permute_rows(table.cuda(), order.cuda(), inverse.cuda()).cpu(),
                           permute_rows(table, order, inverse)))
         << c10::toString(dt);
+    // The patch embedding's token-major layout, read in place by the tiled kernel, with and without the add,
+    // and an index that is not a permutation (the kernel's per-image gather fallback).
+    const at::Tensor tm = at::randn({7, 40, 196}).to(dt).transpose(1, 2);
+    EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), order.cuda(), inverse.cuda(), table.cuda()).cpu(),
+                          permute_rows(tm, order, inverse, table)))
+        << c10::toString(dt);
+    EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), order.cuda(), inverse.cuda()).cpu(),
+                          permute_rows(tm, order, inverse)))
+        << c10::toString(dt);
+    at::Tensor repeated = order.clone();
+    repeated.select(0, 3).fill_(5);
+    EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), repeated.cuda(), inverse.cuda(), table.cuda()).cpu(),
+                          permute_rows_reference(tm, repeated, table)))
+        << c10::toString(dt);
   }
 }
 
