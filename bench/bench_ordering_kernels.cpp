@@ -27,16 +27,23 @@
 
 namespace {
 
+// Wall time of one call of fn, in ms.
+double time_ms(const std::function<void()>& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
 double median_ms(const std::function<void()>& fn, int repeats) {
   fn();  // warm-up: allocator and thread pool
   std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  for (int r = 0; r < repeats; ++r) ms.push_back(time_ms(fn));
+  return median(std::move(ms));
 }
 
 // Medians of a and b timed in alternation (a, b, a, b, ...) after two warm-up rounds, so that both see the
@@ -49,18 +56,11 @@ std::pair<double, double> paired_median_ms(const std::function<void()>& a, const
     b();
   }
   std::vector<double> ta, tb;
-  const auto time = [](const std::function<void()>& fn) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  };
   for (int r = 0; r < repeats; ++r) {
-    ta.push_back(time(a));
-    tb.push_back(time(b));
+    ta.push_back(time_ms(a));
+    tb.push_back(time_ms(b));
   }
-  std::sort(ta.begin(), ta.end());
-  std::sort(tb.begin(), tb.end());
-  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+  return {median(std::move(ta)), median(std::move(tb))};
 }
 
 struct Size {
@@ -133,9 +133,7 @@ int main(int argc, char** argv) {
                          1) /
                      kCalls);
       }
-      std::sort(tw.begin(), tw.end());
-      std::sort(rf.begin(), rf.end());
-      const double twin = tw[tw.size() / 2], refm = rf[rf.size() / 2];
+      const double twin = median(tw), refm = median(rf);
       std::printf("| order_from_keys | %lld | %lld | - | %s | %.3f | %.3f | %.2fx | %s |\n", (long long)s.n,
                   (long long)l, what, twin, refm, refm / twin,
                   at::equal(fp.order, rp.order) && at::equal(fp.inverse, rp.inverse) ? "yes" : "NO");

@@ -12,13 +12,14 @@
 // Token-major x (the patch embedding's (N, D, L) output seen as (N, L, D), unit stride along the tokens), as
 // the CPU twin does it, without a contiguous() copy:
 // - invert_kernel: one thread per (n, k) writes inverse[n, index[n, k]] = k into a -1-filled (N, L) int64 and
-//   flags image n when a slot was already taken (index not a permutation). N*L*(8 + 8 + 8) bytes.
+//   flags image n when a slot was already taken (index not a permutation). N*L*24 bytes: the fill, the
+//   index read, the inverse write.
 // - scatter_token_major_kernel: grid (ceil(L/32), ceil(D/32), N) of 32 x 8 threads, a 32 x 33 tile in shared
 //   memory. A permutation row: read the tile x[n, p0:p0+32, j0:j0+32] along the tokens (coalesced), write
 //   each token's 32 channels (+ add) to out[n, inverse[n, p]] (coalesced). A flagged image: each tile gathers
 //   out[n, k0:k0+32, j0:j0+32] = x[n, index[n, k], j] directly (uncoalesced reads; exact either way).
-// Bytes: the same N*L*D*e read + write as the row form (+ N*L*16 of the inverse): ~103 us for fp32 ViT-B at
-// N=256 on an H100, against ~206 us for ATen's transposing copy followed by the row form.
+// Bytes: the same N*L*D*e read + write as the row form (+ N*L*32 for the inverse, built and read): ~103 us
+// for fp32 ViT-B at N=256 on an H100, against ~206 us for ATen's transposing copy followed by the row form.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
