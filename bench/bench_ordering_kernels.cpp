@@ -222,6 +222,25 @@ int main(int argc, char** argv) {
           [&] { gf = torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]; },
           [&] { gr = torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]; },
           [&] { return at::equal(gf, gr); });
+      if (!token_major) continue;
+      // The patch embedding's convolution needs the gradient in its own (N, D, L) layout and copies any other
+      // (contiguous() here, as its backward does). The twin writes it in that layout
+      // (kernels/permute_rows.h).
+      const auto conv_layout = [](const at::Tensor& g) { return g.contiguous(); };
+      at::Tensor cf, cr;
+      row(
+          "(backward only, gradient then in the convolution's layout), " + layout,
+          [&] { cf = conv_layout(torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]); },
+          [&] { cr = conv_layout(torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]); },
+          [&] { return at::equal(cf, cr); });
+      const bool before = semaim::kernels::set_permute_rows_grad_in_input_layout(false);
+      const at::Tensor yfr = semaim::kernels::permute_rows(view(xf), order, inverse, pos);
+      semaim::kernels::set_permute_rows_grad_in_input_layout(before);
+      row(
+          "twin with a row-major gradient vs in x's layout (as above), " + layout,
+          [&] { cf = conv_layout(torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]); },
+          [&] { cr = conv_layout(torch::autograd::grad({yfr}, {xf}, {w}, /*retain_graph=*/true)[0]); },
+          [&] { return at::equal(cf, cr); });
     }
   }
   return 0;

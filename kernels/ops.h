@@ -57,6 +57,15 @@ at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
                              const c10::optional<at::Tensor>& add);
 void check_permute_rows_args(const at::Tensor& x, const at::Tensor& index,
                              const c10::optional<at::Tensor>& add, c10::DeviceType device);
+// semaim::permute_rows.out: the same result written into out, (N, L, D) of x's dtype and device in any layout
+// that does not overlap itself or the inputs. Unit-stride rows and a unit-stride token axis (the layout of a
+// token-major x, for its gradient) are written in place; other layouts get a contiguous result copied in.
+at::Tensor& permute_rows_out_cpu(const at::Tensor& x, const at::Tensor& index,
+                                 const c10::optional<at::Tensor>& add, at::Tensor& out);
+at::Tensor& permute_rows_out_cuda(const at::Tensor& x, const at::Tensor& index,
+                                  const c10::optional<at::Tensor>& add, at::Tensor& out);
+void check_permute_rows_out(const at::Tensor& x, const at::Tensor& index,
+                            const c10::optional<at::Tensor>& add, const at::Tensor& out);
 // Whether permute_rows_cpu faults in the pages of an output of 32 MiB or more with one madvise per thread
 // before writing it (default on); returns the previous setting. The bench turns it off to measure it.
 bool set_permute_rows_prefault(bool on);

@@ -6,6 +6,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <atomic>
+
 #include "kernels/ops.h"
 
 namespace semaim::kernels {
@@ -20,6 +22,36 @@ at::Tensor call_op(const at::Tensor& x, const at::Tensor& index, const at::Tenso
   return op.call(x, index, add.defined() ? c10::optional<at::Tensor>(add) : c10::nullopt);
 }
 
+at::Tensor& call_out(const at::Tensor& x, const at::Tensor& index, const at::Tensor& add, at::Tensor& out) {
+  link_ops();
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("semaim::permute_rows", "out")
+                             .typed<at::Tensor&(const at::Tensor&, const at::Tensor&,
+                                                const c10::optional<at::Tensor>&, at::Tensor&)>();
+  return op.call(x, index, add.defined() ? c10::optional<at::Tensor>(add) : c10::nullopt, out);
+}
+
+std::atomic<bool> g_grad_in_input_layout{true};
+
+// Records x's layout for the backward when x is token-major (unit stride along the tokens, dense: the patch
+// embedding's output seen as (N, L, D)), so that x's gradient is written in it and the convolution before it
+// gets its gradient in its own (N, D, gh, gw) layout instead of copying a row-major one.
+void save_input_layout(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+  if (x.dim() == 3 && x.size(1) > 1 && x.size(2) > 1 && x.stride(1) == 1 && x.stride(2) != 1 &&
+      x.is_non_overlapping_and_dense() && g_grad_in_input_layout.load(std::memory_order_relaxed)) {
+    ctx->saved_data["strides"] = x.strides().vec();
+  }
+}
+
+// The gradient of x (N, L, D) from the output's: the gather by the inverse, in x's layout when recorded.
+at::Tensor natural_grad(torch::autograd::AutogradContext* ctx, const at::Tensor& grad) {
+  const at::Tensor g = grad.contiguous(), inverse = ctx->get_saved_variables()[0];
+  const auto strides = ctx->saved_data.find("strides");
+  if (strides == ctx->saved_data.end()) return call_op(g, inverse, at::Tensor());
+  at::Tensor out = at::empty_strided(g.sizes(), strides->second.toIntVector(), g.options());
+  return call_out(g, inverse, at::Tensor(), out);
+}
+
 // Undefined tensors cannot be autograd inputs, so the form without a table takes three inputs.
 class PermuteRowsFn : public torch::autograd::Function<PermuteRowsFn> {
  public:
@@ -27,6 +59,7 @@ class PermuteRowsFn : public torch::autograd::Function<PermuteRowsFn> {
                             const at::Tensor& index, const at::Tensor& inverse) {
     ctx->save_for_backward({inverse});
     ctx->saved_data["shared"] = x.dim() == 2;
+    save_input_layout(ctx, x);
     at::AutoDispatchBelowADInplaceOrView guard;
     return call_op(x, index, at::Tensor());
   }
@@ -35,7 +68,7 @@ class PermuteRowsFn : public torch::autograd::Function<PermuteRowsFn> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     if (!ctx->needs_input_grad(0)) return {at::Tensor(), at::Tensor(), at::Tensor()};
-    const at::Tensor natural = call_op(grads[0].contiguous(), ctx->get_saved_variables()[0], at::Tensor());
+    const at::Tensor natural = natural_grad(ctx, grads[0]);
     return {ctx->saved_data["shared"].toBool() ? natural.sum(0) : natural, at::Tensor(), at::Tensor()};
   }
 };
@@ -46,6 +79,7 @@ class PermuteRowsAddFn : public torch::autograd::Function<PermuteRowsAddFn> {
                             const at::Tensor& index, const at::Tensor& inverse, const at::Tensor& add) {
     ctx->save_for_backward({inverse});
     ctx->saved_data["shared"] = x.dim() == 2;
+    save_input_layout(ctx, x);
     at::AutoDispatchBelowADInplaceOrView guard;
     return call_op(x, index, add);
   }
@@ -56,7 +90,7 @@ class PermuteRowsAddFn : public torch::autograd::Function<PermuteRowsAddFn> {
     const bool shared = ctx->saved_data["shared"].toBool();
     const bool need_x = ctx->needs_input_grad(0), need_add = ctx->needs_input_grad(3);
     if (!need_x && !need_add) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-    const at::Tensor natural = call_op(grads[0].contiguous(), ctx->get_saved_variables()[0], at::Tensor());
+    const at::Tensor natural = natural_grad(ctx, grads[0]);
     at::Tensor table_grad;
     if ((need_x && shared) || need_add) table_grad = natural.sum(0);
     at::Tensor x_grad = need_x ? (shared ? table_grad : natural) : at::Tensor();
@@ -65,6 +99,13 @@ class PermuteRowsAddFn : public torch::autograd::Function<PermuteRowsAddFn> {
 };
 
 }  // namespace
+
+bool set_permute_rows_grad_in_input_layout(bool on) { return g_grad_in_input_layout.exchange(on); }
+
+at::Tensor& permute_rows_out(const at::Tensor& x, const at::Tensor& index, const at::Tensor& add,
+                             at::Tensor& out) {
+  return call_out(x, index, add, out);
+}
 
 at::Tensor permute_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& inverse,
                         const at::Tensor& add) {

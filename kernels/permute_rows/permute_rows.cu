@@ -20,6 +20,13 @@
 //   out[n, k0:k0+32, j0:j0+32] = x[n, index[n, k], j] directly (uncoalesced reads; exact either way).
 // Bytes: the same N*L*D*e read + write as the row form (+ N*L*32 for the inverse, built and read): ~103 us
 // for fp32 ViT-B at N=256 on an H100, against ~206 us for ATen's transposing copy followed by the row form.
+//
+// Token-major out (permute_rows.out; the backward writes the gradient of a token-major x in x's layout):
+// gather_token_major_kernel, grid (ceil(L/32), ceil(D/32), N) of 32 x 8 threads, a 32 x 33 tile in shared
+// memory: read 32 output tokens' source rows x[n, index[n, k], j0:j0+32] (+ add) along the channels
+// (coalesced), write each channel's 32 tokens along out's token axis (coalesced). Bytes: N*L*D*e read + the
+// same written + N*L*8 index; FLOPs: N*L*D adds with add. ~103 us for fp32 ViT-B at N=256 on an H100, and it
+// saves the convolution backward's copy of a row-major gradient into its own layout (another ~103 us).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -110,26 +117,74 @@ __global__ void __launch_bounds__(kTileSide* kTileRows)
   }
 }
 
+// Token-major out (the gradient of a token-major x, in its layout): out[n, k, j] at n*on + k + j*od, x in the
+// row form. One block per (32 output tokens, 32 channels, image): read the 32 tokens' source rows along the
+// channels (+ add), write each channel's 32 tokens along out's token axis.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kTileSide* kTileRows)
+    gather_token_major_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ index,
+                              const scalar_t* __restrict__ add, int64_t l, int64_t d, int64_t sn, int64_t sl,
+                              int64_t on, int64_t od, scalar_t* __restrict__ out) {
+  __shared__ scalar_t tile[kTileSide][kTileSide + 1];
+  const int64_t n = blockIdx.z, k0 = static_cast<int64_t>(blockIdx.x) * kTileSide,
+                j0 = static_cast<int64_t>(blockIdx.y) * kTileSide;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (int i = ty; i < kTileSide; i += kTileRows) {  // tile[token][channel], read along the channels
+    const int64_t k = k0 + i, j = j0 + tx;
+    if (k >= l || j >= d) continue;
+    const int64_t src = index[n * l + k];
+    CUDA_KERNEL_ASSERT(src >= 0 && src < l);
+    const scalar_t v = x[permute_src_offset(n, src, sn, sl) + j];
+    tile[i][tx] = add == nullptr ? v : permute_add(v, add[src * d + j]);
+  }
+  __syncthreads();
+  for (int i = ty; i < kTileSide; i += kTileRows) {  // channel j's tokens along out's token axis
+    const int64_t j = j0 + i, k = k0 + tx;
+    if (j < d && k < l) out[n * on + k + j * od] = tile[tx][i];
+  }
+}
+
 }  // namespace
 
-// x: (N, L, D) or (L, D), index: (N, L), add: (L, D) or none -> (N, L, D)
-at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
-                             const c10::optional<at::Tensor>& add) {
-  check_permute_rows_args(x, index, add, c10::DeviceType::CUDA);
+namespace {
+
+// Writes the op's result into out (checked by the caller: (N, L, D), x's dtype and device, no overlap).
+void permute_rows_into(const at::Tensor& x, const at::Tensor& index, const c10::optional<at::Tensor>& add,
+                       at::Tensor& out) {
   c10::cuda::CUDAGuard guard(x.device());
-  // Unit-stride rows are read in place, and so is a unit-stride token axis (the patch embedding's output; up
-  // to 65535 images, the grid's z limit); any other layout is made contiguous first.
-  const bool rows = x.dim() == 3 && (x.stride(2) == 1 || x.size(2) == 1);
-  const bool token_major = x.dim() == 3 && !rows && x.stride(1) == 1 && x.size(1) > 1 && x.size(0) <= 65535;
-  const at::Tensor xc = rows || token_major ? x : x.contiguous(), ic = index.contiguous();
+  const at::Tensor ic = index.contiguous();
   const bool has_add = add.has_value() && add->defined();
   const at::Tensor ac = has_add ? add->contiguous() : at::Tensor();
   const int64_t n = ic.size(0), l = ic.size(1), d = x.size(-1);
-  const int64_t sn = xc.dim() == 3 ? xc.stride(0) : 0, sl = xc.dim() == 3 ? xc.stride(1) : d;
-  at::Tensor out = at::empty({n, l, d}, xc.options().memory_format(at::MemoryFormat::Contiguous));
   const int64_t total = n * l * d;
-  if (total == 0) return out;
+  if (total == 0) return;
+  // out: contiguous, or a unit-stride token axis (the layout of a token-major x, for its gradient; up to
+  // 65535 images, the grid's z limit); any other layout gets a contiguous result copied in.
+  const bool out_token_major = !out.is_contiguous() && out.stride(1) == 1 && l > 1 && d > 1 && n <= 65535;
+  if (!out.is_contiguous() && !out_token_major) {
+    out.copy_(permute_rows_cuda(x, index, add));
+    return;
+  }
+  // Unit-stride rows are read in place, and so is a unit-stride token axis when out is contiguous (the
+  // patch embedding's output); any other layout is made contiguous first.
+  const bool rows = x.dim() == 3 && (x.stride(2) == 1 || x.size(2) == 1);
+  const bool token_major =
+      !out_token_major && x.dim() == 3 && !rows && x.stride(1) == 1 && x.size(1) > 1 && n <= 65535;
+  const at::Tensor xc = rows || token_major || (x.dim() == 2 && x.stride(1) == 1) ? x : x.contiguous();
+  const int64_t sn = xc.dim() == 3 ? xc.stride(0) : 0, sl = xc.dim() == 3 ? xc.stride(1) : xc.stride(0);
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const dim3 tiles(static_cast<unsigned>((l + kTileSide - 1) / kTileSide),
+                   static_cast<unsigned>((d + kTileSide - 1) / kTileSide), static_cast<unsigned>(n));
+  if (out_token_major) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, xc.scalar_type(), "permute_rows_cuda_out_tm", [&] {
+          gather_token_major_kernel<scalar_t><<<tiles, dim3(kTileSide, kTileRows), 0, stream>>>(
+              xc.data_ptr<scalar_t>(), ic.data_ptr<int64_t>(), has_add ? ac.data_ptr<scalar_t>() : nullptr, l,
+              d, sn, sl, out.stride(0), out.stride(2), out.data_ptr<scalar_t>());
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
+    return;
+  }
   if (token_major) {
     at::Tensor inverse = at::full({n, l}, -1, ic.options());
     at::Tensor not_perm = at::zeros({n}, ic.options().dtype(at::kInt));
@@ -138,16 +193,14 @@ at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
         ic.data_ptr<int64_t>(), l, n * l, reinterpret_cast<unsigned long long*>(inverse.data_ptr<int64_t>()),
         not_perm.data_ptr<int>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    const dim3 grid(static_cast<unsigned>((l + kTileSide - 1) / kTileSide),
-                    static_cast<unsigned>((d + kTileSide - 1) / kTileSide), static_cast<unsigned>(n));
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "permute_rows_cuda_tm", [&] {
-      scatter_token_major_kernel<scalar_t><<<grid, dim3(kTileSide, kTileRows), 0, stream>>>(
+      scatter_token_major_kernel<scalar_t><<<tiles, dim3(kTileSide, kTileRows), 0, stream>>>(
           xc.data_ptr<scalar_t>(), ic.data_ptr<int64_t>(), inverse.data_ptr<int64_t>(),
           not_perm.data_ptr<int>(), has_add ? ac.data_ptr<scalar_t>() : nullptr, l, d, sn, xc.stride(2),
           out.data_ptr<scalar_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
-    return out;
+    return;
   }
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, 65535);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "permute_rows_cuda", [&] {
@@ -156,6 +209,26 @@ at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
         total, sn, sl, out.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
+}
+
+}  // namespace
+
+// x: (N, L, D) or (L, D), index: (N, L), add: (L, D) or none -> (N, L, D)
+at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
+                             const c10::optional<at::Tensor>& add) {
+  check_permute_rows_args(x, index, add, c10::DeviceType::CUDA);
+  at::Tensor out = at::empty({index.size(0), index.size(1), x.size(-1)},
+                             x.options().memory_format(at::MemoryFormat::Contiguous));
+  permute_rows_into(x, index, add, out);
+  return out;
+}
+
+// As permute_rows_cuda, written into out
+at::Tensor& permute_rows_out_cuda(const at::Tensor& x, const at::Tensor& index,
+                                  const c10::optional<at::Tensor>& add, at::Tensor& out) {
+  check_permute_rows_args(x, index, add, c10::DeviceType::CUDA);
+  check_permute_rows_out(x, index, add, out);
+  permute_rows_into(x, index, add, out);
   return out;
 }
 

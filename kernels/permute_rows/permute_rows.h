@@ -15,6 +15,17 @@ namespace semaim::kernels {
 at::Tensor permute_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& inverse,
                         const at::Tensor& add = at::Tensor());
 
+// The same result written into out, without autograd: out is (N, L, D) of x's dtype and device in any layout
+// that overlaps neither itself nor the inputs (unit-stride rows and a unit-stride token axis are written in
+// place; other layouts get a contiguous result copied in). Returns out.
+at::Tensor& permute_rows_out(const at::Tensor& x, const at::Tensor& index, const at::Tensor& add,
+                             at::Tensor& out);
+
+// Whether the backward writes the gradient of a token-major x (unit stride along the tokens, as the patch
+// embedding's output) in x's layout (default on) rather than row-major; returns the previous setting. The
+// bench turns it off to measure it.
+bool set_permute_rows_grad_in_input_layout(bool on);
+
 // The ATen composition the op is held to: index_select on the flattened rows, + add.index_select.
 at::Tensor permute_rows_reference(const at::Tensor& x, const at::Tensor& index,
                                   const at::Tensor& add = at::Tensor());

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 
 #include <cstdint>
@@ -118,6 +119,93 @@ TEST(PermuteRowsKernel, StridedInputsEqualTheReferenceInEveryLayout) {
   EXPECT_TRUE(at::equal(x1.grad(), x2.grad()));
 }
 
+// permute_rows_out writes the op's result into a given output of any layout: contiguous, token-major (the
+// gradient of a token-major x), rows narrowed out of wider ones, and no unit stride (copied in), from x in
+// the row, token-major and shared-table forms, each with and without the add. Elements of the output's
+// storage outside the view stay untouched.
+TEST(PermuteRowsKernel, OutVariantWritesEveryLayoutLikeTheReference) {
+  uint64_t seed = 60;
+  struct Case {
+    int64_t gh, gw, d;
+  };
+  const Case cases[] = {{7, 7, 24}, {14, 14, 200}, {6, 11, 13}, {37, 37, 203}, {14, 14, 1500}};
+  for (const Case& c : cases) {
+    const int64_t l = c.gh * c.gw, d = c.d;
+    for (int64_t n : {1, 3}) {
+      for (at::ScalarType dt : kDtypes) {
+        auto gen = seeded(++seed);
+        auto [order, inverse] = random_permutation(n, l, seed);
+        const auto opts = at::TensorOptions().dtype(dt);
+        const at::Tensor table = at::randn({l, d}, gen, at::TensorOptions()).to(dt);
+        const std::pair<const char*, at::Tensor> inputs[] = {
+            {"rows", at::randn({n, l, d}, gen, at::TensorOptions()).to(dt)},
+            {"token-major", at::randn({n, d, l}, gen, at::TensorOptions()).to(dt).transpose(1, 2)},
+            {"shared table", at::randn({l, d}, gen, at::TensorOptions()).to(dt)},
+        };
+        for (const auto& [xname, x] : inputs) {
+          for (const bool with_add : {false, true}) {
+            const at::Tensor add = with_add ? table : at::Tensor();
+            const at::Tensor expected = permute_rows_reference(x.contiguous(), order, add);
+            // Each output is a view of a sentinel-filled storage.
+            const std::pair<const char*, at::Tensor> outs[] = {
+                {"contiguous", at::full({n, l, d}, 7, opts)},
+                {"token-major", at::full({n, d, l}, 7, opts).transpose(1, 2)},
+                {"narrowed rows", at::full({n, l, d + 3}, 7, opts).narrow(2, 1, d)},
+                {"no unit stride", at::full({n, l, d, 2}, 7, opts).select(3, 0)},
+            };
+            for (const auto& [oname, out] : outs) {
+              const std::string what = std::string(xname) + " into " + oname + (with_add ? " +add" : "") +
+                                       " L=" + std::to_string(l) + " D=" + std::to_string(d) +
+                                       " N=" + std::to_string(n) + " " + c10::toString(dt);
+              at::Tensor o = out;
+              const at::Tensor& got = semaim::kernels::permute_rows_out(x, order, add, o);
+              EXPECT_EQ(got.data_ptr(), out.data_ptr()) << what;
+              EXPECT_EQ(got.strides(), out.strides()) << what;
+              EXPECT_TRUE(at::equal(out, expected)) << what;
+              // The storage's elements outside the view still hold the sentinel.
+              const at::Tensor all = at::empty({0}, opts).set_(out.storage());
+              EXPECT_EQ(all.eq(7).sum().item<int64_t>() - out.eq(7).sum().item<int64_t>(),
+                        all.numel() - out.numel())
+                  << what;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The gradient of a token-major x (the patch embedding's output seen as (N, L, D)) comes back in x's own
+// layout, so the convolution before it gets a contiguous (N, D, gh, gw) gradient; with that turned off it is
+// row-major. Either way it equals the composition's.
+TEST(PermuteRowsKernel, TokenMajorInputGetsItsGradientInItsLayout) {
+  auto [order, inverse] = random_permutation(3, 196, 61);
+  const at::Tensor base = at::randn({3, 72, 196}), table = at::randn({196, 72}), w = at::randn({3, 196, 72});
+  for (const bool in_layout : {true, false}) {
+    const bool before = semaim::kernels::set_permute_rows_grad_in_input_layout(in_layout);
+    at::Tensor leaf = base.clone().requires_grad_();
+    const at::Tensor x = (leaf * 1).transpose(1, 2);  // a non-leaf token-major (N, L, D)
+    at::Tensor t = table.clone().requires_grad_();
+    const auto grads = torch::autograd::grad({permute_rows(x, order, inverse, t)}, {x, t}, {w});
+    semaim::kernels::set_permute_rows_grad_in_input_layout(before);
+    EXPECT_EQ(grads[0].strides(), in_layout ? x.strides() : at::IntArrayRef({196 * 72, 72, 1})) << in_layout;
+    EXPECT_TRUE(at::equal(grads[0], permute_rows_reference(w, inverse))) << in_layout;
+    EXPECT_TRUE(at::allclose(
+        grads[1], at::zeros({196, 72}).index_add_(0, order.reshape({-1}), w.reshape({-1, 72})), 1e-5, 1e-5))
+        << in_layout;
+  }
+  EXPECT_TRUE(semaim::kernels::set_permute_rows_grad_in_input_layout(true)) << "on by default";
+  // Without the table, and through a convolution as in the model: its weight gradient matches the
+  // composition's.
+  at::Tensor wa = at::randn({72, 3, 4, 4}).requires_grad_(), wb = wa.detach().clone().requires_grad_();
+  const at::Tensor imgs = at::randn({3, 3, 56, 56});
+  (permute_rows(at::conv2d(imgs, wa, {}, 4).flatten(2).transpose(1, 2), order, inverse) * w).sum().backward();
+  (permute_rows_reference(at::conv2d(imgs, wb, {}, 4).flatten(2).transpose(1, 2), order) * w)
+      .sum()
+      .backward();
+  EXPECT_TRUE(at::allclose(wa.grad(), wb.grad(), 1e-4, 1e-4));
+}
+
 // An output of 32 MiB or more has its pages faulted in up front; the result is the same either way, for a
 // fresh output and for one that reuses a freed block.
 TEST(PermuteRowsKernel, PrefaultedLargeOutputsEqualTheReference) {
@@ -184,6 +272,14 @@ TEST(PermuteRowsKernel, BadShapesDtypesAndIndicesThrowClearErrors) {
   expect_error([&] { permute_rows(x.to(at::kInt), order, inverse); }, "floating point");
   expect_error([&] { permute_rows(x, order + 1, inverse); }, "out of range");
   expect_error([&] { permute_rows(x, order, inverse.narrow(1, 0, 8)); }, "inverse must have index's shape");
+  at::Tensor out = at::empty({2, 16, 5});
+  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, out); }, "out must be (N, L, D)");
+  out = at::empty({2, 16, 4}, at::kDouble);
+  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, out); }, "out must have x's dtype");
+  out = at::empty({1, 1, 4}).expand({2, 16, 4});
+  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, out); }, "share memory");
+  at::Tensor same = x;
+  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, same); }, "overlap");
 }
 
 TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
@@ -208,6 +304,10 @@ TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
     EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), order.cuda(), inverse.cuda()).cpu(),
                           permute_rows(tm, order, inverse)))
         << c10::toString(dt);
+    // The out variant into a token-major output (the backward's layout for a token-major x), with the add.
+    at::Tensor out = at::empty({7, 40, 196}, x.options().device(at::kCUDA)).transpose(1, 2);
+    semaim::kernels::permute_rows_out(x.cuda(), order.cuda(), table.cuda(), out);
+    EXPECT_TRUE(at::equal(out.cpu(), c)) << c10::toString(dt);
     at::Tensor repeated = order.clone();
     repeated.select(0, 3).fill_(5);
     EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), repeated.cuda(), inverse.cuda(), table.cuda()).cpu(),
