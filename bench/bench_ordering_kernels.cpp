@@ -241,6 +241,26 @@ int main(int argc, char** argv) {
           [&] { cf = conv_layout(torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]); },
           [&] { cr = conv_layout(torch::autograd::grad({yfr}, {xf}, {w}, /*retain_graph=*/true)[0]); },
           [&] { return at::equal(cf, cr); });
+      // The same through the convolution itself (16 x 16 patches, 3 channels; its weight gradient is most of
+      // the time): the model's content-stream input path, backward only.
+      const at::Tensor imgs = at::randn({s.n, 3, s.gh * 16, s.gw * 16}, gen, at::TensorOptions());
+      const at::Tensor weight =
+          (at::randn({s.d, 3, 16, 16}, gen, at::TensorOptions()) * 0.02).requires_grad_();
+      const auto embed = [&](bool in_layout) {
+        const bool was = semaim::kernels::set_permute_rows_grad_in_input_layout(in_layout);
+        at::Tensor y = semaim::kernels::permute_rows(
+            at::conv2d(imgs, weight, {}, 16).flatten(2).transpose(1, 2), order, inverse, pos);
+        semaim::kernels::set_permute_rows_grad_in_input_layout(was);
+        return y;
+      };
+      const at::Tensor ye = embed(true), ye_rows = embed(false);
+      at::Tensor wf, wr;
+      row(
+          "twin with a row-major gradient vs in x's layout (backward through the patch-embedding "
+          "convolution)",
+          [&] { wf = torch::autograd::grad({ye}, {weight}, {w}, /*retain_graph=*/true)[0]; },
+          [&] { wr = torch::autograd::grad({ye_rows}, {weight}, {w}, /*retain_graph=*/true)[0]; },
+          [&] { return at::allclose(wf, wr, 1e-3, 1e-3); });
     }
   }
   return 0;
