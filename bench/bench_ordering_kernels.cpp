@@ -167,6 +167,25 @@ int main(int argc, char** argv) {
                   what.c_str(), (long long)s.n, (long long)l, (long long)s.d, ms.first, ms.second,
                   ms.second / ms.first, equal() ? "yes" : "NO");
     };
+    {
+      // The position queries: a plain gather from the shared (L, D) table, whose gradient is the sum over the
+      // images (ours: the fused gather-sum by the inverse; ATen's: index_select's backward, an index_add into
+      // zeros).
+      at::Tensor tf = pos.clone().requires_grad_(), tr = pos.clone().requires_grad_();
+      at::Tensor qf, qr;
+      row(
+          "(shared table, plain gather, forward), position queries",
+          [&] { qf = semaim::kernels::permute_rows(tf, order, inverse); },
+          [&] { qr = semaim::kernels::permute_rows_reference(tr, order); },
+          [&] { return at::equal(qf, qr); });
+      const at::Tensor yqf = semaim::kernels::permute_rows(tf, order, inverse);
+      const at::Tensor yqr = semaim::kernels::permute_rows_reference(tr, order);
+      row(
+          "(shared table, backward only), position queries",
+          [&] { qf = torch::autograd::grad({yqf}, {tf}, {w}, /*retain_graph=*/true)[0]; },
+          [&] { qr = torch::autograd::grad({yqr}, {tr}, {w}, /*retain_graph=*/true)[0]; },
+          [&] { return at::equal(qf, qr); });
+    }
     for (const bool token_major : {false, true}) {
       const std::string layout = token_major ? "patch-embedding layout" : "contiguous";
       // The leaf holds the memory; view() is what the op and the reference see.

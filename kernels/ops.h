@@ -66,6 +66,12 @@ at::Tensor& permute_rows_out_cuda(const at::Tensor& x, const at::Tensor& index,
                                   const c10::optional<at::Tensor>& add, at::Tensor& out);
 void check_permute_rows_out(const at::Tensor& x, const at::Tensor& index,
                             const c10::optional<at::Tensor>& add, const at::Tensor& out);
+// semaim::permute_rows_sum: out[p] = sum over n of x[n, index[n, p]], in image order with op-math
+// accumulation (the gradient of a shared table gathered by index's inverse). x: (N, L, D) floating, index:
+// (N, L) int64 in [0, L) -> (L, D) of x's dtype.
+at::Tensor permute_rows_sum_cpu(const at::Tensor& x, const at::Tensor& index);
+at::Tensor permute_rows_sum_cuda(const at::Tensor& x, const at::Tensor& index);
+void check_permute_rows_sum_args(const at::Tensor& x, const at::Tensor& index, c10::DeviceType device);
 // Whether permute_rows_cpu faults in the pages of an output of 32 MiB or more with one madvise per thread
 // before writing it (default on); returns the previous setting. The bench turns it off to measure it.
 bool set_permute_rows_prefault(bool on);

@@ -18,6 +18,7 @@ TORCH_LIBRARY(semaim, m) {
   m.def("parts_order(Tensor tokens, int gh, int gw, int k, int iters, Tensor noise) -> (Tensor, Tensor)");
   m.def("permute_rows(Tensor x, Tensor index, Tensor? add) -> Tensor");
   m.def("permute_rows.out(Tensor x, Tensor index, Tensor? add, *, Tensor(a!) out) -> Tensor(a!)");
+  m.def("permute_rows_sum(Tensor x, Tensor index) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(semaim, CPU, m) {
@@ -26,6 +27,7 @@ TORCH_LIBRARY_IMPL(semaim, CPU, m) {
   m.impl("parts_order", &semaim::kernels::parts_order_cpu);
   m.impl("permute_rows", &semaim::kernels::permute_rows_cpu);
   m.impl("permute_rows.out", &semaim::kernels::permute_rows_out_cpu);
+  m.impl("permute_rows_sum", &semaim::kernels::permute_rows_sum_cpu);
 }
 
 #ifdef SEMAIM_WITH_CUDA
@@ -35,6 +37,7 @@ TORCH_LIBRARY_IMPL(semaim, CUDA, m) {
   m.impl("parts_order", &semaim::kernels::parts_order_cuda);
   m.impl("permute_rows", &semaim::kernels::permute_rows_cuda);
   m.impl("permute_rows.out", &semaim::kernels::permute_rows_out_cuda);
+  m.impl("permute_rows_sum", &semaim::kernels::permute_rows_sum_cuda);
 }
 #endif
 

@@ -1,5 +1,6 @@
-// Host+device math of semaim::permute_rows (natural <-> ordered token layouts, SPEC §4's sorted form), shared
-// by permute_rows_cpu.cpp and permute_rows.cu; reference: index_select on the flattened rows (+ the add).
+// Host+device math of semaim::permute_rows (natural <-> ordered token layouts, SPEC §4's sorted form) and
+// semaim::permute_rows_sum, shared by permute_rows_cpu.cpp and permute_rows.cu; references: index_select on
+// the flattened rows (+ the add), and index_add into zeros.
 #pragma once
 #include <ATen/OpMathType.h>
 #include <c10/macros/Macros.h>
@@ -19,6 +20,13 @@ template <typename scalar_t>
 C10_HOST_DEVICE inline scalar_t permute_add(scalar_t x, scalar_t a) {
   using acc_t = at::opmath_type<scalar_t>;
   return static_cast<scalar_t>(static_cast<acc_t>(x) + static_cast<acc_t>(a));
+}
+
+// One term of semaim::permute_rows_sum (the sum over images of a gather, a shared table's gradient): acc + v
+// in the op-math type; the sum runs over the images in order and is rounded to scalar_t once at the end.
+template <typename scalar_t>
+C10_HOST_DEVICE inline at::opmath_type<scalar_t> permute_sum_add(at::opmath_type<scalar_t> acc, scalar_t v) {
+  return acc + static_cast<at::opmath_type<scalar_t>>(v);
 }
 
 }  // namespace semaim::kernels

@@ -3,6 +3,7 @@
 #include "kernels/permute_rows/permute_rows.h"
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -29,6 +30,15 @@ at::Tensor& call_out(const at::Tensor& x, const at::Tensor& index, const at::Ten
                              .typed<at::Tensor&(const at::Tensor&, const at::Tensor&,
                                                 const c10::optional<at::Tensor>&, at::Tensor&)>();
   return op.call(x, index, add.defined() ? c10::optional<at::Tensor>(add) : c10::nullopt, out);
+}
+
+// The gradient of a shared (L, D) table from the output's: the sum over images of the gather by the inverse.
+at::Tensor table_grad(const at::Tensor& grad, const at::Tensor& inverse) {
+  link_ops();
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("semaim::permute_rows_sum", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
+  return op.call(grad, inverse);
 }
 
 std::atomic<bool> g_grad_in_input_layout{true};
@@ -68,8 +78,10 @@ class PermuteRowsFn : public torch::autograd::Function<PermuteRowsFn> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     if (!ctx->needs_input_grad(0)) return {at::Tensor(), at::Tensor(), at::Tensor()};
-    const at::Tensor natural = natural_grad(ctx, grads[0]);
-    return {ctx->saved_data["shared"].toBool() ? natural.sum(0) : natural, at::Tensor(), at::Tensor()};
+    if (ctx->saved_data["shared"].toBool()) {
+      return {table_grad(grads[0], ctx->get_saved_variables()[0]), at::Tensor(), at::Tensor()};
+    }
+    return {natural_grad(ctx, grads[0]), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -90,17 +102,18 @@ class PermuteRowsAddFn : public torch::autograd::Function<PermuteRowsAddFn> {
     const bool shared = ctx->saved_data["shared"].toBool();
     const bool need_x = ctx->needs_input_grad(0), need_add = ctx->needs_input_grad(3);
     if (!need_x && !need_add) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-    const at::Tensor natural = natural_grad(ctx, grads[0]);
-    at::Tensor table_grad;
-    if ((need_x && shared) || need_add) table_grad = natural.sum(0);
-    at::Tensor x_grad = need_x ? (shared ? table_grad : natural) : at::Tensor();
-    return {x_grad, at::Tensor(), at::Tensor(), need_add ? table_grad : at::Tensor()};
+    at::Tensor table;  // the table's gradient, for a shared x and for add
+    if ((need_x && shared) || need_add) table = table_grad(grads[0], ctx->get_saved_variables()[0]);
+    const at::Tensor x_grad = need_x ? (shared ? table : natural_grad(ctx, grads[0])) : at::Tensor();
+    return {x_grad, at::Tensor(), at::Tensor(), need_add ? table : at::Tensor()};
   }
 };
 
 }  // namespace
 
 bool set_permute_rows_grad_in_input_layout(bool on) { return g_grad_in_input_layout.exchange(on); }
+
+at::Tensor permute_rows_sum(const at::Tensor& x, const at::Tensor& index) { return table_grad(x, index); }
 
 at::Tensor& permute_rows_out(const at::Tensor& x, const at::Tensor& index, const at::Tensor& add,
                              at::Tensor& out) {
@@ -126,6 +139,13 @@ at::Tensor permute_rows_reference(const at::Tensor& x, const at::Tensor& index, 
   at::Tensor out = x.reshape({-1, d}).index_select(0, rows.reshape({-1})).view({n, l, d});
   if (add.defined()) out = out + add.index_select(0, index.reshape({-1})).view({n, l, d});
   return out;
+}
+
+at::Tensor permute_rows_sum_reference(const at::Tensor& x, const at::Tensor& index) {
+  const auto acc_type = at::toOpMathType(x.scalar_type());
+  at::Tensor acc = at::zeros({x.size(1), x.size(2)}, x.options().dtype(acc_type));
+  for (int64_t n = 0; n < x.size(0); ++n) acc.add_(x[n].index_select(0, index[n]).to(acc_type));
+  return acc.to(x.scalar_type());
 }
 
 }  // namespace semaim::kernels

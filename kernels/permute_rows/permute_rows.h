@@ -21,6 +21,11 @@ at::Tensor permute_rows(const at::Tensor& x, const at::Tensor& index, const at::
 at::Tensor& permute_rows_out(const at::Tensor& x, const at::Tensor& index, const at::Tensor& add,
                              at::Tensor& out);
 
+// out[p] = sum over n of x[n, index[n, p]], without autograd: the gradient of a shared (L, D) table gathered
+// by index's inverse, without an (N, L, D) intermediate. x: (N, L, D) floating, index: (N, L) int64 in [0, L)
+// -> (L, D) of x's dtype, the images summed in order in the op-math type (fp32 for bf16/fp16).
+at::Tensor permute_rows_sum(const at::Tensor& x, const at::Tensor& index);
+
 // Whether the backward writes the gradient of a token-major x (unit stride along the tokens, as the patch
 // embedding's output) in x's layout (default on) rather than row-major; returns the previous setting. The
 // bench turns it off to measure it.
@@ -29,5 +34,8 @@ bool set_permute_rows_grad_in_input_layout(bool on);
 // The ATen composition the op is held to: index_select on the flattened rows, + add.index_select.
 at::Tensor permute_rows_reference(const at::Tensor& x, const at::Tensor& index,
                                   const at::Tensor& add = at::Tensor());
+
+// permute_rows_sum's: image by image, acc += x[n].index_select(0, index[n]) in the op-math type, then cast.
+at::Tensor permute_rows_sum_reference(const at::Tensor& x, const at::Tensor& index);
 
 }  // namespace semaim::kernels

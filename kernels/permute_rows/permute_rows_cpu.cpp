@@ -332,6 +332,75 @@ void check_permute_rows_out(const at::Tensor& x, const at::Tensor& index,
   if (add.has_value() && add->defined()) apart(*add, "add");
 }
 
+void check_permute_rows_sum_args(const at::Tensor& x, const at::Tensor& index, c10::DeviceType device) {
+  TORCH_CHECK(index.defined() && index.dim() == 2 && index.scalar_type() == at::kLong,
+              "semaim::permute_rows_sum: index must be (N, L) int64, got ", index.sizes(), " ",
+              index.scalar_type());
+  TORCH_CHECK(x.defined() && x.dim() == 3 && x.size(0) == index.size(0) && x.size(1) == index.size(1),
+              "semaim::permute_rows_sum: x must be (N, L, D) = (", index.size(0), ", ", index.size(1),
+              ", D), got ", x.sizes());
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "semaim::permute_rows_sum: x must be floating point, got ",
+              x.scalar_type());
+  TORCH_CHECK(x.device().type() == device && index.device() == x.device(),
+              "semaim::permute_rows_sum: x and index must be on one ", c10::DeviceTypeName(device),
+              " device, got ", x.device(), " and ", index.device());
+}
+
+// x: (N, L, D) with unit-stride rows (else copied), index: (N, L) -> (L, D): out[p] = sum_n x[n, index[n,
+// p]], the images summed in order in the op-math type. When index is a permutation of every row, each thread
+// takes a range of channels and reads x in memory order, adding row k of image n to acc[p] for the p with
+// index[n, p] = k (x read once, sequentially, as index_add reads it). Otherwise each p gathers its N rows.
+at::Tensor permute_rows_sum_cpu(const at::Tensor& x, const at::Tensor& index) {
+  check_permute_rows_sum_args(x, index, c10::DeviceType::CPU);
+  const at::Tensor ic = index.contiguous();
+  const int64_t n = ic.size(0), l = ic.size(1), d = x.size(2);
+  const int64_t* idx = ic.data_ptr<int64_t>();
+  for (int64_t r = 0; r < n * l; ++r) {
+    TORCH_CHECK(idx[r] >= 0 && idx[r] < l, "semaim::permute_rows_sum: index ", idx[r], " out of range [0, ",
+                l, ")");
+  }
+  const at::Tensor xc = x.stride(2) == 1 || d == 1 ? x : x.contiguous();
+  at::Tensor out = at::empty({l, d}, xc.options().memory_format(at::MemoryFormat::Contiguous));
+  if (out.numel() == 0) return out;
+  const int64_t sn = xc.stride(0), sl = xc.stride(1);
+  std::vector<int64_t> inv;  // inv[n, k] = p with index[n, p] = k
+  const bool permutation = invert_rows(idx, n, l, inv);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "permute_rows_sum_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = xc.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    if (permutation) {
+      at::parallel_for(0, d, kTile, [&](int64_t j0, int64_t j1) {
+        const int64_t w = j1 - j0;
+        std::vector<acc_t> acc(static_cast<size_t>(l * w), acc_t(0));
+        for (int64_t img = 0; img < n; ++img) {
+          for (int64_t k = 0; k < l; ++k) {
+            const scalar_t* row = xp + permute_src_offset(img, k, sn, sl) + j0;
+            acc_t* a = acc.data() + inv[static_cast<size_t>(img * l + k)] * w;
+            for (int64_t j = 0; j < w; ++j) a[j] = permute_sum_add(a[j], row[j]);
+          }
+        }
+        for (int64_t p = 0; p < l; ++p) {
+          for (int64_t j = 0; j < w; ++j) op[p * d + j0 + j] = static_cast<scalar_t>(acc[p * w + j]);
+        }
+      });
+      return;
+    }
+    at::parallel_for(0, l, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> acc(static_cast<size_t>(d));
+      for (int64_t p = begin; p < end; ++p) {
+        std::fill(acc.begin(), acc.end(), acc_t(0));
+        for (int64_t img = 0; img < n; ++img) {
+          const scalar_t* row = xp + permute_src_offset(img, idx[img * l + p], sn, sl);
+          for (int64_t j = 0; j < d; ++j) acc[j] = permute_sum_add(acc[j], row[j]);
+        }
+        for (int64_t j = 0; j < d; ++j) op[p * d + j] = static_cast<scalar_t>(acc[j]);
+      }
+    });
+  });
+  return out;
+}
+
 // x: (N, L, D) of any strides or (L, D), index: (N, L), add: (L, D) or none -> (N, L, D) contiguous
 at::Tensor permute_rows_cpu(const at::Tensor& x, const at::Tensor& index,
                             const c10::optional<at::Tensor>& add) {

@@ -240,12 +240,9 @@ TEST(PermuteRowsKernel, GradientsEqualTheIndexSelectComposition) {
     at::Tensor x2 = base.clone().requires_grad_(), t2 = table0.clone().requires_grad_();
     (permute_rows(x1, order, inverse, t1) * weight).sum().backward();
     (permute_rows_reference(x2, order, t2) * weight).sum().backward();
-    if (shared) {  // a sum over images: summation order may differ in the last bit
-      EXPECT_TRUE(at::allclose(x1.grad(), x2.grad(), 1e-6, 1e-6));
-    } else {
-      EXPECT_TRUE(at::equal(x1.grad(), x2.grad()));
-    }
-    EXPECT_TRUE(at::allclose(t1.grad(), t2.grad(), 1e-6, 1e-6)) << "shared " << shared;
+    // A table's gradient sums the images in order, as index_add does: equal in fp32, not just close.
+    EXPECT_TRUE(at::equal(x1.grad(), x2.grad())) << "shared " << shared;
+    EXPECT_TRUE(at::equal(t1.grad(), t2.grad())) << "shared " << shared;
   }
   // No table: only x gets a gradient, exactly the scatter of the incoming one.
   auto [order, inverse] = random_permutation(3, 16, 7);
@@ -253,6 +250,40 @@ TEST(PermuteRowsKernel, GradientsEqualTheIndexSelectComposition) {
   const at::Tensor w = at::randn({3, 16, 4});
   (permute_rows(x, order, inverse) * w).sum().backward();
   EXPECT_TRUE(at::equal(x.grad(), permute_rows_reference(w, inverse)));
+}
+
+// permute_rows_sum (a shared table's gradient without an (N, L, D) intermediate) equals its reference exactly
+// in every dtype, for permutations and for an index with repeats, with strided rows too.
+TEST(PermuteRowsKernel, SumOverImagesEqualsTheReference) {
+  uint64_t seed = 80;
+  for (const Grid& g : kGrids) {
+    const int64_t l = g.gh * g.gw;
+    for (int64_t n : {1, 3, 33}) {
+      for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+        auto gen = seeded(++seed);
+        auto [order, inverse] = random_permutation(n, l, seed);
+        const at::Tensor x = at::randn({n, l, 24}, gen, at::TensorOptions()).to(dt);
+        const std::string what = std::to_string(l) + " N=" + std::to_string(n) + " " + c10::toString(dt);
+        const at::Tensor got = semaim::kernels::permute_rows_sum(x, inverse);
+        EXPECT_EQ(got.sizes(), at::IntArrayRef({l, 24})) << what;
+        EXPECT_EQ(got.scalar_type(), dt) << what;
+        EXPECT_TRUE(at::equal(got, semaim::kernels::permute_rows_sum_reference(x, inverse))) << what;
+        const at::Tensor repeats = at::randint(0, l, {n, l}, gen, at::TensorOptions().dtype(at::kLong));
+        EXPECT_TRUE(at::equal(semaim::kernels::permute_rows_sum(x, repeats),
+                              semaim::kernels::permute_rows_sum_reference(x, repeats)))
+            << what << " repeats";
+        const at::Tensor narrowed = at::randn({n, l, 30}, gen, at::TensorOptions()).to(dt).narrow(2, 3, 24);
+        EXPECT_TRUE(at::equal(semaim::kernels::permute_rows_sum(narrowed, inverse),
+                              semaim::kernels::permute_rows_sum_reference(narrowed, inverse)))
+            << what << " narrowed";
+      }
+    }
+  }
+  // fp32: the same as index_add of every image's rows into zeros (index_select's backward).
+  auto [order, inverse] = random_permutation(64, 196, 81);
+  const at::Tensor x = at::randn({64, 196, 40});
+  EXPECT_TRUE(at::equal(semaim::kernels::permute_rows_sum(x, inverse),
+                        at::zeros({196, 40}).index_add_(0, order.reshape({-1}), x.reshape({-1, 40}))));
 }
 
 TEST(PermuteRowsKernel, BadShapesDtypesAndIndicesThrowClearErrors) {
@@ -280,6 +311,10 @@ TEST(PermuteRowsKernel, BadShapesDtypesAndIndicesThrowClearErrors) {
   expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, out); }, "share memory");
   at::Tensor same = x;
   expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, same); }, "overlap");
+  expect_error([&] { semaim::kernels::permute_rows_sum(x.select(2, 0), order); }, "x must be (N, L, D)");
+  expect_error([&] { semaim::kernels::permute_rows_sum(x, order.to(at::kInt)); }, "int64");
+  expect_error([&] { semaim::kernels::permute_rows_sum(x.to(at::kInt), order); }, "floating point");
+  expect_error([&] { semaim::kernels::permute_rows_sum(x, order - 1); }, "out of range");
 }
 
 TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
@@ -308,6 +343,17 @@ TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
     at::Tensor out = at::empty({7, 40, 196}, x.options().device(at::kCUDA)).transpose(1, 2);
     semaim::kernels::permute_rows_out(x.cuda(), order.cuda(), table.cuda(), out);
     EXPECT_TRUE(at::equal(out.cpu(), c)) << c10::toString(dt);
+    // A shared table's gradient: the sum over images.
+    EXPECT_TRUE(at::equal(semaim::kernels::permute_rows_sum(x.cuda(), inverse.cuda()).cpu(),
+                          semaim::kernels::permute_rows_sum(x, inverse)))
+        << c10::toString(dt);
+    // The backward of a token-major x: its gradient in x's layout, equal to the twin's.
+    const at::Tensor tmg = tm.cuda().requires_grad_();
+    const at::Tensor wg = at::randn({7, 196, 40}).to(dt);
+    const at::Tensor grad =
+        torch::autograd::grad({permute_rows(tmg, order.cuda(), inverse.cuda())}, {tmg}, {wg.cuda()})[0];
+    EXPECT_EQ(grad.strides(), tmg.strides()) << c10::toString(dt);
+    EXPECT_TRUE(at::equal(grad.cpu(), permute_rows_reference(wg, inverse))) << c10::toString(dt);
     at::Tensor repeated = order.clone();
     repeated.select(0, 3).fill_(5);
     EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), repeated.cuda(), inverse.cuda(), table.cuda()).cpu(),
