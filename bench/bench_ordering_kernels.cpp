@@ -5,6 +5,9 @@
 //   --only runs just the named ops (semantic_order, order_from_keys, parts_order, permute_rows).
 // Prints a Markdown table: median wall time over R runs (after a warm-up) of the twin and the reference,
 // and reference/twin, for N=256, L=196 (14x14), D=768 and N=64, L=1024 (32x32), D=1024, fp32 and bf16 tokens.
+// permute_rows has rows for each of the model's uses (the patch tokens in both layouts, the position queries
+// from the shared table, plain gathers), forward and backward, and for its switches (prefault, fusion, the
+// gradient's layout, also through the patch-embedding convolution).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -141,10 +144,11 @@ int main(int argc, char** argv) {
     // parts (k = 4, 5 iterations, the config defaults), fp32 only: its reference loops over D and L in ATen.
     if (runs("parts_order")) {
       at::Tensor pinv, pref;
-      const double ptwin = median_ms(
-          [&] { pinv = std::get<1>(semaim::ordering::parts_order(tokens32, s.gh, s.gw, 4, 5, noise)); }, 1);
-      const double pref_ms =
-          median_ms([&] { pref = semaim::ordering::parts_keys(tokens32, s.gh, s.gw, 4, 5, noise); }, 1);
+      // Sides interleaved like semantic_order's; one timed round after the two warm-up rounds (the reference
+      // takes seconds).
+      const auto [ptwin, pref_ms] = paired_median_ms(
+          [&] { pinv = std::get<1>(semaim::ordering::parts_order(tokens32, s.gh, s.gw, 4, 5, noise)); },
+          [&] { pref = semaim::ordering::parts_keys(tokens32, s.gh, s.gw, 4, 5, noise); }, 1);
       std::printf(
           "| parts_order (k=4, 5 iters) | %lld | %lld | %lld | float32 | %.2f | %.2f | %.2fx | %s |\n",
           (long long)s.n, (long long)l, (long long)s.d, ptwin, pref_ms, pref_ms / ptwin,
