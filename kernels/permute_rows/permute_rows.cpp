@@ -53,9 +53,12 @@ void save_input_layout(torch::autograd::AutogradContext* ctx, const at::Tensor& 
   }
 }
 
-// The gradient of x (N, L, D) from the output's: the gather by the inverse, in x's layout when recorded.
+// The gradient of x (N, L, D) from the output's: the gather by the inverse, in x's layout when recorded. The
+// op reads grad in place when its rows are unit-stride (in the model, a slice of the gradient of the [cls,
+// patches] concatenation), so it is not made contiguous first.
 at::Tensor natural_grad(torch::autograd::AutogradContext* ctx, const at::Tensor& grad) {
-  const at::Tensor g = grad.contiguous(), inverse = ctx->get_saved_variables()[0];
+  const at::Tensor& g = grad;
+  const at::Tensor inverse = ctx->get_saved_variables()[0];
   const auto strides = ctx->saved_data.find("strides");
   if (strides == ctx->saved_data.end()) return call_op(g, inverse, at::Tensor());
   at::Tensor out = at::empty_strided(g.sizes(), strides->second.toIntVector(), g.options());

@@ -195,6 +195,17 @@ TEST(PermuteRowsKernel, TokenMajorInputGetsItsGradientInItsLayout) {
         << in_layout;
   }
   EXPECT_TRUE(semaim::kernels::set_permute_rows_grad_in_input_layout(true)) << "on by default";
+  // An incoming gradient with strided rows, as the model's [cls, patches] concatenation hands back, in both
+  // input layouts: read in place, equal to the composition's.
+  for (const bool token_major : {true, false}) {
+    const at::Tensor src = token_major ? base : base.transpose(1, 2).contiguous();
+    at::Tensor a = src.clone().requires_grad_(), b = src.clone().requires_grad_();
+    const auto view = [&](const at::Tensor& t) { return token_major ? t.transpose(1, 2) : t; };
+    const at::Tensor cls = at::zeros({3, 1, 72}), w2 = at::randn({3, 197, 72});
+    (at::cat({cls, permute_rows(view(a), order, inverse, table)}, 1) * w2).sum().backward();
+    (at::cat({cls, permute_rows_reference(view(b), order, table)}, 1) * w2).sum().backward();
+    EXPECT_TRUE(at::equal(a.grad(), b.grad())) << token_major;
+  }
   // Without the table, and through a convolution as in the model: its weight gradient matches the
   // composition's.
   at::Tensor wa = at::randn({72, 3, 4, 4}).requires_grad_(), wb = wa.detach().clone().requires_grad_();
