@@ -245,7 +245,19 @@ int main(int argc, char** argv) {
           [&] { gf = torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]; },
           [&] { gr = torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]; },
           [&] { return at::equal(gf, gr); });
-      if (!token_major) continue;
+      if (!token_major) {
+        // The backward's gather of an incoming gradient with strided rows (in the model, a slice of the [cls,
+        // patches] concatenation's gradient): read in place vs made contiguous first (before 9e0c355).
+        const at::Tensor wide = at::randn({s.n, l + 1, s.d}, gen, at::TensorOptions());
+        const at::Tensor sliced = wide.narrow(1, 1, l);
+        at::Tensor sf, sr;
+        row(
+            "(gather of a strided gradient) in place vs contiguous() first, cat slice",
+            [&] { sf = semaim::kernels::permute_rows(sliced, inverse, order); },
+            [&] { sr = semaim::kernels::permute_rows(sliced.contiguous(), inverse, order); },
+            [&] { return at::equal(sf, sr); });
+        continue;
+      }
       // The patch embedding's convolution needs the gradient in its own (N, D, L) layout and copies any other
       // (contiguous() here, as its backward does). The twin writes it in that layout
       // (kernels/permute_rows.h).
