@@ -104,6 +104,13 @@ void prefault(void* data, size_t bytes) {
 #endif
 }
 
+// Every index value of the op in [0, l): a clear error naming the op and the value otherwise.
+void check_index_range(const int64_t* idx, int64_t count, int64_t l, const char* op) {
+  for (int64_t r = 0; r < count; ++r) {
+    TORCH_CHECK(idx[r] >= 0 && idx[r] < l, op, ": index ", idx[r], " out of range [0, ", l, ")");
+  }
+}
+
 // The per-row inverse of idx (inv[n, idx[n, k]] = k), or false when a row of idx is not a permutation.
 bool invert_rows(const int64_t* idx, int64_t n, int64_t l, std::vector<int64_t>& inv) {
   inv.assign(static_cast<size_t>(n * l), -1);
@@ -267,10 +274,7 @@ void permute_rows_into(const at::Tensor& x, const at::Tensor& index, const c10::
   const int64_t n = ic.size(0), l = ic.size(1), d = x.size(-1);
   if (out.numel() == 0) return;
   const int64_t* idx = ic.data_ptr<int64_t>();
-  for (int64_t r = 0; r < n * l; ++r) {
-    TORCH_CHECK(idx[r] >= 0 && idx[r] < l, "semaim::permute_rows: index ", idx[r], " out of range [0, ", l,
-                ")");
-  }
+  check_index_range(idx, n * l, l, "semaim::permute_rows");
   // out: unit-stride rows, or a unit-stride token axis (token-major); any other layout gets a contiguous
   // result copied in.
   const bool out_rows = out.stride(2) == 1 || d == 1;
@@ -379,10 +383,7 @@ at::Tensor permute_rows_sum_cpu(const at::Tensor& x, const at::Tensor& index) {
   const at::Tensor ic = index.contiguous();
   const int64_t n = ic.size(0), l = ic.size(1), d = x.size(2);
   const int64_t* idx = ic.data_ptr<int64_t>();
-  for (int64_t r = 0; r < n * l; ++r) {
-    TORCH_CHECK(idx[r] >= 0 && idx[r] < l, "semaim::permute_rows_sum: index ", idx[r], " out of range [0, ",
-                l, ")");
-  }
+  check_index_range(idx, n * l, l, "semaim::permute_rows_sum");
   const at::Tensor xc = x.stride(2) == 1 || d == 1 ? x : x.contiguous();
   at::Tensor out = at::empty({l, d}, xc.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
