@@ -210,6 +210,18 @@ int main(int argc, char** argv) {
             "(plain gather, forward), " + layout,
             [&] { yf = semaim::kernels::permute_rows(patches, order, inverse); },
             [&] { yr = semaim::kernels::permute_rows_reference(patches, order); }, same);
+        // The copy alone: both sides write into an output that already exists (the out variant against
+        // index_select_out), so neither pays for fresh pages. This is the bound on any plain gather's ratio.
+        const at::Tensor rows = (order + at::arange(s.n, order.options()).mul_(l).unsqueeze(1)).reshape({-1});
+        const at::Tensor flat = patches.reshape({-1, s.d});
+        at::Tensor of = at::empty_like(patches), orr = at::empty({s.n * l, s.d}, patches.options());
+        of.fill_(0);
+        orr.fill_(0);
+        row(
+            "(plain gather into an existing output) out variant vs index_select_out, " + layout,
+            [&] { semaim::kernels::permute_rows_out(patches, order, at::Tensor(), of); },
+            [&] { at::index_select_out(orr, flat, 0, rows); },
+            [&] { return at::equal(of, orr.view_as(of)); });
       }
       // The same twin without faulting in its output's pages up front (kernels/ops.h).
       row(

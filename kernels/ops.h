@@ -5,6 +5,7 @@
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <tuple>
 
@@ -75,5 +76,9 @@ void check_permute_rows_sum_args(const at::Tensor& x, const at::Tensor& index, c
 // Whether permute_rows_cpu faults in the pages of an output of 32 MiB or more with one madvise per thread
 // before writing it (default on); returns the previous setting. The bench turns it off to measure it.
 bool set_permute_rows_prefault(bool on);
+// Whether the whole pages at 16 evenly spaced offsets of [data, data + bytes) are all resident (mincore): the
+// prefault skips an output that already exists (the out variant's, or a reused heap block), since walking its
+// present pages would cost ~10% of the copy (docs/benchmarks.md). False when the range holds no whole page.
+bool sampled_pages_resident(const void* data, size_t bytes);
 
 }  // namespace semaim::kernels

@@ -86,13 +86,15 @@ std::atomic<bool> g_prefault{true};
 // Faults in the pages of a fresh output with one madvise per thread instead of one page fault per 4 KiB page
 // as the writes first touch it: the op writes every byte of its output, and on this VM a fault costs about as
 // much as zeroing its page (docs/benchmarks.md). Linux >= 5.14; elsewhere, or on failure, the writes fault
-// the pages in as usual. Pages already present (a reused heap block) are left as they are.
+// the pages in as usual. An output whose sampled pages are all resident is taken to exist already and left
+// as it is.
 void prefault(void* data, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
   const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
   if (end <= begin || end - begin < (size_t{32} << 20)) return;
+  if (sampled_pages_resident(data, bytes)) return;
   const int64_t pages = static_cast<int64_t>((end - begin) / page);
   at::parallel_for(0, pages, 1024, [&](int64_t b, int64_t e) {
     madvise(reinterpret_cast<void*>(begin + static_cast<uintptr_t>(b) * page),
@@ -313,6 +315,21 @@ void permute_rows_into(const at::Tensor& x, const at::Tensor& index, const c10::
 }  // namespace
 
 bool set_permute_rows_prefault(bool on) { return g_prefault.exchange(on); }
+
+bool sampled_pages_resident(const void* data, size_t bytes) {
+  constexpr uintptr_t kSamples = 16;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end <= begin) return false;
+  const uintptr_t pages = (end - begin) / page;
+  for (uintptr_t s = 0; s < kSamples; ++s) {
+    unsigned char resident = 0;
+    const uintptr_t at = begin + (pages - 1) * s / (kSamples - 1) * page;
+    if (mincore(reinterpret_cast<void*>(at), page, &resident) != 0 || (resident & 1) == 0) return false;
+  }
+  return true;
+}
 
 void check_permute_rows_out(const at::Tensor& x, const at::Tensor& index,
                             const c10::optional<at::Tensor>& add, const at::Tensor& out) {

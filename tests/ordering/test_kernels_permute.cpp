@@ -233,6 +233,26 @@ TEST(PermuteRowsKernel, PrefaultedLargeOutputsEqualTheReference) {
   EXPECT_TRUE(semaim::kernels::set_permute_rows_prefault(true)) << "on by default";
 }
 
+// The prefault's probe tells fresh memory from an output that exists already (written once), so that the out
+// variant into an existing output does not walk its present pages again; the out variant's result is the
+// same.
+TEST(PermuteRowsKernel, PrefaultProbeTellsFreshFromExistingOutputs) {
+  const int64_t bytes = int64_t{64} << 20;  // above glibc's mmap ceiling: a fresh mapping, no page present
+  at::Tensor fresh = at::empty({bytes / 4}, at::kFloat);
+  EXPECT_FALSE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), bytes));
+  fresh.narrow(0, 0, bytes / 8).fill_(1.0f);  // the first half written
+  EXPECT_FALSE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), bytes)) << "half written";
+  fresh.fill_(2.0f);
+  EXPECT_TRUE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), bytes));
+  EXPECT_FALSE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), 100)) << "no whole page";
+
+  auto [order, inverse] = random_permutation(48, 196, 44);
+  const at::Tensor x = at::randn({48, 196, 1024});  // 38.5 MB out
+  at::Tensor out = at::full({48, 196, 1024}, 3.0f);
+  semaim::kernels::permute_rows_out(x, order, at::Tensor(), out);
+  EXPECT_TRUE(at::equal(out, permute_rows_reference(x, order)));
+}
+
 TEST(PermuteRowsKernel, MixedDtypesPromoteAsAtenAdd) {
   auto [order, inverse] = random_permutation(2, 16, 4);
   const at::Tensor x = at::randn({2, 16, 8}).to(at::kBFloat16), table = at::randn({16, 8});
