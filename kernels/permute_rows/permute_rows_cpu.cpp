@@ -83,6 +83,17 @@ void gather_rows(const scalar_t* xp, int64_t sn, int64_t sl, const int64_t* idx,
 
 std::atomic<bool> g_prefault{true};
 
+struct PageRange {
+  uintptr_t begin, end, page;
+};
+
+// The whole pages inside [data, data + bytes): begin and end page-aligned (end <= begin when there are none).
+PageRange whole_pages(const void* data, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  return {(reinterpret_cast<uintptr_t>(data) + page - 1) / page * page,
+          (reinterpret_cast<uintptr_t>(data) + bytes) / page * page, page};
+}
+
 // Faults in the pages of a fresh output with one madvise per thread instead of one page fault per 4 KiB page
 // as the writes first touch it: the op writes every byte of its output, and on this VM a fault costs about as
 // much as zeroing its page (docs/benchmarks.md). Linux >= 5.14; elsewhere, or on failure, the writes fault
@@ -90,9 +101,7 @@ std::atomic<bool> g_prefault{true};
 // as it is.
 void prefault(void* data, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  const auto [begin, end, page] = whole_pages(data, bytes);
   if (end <= begin || end - begin < (size_t{32} << 20)) return;
   if (sampled_pages_resident(data, bytes)) return;
   const int64_t pages = static_cast<int64_t>((end - begin) / page);
@@ -318,9 +327,7 @@ bool set_permute_rows_prefault(bool on) { return g_prefault.exchange(on); }
 
 bool sampled_pages_resident(const void* data, size_t bytes) {
   constexpr uintptr_t kSamples = 16;
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  const auto [begin, end, page] = whole_pages(data, bytes);
   if (end <= begin) return false;
   const uintptr_t pages = (end - begin) / page;
   for (uintptr_t s = 0; s < kSamples; ++s) {
