@@ -11,7 +11,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -23,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "semaim_paths.h"
+#include "semaim/core/timing.h"
 #include "semaim/data/dataset.h"
 #include "semaim/data/decode.h"
 #include "semaim/data/loader.h"
@@ -30,11 +31,6 @@
 using namespace semaim;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -65,9 +61,9 @@ double run_semaim(const std::vector<data::ImageFile>& files, int64_t threads, in
     return b->images.size(0);
   };
   for (int64_t i = 0; i < warmup; ++i) next();
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = core::Clock::now();
   for (int64_t i = 0; i < batches; ++i) got += next();
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double s = core::seconds_since(t0);
   return static_cast<double>(got) / s;
 }
 
@@ -163,7 +159,7 @@ int main(int argc, char** argv) {
       if (torchvision)
         tv.push_back(run_torchvision(python, script, root, exclude, t, batch, size, batches, warmup));
     }
-    const double o = median(ours), f = median(full), v = median(tv);
+    const double o = core::median(ours), f = core::median(full), v = core::median(tv);
     char tv_rate[32] = "-", tv_ratio[32] = "-";
     if (torchvision) {
       std::snprintf(tv_rate, sizeof(tv_rate), "%.1f", v);

@@ -10,11 +10,11 @@
 //
 // usage: bench_dist [--repeats R] [--steps S] [--batch B] [--model NAME]
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -24,34 +24,32 @@
 #include <vector>
 
 #include "semaim/config/config.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
+#include "semaim/core/timing.h"
 #include "semaim/dist/comm.h"
 #include "semaim/dist/reducer.h"
 #include "semaim/dist/rendezvous.h"
+#include "semaim/engine/optimizer.h"
 #include "semaim/ordering/ordering.h"
-#include "semaim/train/builders.h"
-#include "semaim/train/optim.h"
+#include "semaim/tasks/models.h"
+#include "semaim/tasks/schema.h"
 
 using namespace semaim;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // One rank: S timed steps (after 2 warm-up steps) of the full pretraining step with the reducer.
 int worker(int64_t steps, int64_t batch, const std::string& model, bool overlap) {
-  auto cfg = config::Config::defaults();
-  cfg.apply_overrides({"model.name=" + model, "train.batch_size=" + std::to_string(batch), "run.threads=1"});
-  train::configure_threads(cfg);
+  auto cfg = config::Config::defaults(tasks::schema());
+  cfg.apply_overrides(
+      {"model.name=" + model, "pretrain.batch_size=" + std::to_string(batch), "run.threads=1"});
+  at::set_num_threads(static_cast<int>(cfg.get_int("run.threads")));
   const auto rdv = dist::detect_rendezvous(dist::process_env());
   auto comm = dist::make_communicator("auto", rdv);
-  const auto mcfg = train::model_config(cfg);
-  const auto ocfg = train::ordering_config(cfg);
-  const auto tcfg = train::target_config(cfg);
-  models::AimVit net = train::build_model(cfg);
+  const auto mcfg = tasks::aim_config(cfg);
+  const auto ocfg = tasks::ordering_config(cfg);
+  const auto tcfg = tasks::target_config(cfg);
+  models::AimVit net = tasks::build_aim(cfg);
   net->train();
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (auto& p : net->named_parameters())
@@ -59,7 +57,9 @@ int worker(int64_t steps, int64_t batch, const std::string& model, bool overlap)
   dist::ReducerConfig rcfg;
   rcfg.overlap = overlap;
   dist::Reducer reducer(params, *comm, rcfg);
-  train::AdamW opt(params, train::AdamWConfig{1e-4, 0.9, 0.95, 1e-8, 0.05});
+  engine::GroupRule rule;
+  engine::AdamW opt(engine::make_param_groups(params, rule), {0.9, 0.95, 1e-8});
+  opt.set_lr(1e-4);
   const auto& v = mcfg.vit;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(comm->rank());
   const at::Tensor imgs = at::randn({batch, v.in_chans, v.img_size, v.img_size}, gen);
@@ -81,14 +81,14 @@ int worker(int64_t steps, int64_t batch, const std::string& model, bool overlap)
   for (int i = 0; i < 2; ++i) step();
   tails.clear();
   comm->barrier();
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = core::Clock::now();
   for (int64_t s = 0; s < steps; ++s) step();
   comm->barrier();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = core::seconds_since(t0);
   if (comm->rank() == 0) {
     nlohmann::json j{{"world", comm->world_size()},
                      {"images_per_sec", steps * batch * comm->world_size() / secs},
-                     {"tail_ms", median(tails)},
+                     {"tail_ms", core::median(tails)},
                      {"grad_mb", 4.0 * static_cast<double>(reducer.buckets().empty() ? 0 : [&] {
                                    int64_t n = 0;
                                    for (const auto& b : reducer.buckets()) n += b.numel;
@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
       grad_mb = on["grad_mb"].get<double>();
       tail_off.push_back(run_worker(self, 2, args + " --no-overlap")["tail_ms"].get<double>());
     }
-    const double a = median(r1), b = median(r2);
+    const double a = core::median(r1), b = core::median(r2);
     std::printf(
         "model %s, per-rank batch %lld, 1 thread per rank, %lld steps x %lld repeats (medians), gradients "
         "%.2f MiB\n\n",
@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
     std::printf(
         "| buckets launched during backward (overlap) | %.3f |\n| every bucket deferred to finish() | %.3f "
         "|\n",
-        median(tail_on), median(tail_off));
+        core::median(tail_on), core::median(tail_off));
     return 0;
   } catch (const InputError& e) {
     std::cerr << "bench_dist: error: " << e.what() << "\n";

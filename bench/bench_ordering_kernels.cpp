@@ -6,14 +6,13 @@
 // Prints a Markdown table: median wall time over R runs (after a warm-up) of the twin and the reference,
 // and reference/twin, for N=256, L=196 (14x14), D=768 and N=64, L=1024 (32x32), D=1024, fp32 and bf16 tokens.
 // permute_rows has rows for each of the model's uses (the patch tokens in both layouts, the position queries
-// from the shared table, plain gathers), forward and backward, and for its switches (prefault, fusion, the
-// gradient's layout, also through the patch-embedding convolution).
+// from the shared table, plain gathers), forward and backward, and one for the fused add against adding
+// first.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -23,48 +22,12 @@
 
 #include <torch/csrc/autograd/autograd.h>
 
-#include "kernels/ops.h"
 #include "kernels/permute_rows/permute_rows.h"
+#include "semaim/core/timing.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
 
 namespace {
-
-// Wall time of one call of fn, in ms.
-double time_ms(const std::function<void()>& fn) {
-  const auto t0 = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-double median_ms(const std::function<void()>& fn, int repeats) {
-  fn();  // warm-up: allocator and thread pool
-  std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) ms.push_back(time_ms(fn));
-  return median(std::move(ms));
-}
-
-// Medians of a and b timed in alternation (a, b, a, b, ...) after two warm-up rounds, so that both see the
-// same state of the machine: on this VM the first writes to memory the host has not backed lately are several
-// times slower, whichever side happens to run first (docs/benchmarks.md).
-std::pair<double, double> paired_median_ms(const std::function<void()>& a, const std::function<void()>& b,
-                                           int repeats) {
-  for (int r = 0; r < 2; ++r) {
-    a();
-    b();
-  }
-  std::vector<double> ta, tb;
-  for (int r = 0; r < repeats; ++r) {
-    ta.push_back(time_ms(a));
-    tb.push_back(time_ms(b));
-  }
-  return {median(std::move(ta)), median(std::move(tb))};
-}
 
 struct Size {
   int64_t n, gh, gw, d;
@@ -73,6 +36,9 @@ struct Size {
 }  // namespace
 
 int main(int argc, char** argv) {
+  using semaim::core::median;
+  using semaim::core::median_ms;
+  using semaim::core::paired_median_ms;
   int repeats = 3;
   std::string only;
   for (int i = 1; i + 1 < argc; ++i) {
@@ -110,7 +76,7 @@ int main(int argc, char** argv) {
                   equal ? "yes" : "NO");
     }
     // Keys as the engine passes them: float32 ranks 0..L-1 (rank_keys: semantic, similarity, parts) and
-    // rank / L (stochastic_keys), which varies in almost every bit and takes all four radix passes.
+    // rank / L (stochastic_keys).
     const at::Tensor ranks = at::argsort(noise, /*stable=*/true, 1).to(at::kFloat);
     const std::pair<const char*, at::Tensor> key_sets[] = {{"float32 ranks", ranks},
                                                            {"float32 rank/L", ranks / static_cast<float>(l)}};
@@ -210,28 +176,7 @@ int main(int argc, char** argv) {
             "(plain gather, forward), " + layout,
             [&] { yf = semaim::kernels::permute_rows(patches, order, inverse); },
             [&] { yr = semaim::kernels::permute_rows_reference(patches, order); }, same);
-        // The copy alone: both sides write into an output that already exists (the out variant against
-        // index_select_out), so neither pays for fresh pages. This is the bound on any plain gather's ratio.
-        const at::Tensor rows = (order + at::arange(s.n, order.options()).mul_(l).unsqueeze(1)).reshape({-1});
-        const at::Tensor flat = patches.reshape({-1, s.d});
-        at::Tensor of = at::empty_like(patches), orr = at::empty({s.n * l, s.d}, patches.options());
-        of.fill_(0);
-        orr.fill_(0);
-        row(
-            "(plain gather into an existing output) out variant vs index_select_out, " + layout,
-            [&] { semaim::kernels::permute_rows_out(patches, order, at::Tensor(), of); },
-            [&] { at::index_select_out(orr, flat, 0, rows); },
-            [&] { return at::equal(of, orr.view_as(of)); });
       }
-      // The same twin without faulting in its output's pages up front (kernels/ops.h).
-      row(
-          "twin without the output prefault vs with it (forward), " + layout, twin,
-          [&] {
-            const bool before = semaim::kernels::set_permute_rows_prefault(false);
-            yr = semaim::kernels::permute_rows(patches, order, inverse, pos);
-            semaim::kernels::set_permute_rows_prefault(before);
-          },
-          same);
       row(
           "unfused (x+pos, then the op) vs fused, " + layout, twin,
           [&] { yr = semaim::kernels::permute_rows(patches + pos, order, inverse); }, same);
@@ -257,21 +202,9 @@ int main(int argc, char** argv) {
           [&] { gf = torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]; },
           [&] { gr = torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]; },
           [&] { return at::equal(gf, gr); });
-      if (!token_major) {
-        // The backward's gather of an incoming gradient with strided rows (in the model, a slice of the [cls,
-        // patches] concatenation's gradient): read in place vs made contiguous first (before 9e0c355).
-        const at::Tensor wide = at::randn({s.n, l + 1, s.d}, gen, at::TensorOptions());
-        const at::Tensor sliced = wide.narrow(1, 1, l);
-        at::Tensor sf, sr;
-        row(
-            "(gather of a strided gradient) in place vs contiguous() first, cat slice",
-            [&] { sf = semaim::kernels::permute_rows(sliced, inverse, order); },
-            [&] { sr = semaim::kernels::permute_rows(sliced.contiguous(), inverse, order); },
-            [&] { return at::equal(sf, sr); });
-        continue;
-      }
+      if (!token_major) continue;
       // The patch embedding's convolution needs the gradient in its own (N, D, L) layout and copies any other
-      // (contiguous() here, as its backward does). The twin writes it in that layout
+      // (contiguous() here, as its backward does). The twin hands it back in that layout
       // (kernels/permute_rows.h).
       const auto conv_layout = [](const at::Tensor& g) { return g.contiguous(); };
       at::Tensor cf, cr;
@@ -280,34 +213,6 @@ int main(int argc, char** argv) {
           [&] { cf = conv_layout(torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]); },
           [&] { cr = conv_layout(torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]); },
           [&] { return at::equal(cf, cr); });
-      const bool before = semaim::kernels::set_permute_rows_grad_in_input_layout(false);
-      const at::Tensor yfr = semaim::kernels::permute_rows(view(xf), order, inverse, pos);
-      semaim::kernels::set_permute_rows_grad_in_input_layout(before);
-      row(
-          "twin with a row-major gradient vs in x's layout (as above), " + layout,
-          [&] { cf = conv_layout(torch::autograd::grad({yfb}, {xf}, {w}, /*retain_graph=*/true)[0]); },
-          [&] { cr = conv_layout(torch::autograd::grad({yfr}, {xf}, {w}, /*retain_graph=*/true)[0]); },
-          [&] { return at::equal(cf, cr); });
-      // The same through the convolution itself (16 x 16 patches, 3 channels; its weight gradient is most of
-      // the time): the model's content-stream input path, backward only.
-      const at::Tensor imgs = at::randn({s.n, 3, s.gh * 16, s.gw * 16}, gen, at::TensorOptions());
-      const at::Tensor weight =
-          (at::randn({s.d, 3, 16, 16}, gen, at::TensorOptions()) * 0.02).requires_grad_();
-      const auto embed = [&](bool in_layout) {
-        const bool was = semaim::kernels::set_permute_rows_grad_in_input_layout(in_layout);
-        at::Tensor y = semaim::kernels::permute_rows(
-            at::conv2d(imgs, weight, {}, 16).flatten(2).transpose(1, 2), order, inverse, pos);
-        semaim::kernels::set_permute_rows_grad_in_input_layout(was);
-        return y;
-      };
-      const at::Tensor ye = embed(true), ye_rows = embed(false);
-      at::Tensor wf, wr;
-      row(
-          "twin with a row-major gradient vs in x's layout (backward through the patch-embedding "
-          "convolution)",
-          [&] { wf = torch::autograd::grad({ye}, {weight}, {w}, /*retain_graph=*/true)[0]; },
-          [&] { wr = torch::autograd::grad({ye_rows}, {weight}, {w}, /*retain_graph=*/true)[0]; },
-          [&] { return at::allclose(wf, wr, 1e-3, 1e-3); });
     }
   }
   return 0;

@@ -11,35 +11,24 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "semaim/config/config.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
+#include "semaim/core/timing.h"
+#include "semaim/engine/autocast.h"
+#include "semaim/engine/optimizer.h"
 #include "semaim/ordering/ordering.h"
-#include "semaim/train/autocast.h"
-#include "semaim/train/builders.h"
-#include "semaim/train/optim.h"
+#include "semaim/tasks/models.h"
+#include "semaim/tasks/schema.h"
 
 using namespace semaim;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double time_ms(const std::function<void()>& fn) {
-  const auto t0 = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 struct Size {
   std::string label;
@@ -47,21 +36,20 @@ struct Size {
 };
 
 void run_size(const Size& size, int64_t repeats) {
-  auto cfg = config::Config::defaults();
+  auto cfg = config::Config::defaults(tasks::schema());
   cfg.apply_overrides(size.sets);
-  const auto mcfg = train::model_config(cfg);
-  const auto ocfg = train::ordering_config(cfg);
-  const auto tcfg = train::target_config(cfg);
-  const int64_t batch = cfg.get_int("train.batch_size");
-  const bool bf16 = cfg.get_bool("train.bf16");
+  const auto mcfg = tasks::aim_config(cfg);
+  const auto ocfg = tasks::ordering_config(cfg);
+  const auto tcfg = tasks::target_config(cfg);
+  const int64_t batch = cfg.get_int("pretrain.batch_size");
+  const bool bf16 = cfg.get_bool("pretrain.bf16");
   const auto& v = mcfg.vit;
-  models::AimVit model = train::build_model(cfg);
+  models::AimVit model = tasks::build_aim(cfg);
   model->train();
-  std::vector<std::pair<std::string, at::Tensor>> params;
-  std::vector<at::Tensor> tensors;
-  for (auto& p : model->named_parameters())
-    if (p.value().requires_grad()) params.emplace_back(p.key(), p.value()), tensors.push_back(p.value());
-  train::AdamW opt(params, train::AdamWConfig{1e-4, 0.9, 0.95, 1e-8, 0.05});
+  engine::AdamW opt(engine::make_param_groups(tasks::trainable(*model), engine::GroupRule{}),
+                    engine::AdamWOptions{0.9, 0.95, 1e-8});
+  opt.set_lr(1e-4);
+  const std::vector<at::Tensor> tensors = opt.parameters();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
   const at::Tensor imgs = at::randn({batch, v.in_chans, v.img_size, v.img_size});
 
@@ -69,7 +57,7 @@ void run_size(const Size& size, int64_t repeats) {
   ordering::Ordering ord;
   auto pass = [&] {
     at::NoGradGuard ng;
-    train::AutocastGuard ac(at::kCPU, bf16);
+    engine::AutocastGuard ac(at::kCPU, bf16);
     tokens = model->encode(imgs).to(at::kFloat);
   };
   auto permute = [&] {
@@ -83,23 +71,24 @@ void run_size(const Size& size, int64_t repeats) {
   auto train_step = [&] {
     at::Tensor loss;
     {
-      train::AutocastGuard ac(at::kCPU, bf16);
+      engine::AutocastGuard ac(at::kCPU, bf16);
       loss = model->forward_loss_ordered(imgs, ord.order, ord.inverse, tcfg);
     }
     loss.backward();
-    train::clip_grad_norm(tensors, 3.0);
+    engine::clip_grad_norm(tensors, 3.0);
     opt.step();
     opt.zero_grad();
   };
   for (int i = 0; i < 2; ++i) pass(), permute(), permute_aten(), train_step();  // warm-up
   std::vector<double> t_pass, t_perm, t_aten, t_train;
   for (int64_t r = 0; r < repeats; ++r) {
-    t_pass.push_back(time_ms(pass));
-    t_perm.push_back(time_ms(permute));
-    t_aten.push_back(time_ms(permute_aten));
-    t_train.push_back(time_ms(train_step));
+    t_pass.push_back(core::time_ms(pass));
+    t_perm.push_back(core::time_ms(permute));
+    t_aten.push_back(core::time_ms(permute_aten));
+    t_train.push_back(core::time_ms(train_step));
   }
-  const double p = median(t_pass), k = median(t_perm), a = median(t_aten), t = median(t_train);
+  const double p = core::median(t_pass), k = core::median(t_perm), a = core::median(t_aten),
+               t = core::median(t_train);
   const double step = p + k + t, step_aten = p + a + t;
   std::printf("| %s | %lld | %.2f | %.3f | %.3f | %.2f | %.2f%% | %.2f%% |\n", size.label.c_str(),
               (long long)batch, p, k, a, t, 100.0 * k / step, 100.0 * a / step_aten);
@@ -137,9 +126,10 @@ int main(int argc, char** argv) {
         "share (fused) | share (ATen) |\n|---|---|---|---|---|---|---|---|\n");
     const std::vector<Size> sizes = {
         {"Fashion-MNIST aim_fmnist_patch4 28/4 (L=49, D=128)",
-         {"model.name=aim_fmnist_patch4", "train.batch_size=" + fmnist_batch, "ordering.strategy=semantic"}},
+         {"model.name=aim_fmnist_patch4", "pretrain.batch_size=" + fmnist_batch,
+          "ordering.strategy=semantic"}},
         {"ViT-B/16 aim_base_patch16 224/16 (L=196, D=768)",
-         {"model.name=aim_base_patch16", "train.batch_size=" + vitb_batch, "ordering.strategy=semantic"}},
+         {"model.name=aim_base_patch16", "pretrain.batch_size=" + vitb_batch, "ordering.strategy=semantic"}},
     };
     for (const auto& s : sizes) run_size(s, repeats);
     return 0;

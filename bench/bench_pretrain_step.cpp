@@ -12,7 +12,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -20,11 +19,13 @@
 #include <vector>
 
 #include "semaim/config/config.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
+#include "semaim/core/timing.h"
+#include "semaim/engine/autocast.h"
+#include "semaim/engine/optimizer.h"
 #include "semaim/ordering/ordering.h"
-#include "semaim/train/autocast.h"
-#include "semaim/train/builders.h"
-#include "semaim/train/optim.h"
+#include "semaim/tasks/models.h"
+#include "semaim/tasks/schema.h"
 
 using namespace semaim;
 
@@ -45,18 +46,20 @@ struct Variant {
 class StepRunner {
  public:
   explicit StepRunner(const config::Config& cfg)
-      : mcfg_(train::model_config(cfg)),
-        ocfg_(train::ordering_config(cfg)),
-        tcfg_(train::target_config(cfg)),
-        batch_(cfg.get_int("train.batch_size")),
-        bf16_(cfg.get_bool("train.bf16")),
-        model_(train::build_model(cfg)),
+      : mcfg_(tasks::aim_config(cfg)),
+        ocfg_(tasks::ordering_config(cfg)),
+        tcfg_(tasks::target_config(cfg)),
+        batch_(cfg.get_int("pretrain.batch_size")),
+        bf16_(cfg.get_bool("pretrain.bf16")),
+        model_(tasks::build_aim(cfg)),
         gen_(at::make_generator<at::CPUGeneratorImpl>(0)) {
     model_->train();
     std::vector<std::pair<std::string, at::Tensor>> params;
     for (auto& p : model_->named_parameters())
       if (p.value().requires_grad()) params.emplace_back(p.key(), p.value()), tensors_.push_back(p.value());
-    opt_ = std::make_unique<train::AdamW>(params, train::AdamWConfig{1e-4, 0.9, 0.95, 1e-8, 0.05});
+    opt_ = std::make_unique<engine::AdamW>(engine::make_param_groups(params, engine::GroupRule{}),
+                                           engine::AdamWOptions{0.9, 0.95, 1e-8});
+    opt_->set_lr(1e-4);
     const auto& v = mcfg_.vit;
     imgs_ = at::randn({batch_, v.in_chans, v.img_size, v.img_size});
   }
@@ -66,17 +69,17 @@ class StepRunner {
     at::Tensor tokens;
     if (ordering::needs_tokens(ocfg_.strategy)) {
       at::NoGradGuard ng;
-      train::AutocastGuard ac(at::kCPU, bf16_);
+      engine::AutocastGuard ac(at::kCPU, bf16_);
       tokens = model_->encode(imgs_).to(at::kFloat);
     }
     const auto ord = ordering::make_order(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, at::kCPU);
     at::Tensor loss;
     {
-      train::AutocastGuard ac(at::kCPU, bf16_);
+      engine::AutocastGuard ac(at::kCPU, bf16_);
       loss = model_->forward_loss_ordered(imgs_, ord.order, ord.inverse, tcfg_);
     }
     loss.backward();
-    train::clip_grad_norm(tensors_, 3.0);
+    engine::clip_grad_norm(tensors_, 3.0);
     opt_->step();
     opt_->zero_grad();
   }
@@ -90,14 +93,9 @@ class StepRunner {
   models::AimVit model_;
   at::Generator gen_;
   std::vector<at::Tensor> tensors_;
-  std::unique_ptr<train::AdamW> opt_;
+  std::unique_ptr<engine::AdamW> opt_;
   at::Tensor imgs_;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 }  // namespace
 
@@ -119,7 +117,7 @@ int main(int argc, char** argv) {
       else if (a == "--repeats")
         repeats = std::stoll(next());
       else if (a == "--batch")
-        sets.push_back("train.batch_size=" + next());
+        sets.push_back("pretrain.batch_size=" + next());
       else if (a == "--help" || a == "-h") {
         std::cout << "usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats "
                      "R] [--batch B]\n";
@@ -129,20 +127,21 @@ int main(int argc, char** argv) {
       else
         config_path = a;
     }
-    auto base = config_path.empty() ? config::Config::defaults() : config::Config::load(config_path);
+    auto base = config_path.empty() ? config::Config::defaults(tasks::schema())
+                                    : config::Config::load(tasks::schema(), config_path);
     base.apply_overrides(sets);
     const std::vector<Variant> variants = {
         {"semantic, sorted-causal SDPA (default)", {"model.attention=causal", "ordering.strategy=semantic"}},
         {"semantic, dense-mask reference", {"model.attention=dense", "ordering.strategy=semantic"}},
         {"stochastic (SAIM), sorted-causal SDPA", {"model.attention=causal", "ordering.strategy=stochastic"}},
     };
-    auto mc = train::model_config(base);
+    auto mc = tasks::aim_config(base);
     std::printf(
         "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %d threads, "
         "%lld steps x %lld repeats\n\n",
         base.get_string("model.name").c_str(), (long long)mc.vit.embed_dim, (long long)mc.vit.depth,
         (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
-        (long long)base.get_int("train.batch_size"), base.get_bool("train.bf16") ? "on" : "off",
+        (long long)base.get_int("pretrain.batch_size"), base.get_bool("pretrain.bf16") ? "on" : "off",
         at::get_num_threads(), (long long)steps, (long long)repeats);
     // Variants are timed round-robin (repeat r of every variant before repeat r+1) so drift in the machine's
     // speed spreads over all of them; each gets 2 warm-up steps first.
@@ -157,18 +156,18 @@ int main(int argc, char** argv) {
     std::vector<std::vector<double>> rates(variants.size());
     for (int64_t r = 0; r < repeats; ++r) {
       for (size_t i = 0; i < runners.size(); ++i) {
-        auto t0 = std::chrono::steady_clock::now();
+        const auto t0 = core::Clock::now();
         for (int64_t s = 0; s < steps; ++s) runners[i]->step();
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double dt = core::seconds_since(t0);
         rates[i].push_back(steps * runners[i]->batch() / dt);
       }
     }
     std::printf("| variant | images/s (median) | min | max | ratio to first |\n|---|---|---|---|---|\n");
-    const double first = median(rates[0]);
+    const double first = core::median(rates[0]);
     for (size_t i = 0; i < variants.size(); ++i) {
       const auto [mn, mx] = std::minmax_element(rates[i].begin(), rates[i].end());
-      std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", variants[i].name.c_str(), median(rates[i]), *mn,
-                  *mx, median(rates[i]) / first);
+      std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", variants[i].name.c_str(), core::median(rates[i]),
+                  *mn, *mx, core::median(rates[i]) / first);
     }
     std::printf(
         "\npeak RSS of the process (all variants built and warmed up): %.0f MB; after timing: %.0f MB\n", rss,

@@ -5,7 +5,6 @@
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
 
-#include <cstddef>
 #include <cstdint>
 #include <tuple>
 
@@ -58,27 +57,11 @@ at::Tensor permute_rows_cuda(const at::Tensor& x, const at::Tensor& index,
                              const c10::optional<at::Tensor>& add);
 void check_permute_rows_args(const at::Tensor& x, const at::Tensor& index,
                              const c10::optional<at::Tensor>& add, c10::DeviceType device);
-// semaim::permute_rows.out: the same result written into out, (N, L, D) of x's dtype and device in any layout
-// that does not overlap itself or the inputs. Unit-stride rows and a unit-stride token axis (the layout of a
-// token-major x, for its gradient) are written in place; other layouts get a contiguous result copied in.
-at::Tensor& permute_rows_out_cpu(const at::Tensor& x, const at::Tensor& index,
-                                 const c10::optional<at::Tensor>& add, at::Tensor& out);
-at::Tensor& permute_rows_out_cuda(const at::Tensor& x, const at::Tensor& index,
-                                  const c10::optional<at::Tensor>& add, at::Tensor& out);
-void check_permute_rows_out(const at::Tensor& x, const at::Tensor& index,
-                            const c10::optional<at::Tensor>& add, const at::Tensor& out);
 // semaim::permute_rows_sum: out[p] = sum over n of x[n, index[n, p]], in image order with op-math
 // accumulation (the gradient of a shared table gathered by index's inverse). x: (N, L, D) floating, index:
 // (N, L) int64 in [0, L) -> (L, D) of x's dtype.
 at::Tensor permute_rows_sum_cpu(const at::Tensor& x, const at::Tensor& index);
 at::Tensor permute_rows_sum_cuda(const at::Tensor& x, const at::Tensor& index);
 void check_permute_rows_sum_args(const at::Tensor& x, const at::Tensor& index, c10::DeviceType device);
-// Whether permute_rows_cpu faults in the pages of an output of 32 MiB or more with one madvise per thread
-// before writing it (default on); returns the previous setting. The bench turns it off to measure it.
-bool set_permute_rows_prefault(bool on);
-// Whether the whole pages at 16 evenly spaced offsets of [data, data + bytes) are all resident (mincore): the
-// prefault skips an output that already exists (the out variant's, or a reused heap block), since walking its
-// present pages would cost ~10% of the copy (docs/benchmarks.md). False when the range holds no whole page.
-bool sampled_pages_resident(const void* data, size_t bytes);
 
 }  // namespace semaim::kernels

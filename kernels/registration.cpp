@@ -17,7 +17,6 @@ TORCH_LIBRARY(semaim, m) {
   m.def("order_from_keys(Tensor keys) -> (Tensor, Tensor)");
   m.def("parts_order(Tensor tokens, int gh, int gw, int k, int iters, Tensor noise) -> (Tensor, Tensor)");
   m.def("permute_rows(Tensor x, Tensor index, Tensor? add) -> Tensor");
-  m.def("permute_rows.out(Tensor x, Tensor index, Tensor? add, *, Tensor(a!) out) -> Tensor(a!)");
   m.def("permute_rows_sum(Tensor x, Tensor index) -> Tensor");
 }
 
@@ -26,7 +25,6 @@ TORCH_LIBRARY_IMPL(semaim, CPU, m) {
   m.impl("order_from_keys", &semaim::kernels::order_from_keys_cpu);
   m.impl("parts_order", &semaim::kernels::parts_order_cpu);
   m.impl("permute_rows", &semaim::kernels::permute_rows_cpu);
-  m.impl("permute_rows.out", &semaim::kernels::permute_rows_out_cpu);
   m.impl("permute_rows_sum", &semaim::kernels::permute_rows_sum_cpu);
 }
 
@@ -36,7 +34,6 @@ TORCH_LIBRARY_IMPL(semaim, CUDA, m) {
   m.impl("order_from_keys", &semaim::kernels::order_from_keys_cuda);
   m.impl("parts_order", &semaim::kernels::parts_order_cuda);
   m.impl("permute_rows", &semaim::kernels::permute_rows_cuda);
-  m.impl("permute_rows.out", &semaim::kernels::permute_rows_out_cuda);
   m.impl("permute_rows_sum", &semaim::kernels::permute_rows_sum_cuda);
 }
 #endif

@@ -6,7 +6,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::test {
 

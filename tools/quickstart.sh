@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-CONFIG="${CONFIG:-configs/pretrain/aim-fmnist-p4_1xb256-semantic_fmnist.yaml}"
+CONFIG="${CONFIG:-configs/pretrain/aim-fmnist-p4_1xb128-semantic_fmnist.yaml}"
 RUN_NAME="${RUN_NAME:-quickstart}"
 source tools/setup.sh
 tools/build.sh --target semaim

@@ -7,6 +7,8 @@ set -euo pipefail
 TORCH_VERSION="2.11.0"
 TORCHVISION_VERSION="0.26.0"
 TIMM_VERSION="1.0.31"
+# The event reader the TensorBoard tests check semaim's event files with (tests/io/read_tb_events.py).
+TENSORBOARD_VERSION="2.21.0"
 # Wheels whose bundled photographs seed the sample image corpus (tools/make_corpus.py); never installed.
 PHOTO_WHEELS=("scikit-image==0.26.0" "scikit-learn==1.9.1")
 CORPUS_VERSION="v1"
@@ -18,6 +20,7 @@ APT_PACKAGES=(
   libopencv-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev zlib1g-dev
   libjpeg62-turbo-dev dataset-fashion-mnist python3-venv
+  protobuf-compiler libprotobuf-dev
 )
 
 installed=()
@@ -38,17 +41,19 @@ if ((${#missing[@]})); then
 fi
 
 PY="${SEMAIM_PYTHON:-python3}"
-stamp="$SEMAIM_VENV/.semaim-ok-${TORCH_VERSION}-${TORCHVISION_VERSION}-${TIMM_VERSION}"
+# A new pin changes the stamp's name, so an existing venv gets the new packages (pip skips what it has).
+stamp="$SEMAIM_VENV/.semaim-ok-${TORCH_VERSION}-${TORCHVISION_VERSION}-${TIMM_VERSION}-tb${TENSORBOARD_VERSION}"
 if [ ! -f "$stamp" ]; then
-  echo "[setup] creating torch ${TORCH_VERSION} venv at $SEMAIM_VENV (about 3 GB, once per machine)"
+  echo "[setup] preparing the torch ${TORCH_VERSION} venv at $SEMAIM_VENV (about 3 GB when new, once per machine)"
   mkdir -p "$(dirname "$SEMAIM_VENV")"
   [ -x "$SEMAIM_VENV/bin/python" ] || "$PY" -m venv "$SEMAIM_VENV"
   "$SEMAIM_VENV/bin/python" -m pip install -q --upgrade pip
   "$SEMAIM_VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
-    "timm==${TIMM_VERSION}" safetensors numpy pyyaml
-  "$SEMAIM_VENV/bin/python" -c "import torch, timm; assert torch.__version__.startswith('${TORCH_VERSION}')"
+    "timm==${TIMM_VERSION}" "tensorboard==${TENSORBOARD_VERSION}" safetensors numpy pyyaml
+  "$SEMAIM_VENV/bin/python" -c "import torch, timm, tensorboard; assert torch.__version__.startswith('${TORCH_VERSION}')"
+  rm -f "$SEMAIM_VENV"/.semaim-ok-*
   touch "$stamp"
-  installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}")
+  installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}, tensorboard ${TENSORBOARD_VERSION}")
 fi
 
 # The sample image corpus (ImageNet layout, ~2000 JPEGs from real photographs) for tests and benchmarks.

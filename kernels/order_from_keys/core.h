@@ -9,8 +9,8 @@
 namespace semaim::kernels {
 
 // Order-preserving unsigned images of keys ("sort bits"): a < b in torch's sort order (NaN after every
-// number, every NaN equal, -0.0 == +0.0) iff sort_bits(a) < sort_bits(b). The CPU twin sorts records of these
-// bits; the CUDA kernel compares them. Floats: NaN -> all ones, -0.0 -> +0.0, then negative values have
+// number, every NaN equal, -0.0 == +0.0) iff sort_bits(a) < sort_bits(b). The CPU twin and the CUDA kernel
+// both compare them. Floats: NaN -> all ones, -0.0 -> +0.0, then negative values have
 // every bit flipped and non-negative ones the sign bit set. Signed integers: the sign bit flipped.
 C10_HOST_DEVICE inline uint32_t sort_bits(float v) {
   if (v != v) return 0xFFFFFFFFu;

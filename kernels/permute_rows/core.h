@@ -9,10 +9,14 @@
 
 namespace semaim::kernels {
 
-// Element offset of row src of image n in an (N, L, D) x with element strides (sn, sl); a shared table has
-// sn = 0.
-C10_HOST_DEVICE inline int64_t permute_src_offset(int64_t n, int64_t src, int64_t sn, int64_t sl) {
-  return n * sn + src * sl;
+// Element strides of an (N, L, D) x; a shared (L, D) table has n = 0.
+struct RowStrides {
+  int64_t n, l, d;
+};
+
+// Offset of x[img, src, j].
+C10_HOST_DEVICE inline int64_t permute_src_offset(int64_t img, int64_t src, int64_t j, RowStrides s) {
+  return img * s.n + src * s.l + j * s.d;
 }
 
 // One output element: x (+ add) as ATen adds two tensors of one dtype: in the op-math type, rounded once.
@@ -23,7 +27,8 @@ C10_HOST_DEVICE inline scalar_t permute_add(scalar_t x, scalar_t a) {
 }
 
 // One term of semaim::permute_rows_sum (the sum over images of a gather, a shared table's gradient): acc + v
-// in the op-math type; the sum runs over the images in order and is rounded to scalar_t once at the end.
+// in the op-math type; the sum runs over the images in order and is rounded to scalar_t once at the end, as
+// index_add into zeros adds image after image.
 template <typename scalar_t>
 C10_HOST_DEVICE inline at::opmath_type<scalar_t> permute_sum_add(at::opmath_type<scalar_t> acc, scalar_t v) {
   return acc + static_cast<at::opmath_type<scalar_t>>(v);

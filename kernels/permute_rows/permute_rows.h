@@ -7,29 +7,18 @@ namespace semaim::kernels {
 
 // out[n, k] = x[n, index[n, k]] (+ add[index[n, k]]), with index a per-row permutation and inverse its
 // inverse (inverse[n, index[n, k]] = k): the backward of a gather by a permutation is the gather by its
-// inverse, so it runs the same op. x: (N, L, D) or a shared (L, D) table, add: (L, D) or undefined,
-// index/inverse: (N, L) int64
-// -> (N, L, D). When x and add differ in dtype (bf16 autocast output + an fp32 table) both are promoted as
-// ATen's add would. Gradients flow to x and add; bad shapes, dtypes or devices throw c10::Error naming the
-// fault.
+// inverse, so it runs the same op; a shared table's gradient is semaim::permute_rows_sum by the inverse.
+// x: (N, L, D) in any strides or a shared (L, D) table, add: (L, D) or undefined, index/inverse: (N, L) int64
+// -> (N, L, D) contiguous. A token-major x (the patch embedding's output, unit stride along L) gets its
+// gradient in its own layout. When x and add differ in dtype (bf16 autocast output + an fp32 table) both are
+// promoted as ATen's add would. Bad shapes, dtypes or devices throw c10::Error naming the fault.
 at::Tensor permute_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& inverse,
                         const at::Tensor& add = at::Tensor());
-
-// The same result written into out, without autograd: out is (N, L, D) of x's dtype and device in any layout
-// that overlaps neither itself nor the inputs (unit-stride rows and a unit-stride token axis are written in
-// place; other layouts get a contiguous result copied in). Returns out.
-at::Tensor& permute_rows_out(const at::Tensor& x, const at::Tensor& index, const at::Tensor& add,
-                             at::Tensor& out);
 
 // out[p] = sum over n of x[n, index[n, p]], without autograd: the gradient of a shared (L, D) table gathered
 // by index's inverse, without an (N, L, D) intermediate. x: (N, L, D) floating, index: (N, L) int64 in [0, L)
 // -> (L, D) of x's dtype, the images summed in order in the op-math type (fp32 for bf16/fp16).
 at::Tensor permute_rows_sum(const at::Tensor& x, const at::Tensor& index);
-
-// Whether the backward writes the gradient of a token-major x (unit stride along the tokens, as the patch
-// embedding's output) in x's layout (default on) rather than row-major; returns the previous setting. The
-// bench turns it off to measure it.
-bool set_permute_rows_grad_in_input_layout(bool on);
 
 // The ATen composition the op is held to: index_select on the flattened rows, + add.index_select.
 at::Tensor permute_rows_reference(const at::Tensor& x, const at::Tensor& index,

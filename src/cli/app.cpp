@@ -1,16 +1,18 @@
-// CLI wiring (MAE's main_pretrain.py role): parse arguments, load the config, hand over to the engine or a
-// job, and turn typed errors into one clear message and an exit code.
+// The `semaim` command line (MAE's main_*.py role): a table of subcommands, each declaring its arguments and
+// the task it hands over to; typed errors become one clear message and an exit code.
 #include "semaim/cli/app.h"
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <iostream>
+#include <vector>
 
 #include "semaim/cli/launch.h"
 #include "semaim/config/config.h"
-#include "semaim/config/errors.h"
-#include "semaim/io/log.h"
-#include "semaim/train/jobs.h"
-#include "semaim/train/pretrain.h"
+#include "semaim/core/errors.h"
+#include "semaim/tasks/jobs.h"
+#include "semaim/tasks/pretrain.h"
+#include "semaim/tasks/schema.h"
 
 namespace semaim::cli {
 namespace {
@@ -18,6 +20,112 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitInput = 2;
+constexpr const char* kExampleConfig = "configs/pretrain/aim-fmnist-p4_1xb128-semantic_fmnist.yaml";
+
+// Arguments shared by the subcommands that read a config.
+struct Args {
+  std::string config_path, resume, checkpoint, out;
+  std::vector<std::string> sets;
+  bool quiet = false, random_init = false, docs = false;
+  LaunchOptions launch;
+
+  config::Config load() const {
+    if (config_path.empty()) {
+      auto c = config::Config::defaults(tasks::schema());
+      c.apply_overrides(sets);
+      return c;
+    }
+    return config::Config::load(tasks::schema(), config_path, sets);
+  }
+};
+
+struct Subcommand {
+  const char* name;
+  const char* help;
+  std::function<void(CLI::App&, Args&)> declare;
+  std::function<int(const Args&)> run;
+};
+
+void config_args(CLI::App& c, Args& a, bool required) {
+  auto* opt = c.add_option("config", a.config_path, std::string("YAML config (e.g. ") + kExampleConfig + ")")
+                  ->check(CLI::ExistingFile);
+  if (required) opt->required();
+  c.add_option("--set", a.sets, "Override a key: --set pretrain.epochs=5 (repeatable)");
+}
+
+const std::vector<Subcommand>& subcommands() {
+  static const std::vector<Subcommand> kTable = {
+      {"pretrain", "SemAIM pretraining of the configured model on the configured dataset",
+       [](CLI::App& c, Args& a) {
+         config_args(c, a, true);
+         c.add_option("--resume", a.resume,
+                      "'auto' (newest checkpoint of the run, if any) or a checkpoint path/directory");
+         c.add_flag("--quiet", a.quiet, "No console output");
+       },
+       [](const Args& a) {
+         tasks::PretrainOptions o;
+         o.resume = a.resume;
+         o.quiet = a.quiet;
+         tasks::pretrain(a.load(), o);
+         return kExitOk;
+       }},
+      {"linprobe", "Linear probe (frozen encoder, BatchNorm + Linear, SGD) on the test split",
+       [](CLI::App& c, Args& a) {
+         config_args(c, a, true);
+         c.add_option("--checkpoint", a.checkpoint,
+                      "Checkpoint file or run directory (default: the run's newest)");
+         c.add_flag("--random-init", a.random_init,
+                    "Probe the same architecture at random initialization (baseline)");
+         c.add_option("--out", a.out,
+                      "Result JSON (default: <run dir>/linprobe.json or linprobe_random.json)");
+         c.add_flag("--quiet", a.quiet, "No console output");
+       },
+       [](const Args& a) {
+         tasks::LinprobeOptions o;
+         o.checkpoint = a.checkpoint;
+         o.random_init = a.random_init;
+         o.out_json = a.out;
+         o.quiet = a.quiet;
+         tasks::linprobe(a.load(), o);
+         return kExitOk;
+       }},
+      {"export", "Write a checkpoint's encoder (timm key names) as safetensors",
+       [](CLI::App& c, Args& a) {
+         c.add_option("--checkpoint", a.checkpoint, "Checkpoint file or run directory")->required();
+         c.add_option("-o,--out", a.out, "Output .safetensors file")->required();
+       },
+       [](const Args& a) {
+         tasks::export_encoder(a.checkpoint, a.out);
+         return kExitOk;
+       }},
+      {"launch",
+       "Start the ranks of a data-parallel job on this node (torchrun's environment): semaim launch "
+       "--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] -- SUBCOMMAND ...",
+       [](CLI::App& c, Args& a) {
+         LaunchOptions& lo = a.launch;
+         c.add_option("--nproc-per-node", lo.nproc_per_node, "Ranks on this node (one per GPU)")->required();
+         c.add_option("--nnodes", lo.nnodes, "Nodes in the job");
+         c.add_option("--node-rank", lo.node_rank, "This node's index, 0..nnodes-1");
+         c.add_option("--master-addr", lo.master_addr, "Host of rank 0's store");
+         c.add_option("--master-port", lo.master_port, "Port of rank 0's store");
+         c.add_option("command", lo.command,
+                      "After --: a semaim subcommand with its arguments, or another program")
+             ->required()
+             ->expected(-1);
+       },
+       [](const Args& a) { return launch(a.launch); }},
+      {"config", "Print the resolved config (or the key reference with --docs)",
+       [](CLI::App& c, Args& a) {
+         config_args(c, a, false);
+         c.add_flag("--docs", a.docs, "Print the Markdown reference of every key (docs/configs.md)");
+       },
+       [](const Args& a) {
+         std::cout << (a.docs ? tasks::schema().markdown() : a.load().to_yaml());
+         return kExitOk;
+       }},
+  };
+  return kTable;
+}
 
 }  // namespace
 
@@ -25,92 +133,23 @@ int run(int argc, char** argv) {
   CLI::App app{"semaim: semantic-aware autoregressive image modeling (SemAIM) in C++/LibTorch"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "semaim 0.1.0");
-
-  std::string config_path, resume, checkpoint, out;
-  std::vector<std::string> sets;
-  bool quiet = false, random_init = false, docs = false;
-
-  auto* pre =
-      app.add_subcommand("pretrain", "SemAIM pretraining of the configured model on the configured dataset");
-  pre->add_option("config", config_path,
-                  "YAML config (e.g. configs/pretrain/aim-fmnist-p4_1xb256-10e_fmnist.yaml)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  pre->add_option("--set", sets, "Override a key: --set train.epochs=5 (repeatable)");
-  pre->add_option("--resume", resume,
-                  "'auto' (newest checkpoint of the run, if any) or a checkpoint path/directory");
-  pre->add_flag("--quiet", quiet, "No console output");
-
-  auto* lp = app.add_subcommand("linprobe",
-                                "Linear probe (frozen encoder, BatchNorm + Linear, SGD) on the test split");
-  lp->add_option("config", config_path, "YAML config of the run")->required()->check(CLI::ExistingFile);
-  lp->add_option("--set", sets, "Override a key (repeatable)");
-  lp->add_option("--checkpoint", checkpoint, "Checkpoint file or run directory (default: the run's newest)");
-  lp->add_flag("--random-init", random_init,
-               "Probe the same architecture at random initialization (baseline)");
-  lp->add_option("--out", out, "Result JSON (default: <run dir>/linprobe.json or linprobe_random.json)");
-  lp->add_flag("--quiet", quiet, "No console output");
-
-  auto* ex = app.add_subcommand("export", "Write a checkpoint's encoder (timm key names) as safetensors");
-  ex->add_option("--checkpoint", checkpoint, "Checkpoint file or run directory")->required();
-  ex->add_option("-o,--out", out, "Output .safetensors file")->required();
-
-  LaunchOptions lo;
-  auto* la = app.add_subcommand(
-      "launch",
-      "Start the ranks of a data-parallel job on this node (torchrun's environment): semaim launch "
-      "--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] -- SUBCOMMAND ...");
-  la->add_option("--nproc-per-node", lo.nproc_per_node, "Ranks on this node (one per GPU)")->required();
-  la->add_option("--nnodes", lo.nnodes, "Nodes in the job");
-  la->add_option("--node-rank", lo.node_rank, "This node's index, 0..nnodes-1");
-  la->add_option("--master-addr", lo.master_addr, "Host of rank 0's store");
-  la->add_option("--master-port", lo.master_port, "Port of rank 0's store");
-  la->add_option("command", lo.command,
-                 "After --: a semaim subcommand with its arguments, or another program")
-      ->required()
-      ->expected(-1);
-
-  auto* cf = app.add_subcommand("config", "Print the resolved config (or the key reference with --docs)");
-  cf->add_option("config", config_path, "YAML config (default: the built-in defaults)")
-      ->check(CLI::ExistingFile);
-  cf->add_option("--set", sets, "Override a key (repeatable)");
-  cf->add_flag("--docs", docs, "Print the Markdown reference of every key (docs/configs.md)");
-
+  Args args;
+  std::vector<std::pair<CLI::App*, const Subcommand*>> parsed;
+  for (const auto& s : subcommands()) {
+    CLI::App* c = app.add_subcommand(s.name, s.help);
+    s.declare(*c, args);
+    parsed.emplace_back(c, &s);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitInput;
   }
-
   try {
-    auto load = [&] {
-      return config_path.empty() ? [&] {
-        auto c = config::Config::defaults();
-        c.apply_overrides(sets);
-        return c;
-      }()
-                                 : config::Config::load(config_path, sets);
-    };
-    if (*la) return launch(lo);
-    if (*pre) {
-      train::PretrainOptions o;
-      o.resume = resume;
-      o.quiet = quiet;
-      train::pretrain(load(), o);
-    } else if (*lp) {
-      train::LinprobeJobOptions o;
-      o.checkpoint = checkpoint;
-      o.random_init = random_init;
-      o.out_json = out;
-      o.quiet = quiet;
-      train::run_linprobe_job(load(), o);
-    } else if (*ex) {
-      train::export_encoder(checkpoint, out);
-    } else if (*cf) {
-      std::cout << (docs ? config::schema_markdown() : load().to_yaml());
-    }
-    return kExitOk;
+    for (const auto& [c, s] : parsed)
+      if (*c) return s->run(args);
+    return kExitInput;
   } catch (const InputError& e) {
     std::cerr << "semaim: error: " << e.what() << std::endl;
     return kExitInput;

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::cli {
 namespace {

@@ -1,4 +1,5 @@
-// Layered YAML configuration: loading with `_base_` inheritance, `--set` overrides and strict validation.
+// Layered YAML configuration: loading with `_base_` inheritance, `--set` overrides and strict validation
+// against the Config's schema.
 #include "semaim/config/config.h"
 
 #include <algorithm>
@@ -8,24 +9,12 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::config {
 namespace {
 
-std::string fmt_num(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
-
 namespace fs = std::filesystem;
-
-std::vector<std::string> all_keys() {
-  std::vector<std::string> keys;
-  for (const auto& s : schema()) keys.push_back(s.key);
-  return keys;
-}
 
 std::string type_name(ValueType t) {
   switch (t) {
@@ -87,8 +76,8 @@ std::string fault_prefix(const std::string& origin, const std::string& key) {
 void check_range(const KeySpec& spec, double v, const std::string& origin) {
   if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max)) {
     std::ostringstream os;
-    os << "value " << v << " is out of range [" << (spec.min ? fmt_num(*spec.min) : "-inf") << ", "
-       << (spec.max ? fmt_num(*spec.max) : "inf") << "]";
+    os << "value " << v << " is out of range [" << (spec.min ? format_number(*spec.min) : "-inf") << ", "
+       << (spec.max ? format_number(*spec.max) : "inf") << "]";
     throw InputError(fault_prefix(origin, spec.key), os.str());
   }
 }
@@ -167,18 +156,19 @@ Value convert(const KeySpec& spec, const YAML::Node& n, const std::string& origi
   throw bad();
 }
 
-// A key that is not in the schema: name the closest valid key. A section name used as a leaf is named as
-// such.
-[[noreturn]] void unknown_key(const std::string& key, const std::string& origin) {
-  std::string hint = closest_match(key, all_keys());
+// A key (or section) that is not in the schema: name its new name if it was renamed, else the closest valid
+// key (looked up under its new name when only its section was renamed).
+[[noreturn]] void unknown_key(const Schema& schema, const std::string& key, const std::string& origin) {
+  const std::string moved = schema.renamed(key);
+  if (!moved.empty() && schema.find(moved)) {
+    throw InputError(origin, "key '" + key + "' was renamed to '" + moved + "'");
+  }
+  if (!moved.empty() && schema.has_section(moved)) {
+    throw InputError(origin, "section '" + key + "' was renamed to '" + moved + "'");
+  }
+  std::string hint = closest_match(moved.empty() ? key : moved, schema.keys());
   throw InputError(origin,
                    "unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
-}
-
-bool is_section(const std::string& prefix) {
-  for (const auto& s : schema())
-    if (s.key.rfind(prefix + ".", 0) == 0) return true;
-  return false;
 }
 
 YAML::Node parse_file(const std::string& path) {
@@ -197,21 +187,21 @@ YAML::Node parse_file(const std::string& path) {
 }
 
 // Flattens one file's mapping into (dotted key -> node) leaves.
-void flatten(const YAML::Node& n, const std::string& prefix, const std::string& file,
+void flatten(const Schema& schema, const YAML::Node& n, const std::string& prefix, const std::string& file,
              std::vector<std::pair<std::string, YAML::Node>>& out) {
   for (const auto& kv : n) {
     const std::string k = kv.first.as<std::string>();
     const std::string key = prefix.empty() ? k : prefix + "." + k;
     if (prefix.empty() && k == "_base_") continue;
-    if (kv.second.IsMap() && !find_spec(key)) {
-      if (!is_section(key)) unknown_key(key, file);
-      flatten(kv.second, key, file, out);
+    if (kv.second.IsMap() && !schema.find(key)) {
+      if (!schema.has_section(key)) unknown_key(schema, key, file);
+      flatten(schema, kv.second, key, file, out);
     } else {
-      if (!find_spec(key)) {
-        if (is_section(key))
+      if (!schema.find(key)) {
+        if (schema.has_section(key))
           throw InputError(
               file, "key '" + key + "' is a section and must be a mapping, got " + describe(kv.second));
-        unknown_key(key, file);
+        unknown_key(schema, key, file);
       }
       out.emplace_back(key, kv.second);
     }
@@ -246,7 +236,7 @@ void load_chain(const std::string& path, Config& cfg, std::vector<std::string>& 
     }
   }
   std::vector<std::pair<std::string, YAML::Node>> leaves;
-  flatten(root, "", path, leaves);
+  flatten(cfg.schema(), root, "", path, leaves);
   for (const auto& [key, node] : leaves) {
     YAML::Emitter em;
     em << YAML::Flow << node;
@@ -299,7 +289,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
   const auto& dist = edit_distance;
-  // Compare leaf names too, so `train.epoch` finds `train.epochs` and `epochs` finds it from any section.
+  // Compare leaf names too, so `a.epoch` finds `a.epochs` and `epochs` finds it from any section.
   auto leaf = [](const std::string& s) {
     auto p = s.rfind('.');
     return p == std::string::npos ? s : s.substr(p + 1);
@@ -313,14 +303,15 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   return best_d <= std::max<size_t>(3, leaf(word).size() / 2) ? best : std::string();
 }
 
-Config Config::defaults() {
-  Config cfg;
-  for (const auto& spec : schema()) cfg.set_from_yaml(spec.key, spec.default_yaml, "default");
+Config Config::defaults(const Schema& schema) {
+  Config cfg(schema);
+  for (const auto& spec : schema.specs()) cfg.set_from_yaml(spec.key, spec.default_yaml, "default");
   return cfg;
 }
 
-Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
-  Config cfg = defaults();
+Config Config::load(const Schema& schema, const std::string& path,
+                    const std::vector<std::string>& overrides) {
+  Config cfg = defaults(schema);
   std::vector<std::string> stack;
   load_chain(path, cfg, stack);
   cfg.path_ = path;
@@ -332,16 +323,16 @@ void Config::apply_overrides(const std::vector<std::string>& overrides) {
   for (const auto& o : overrides) {
     auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw InputError("--set " + o, "expected key=value, e.g. train.epochs=5");
+      throw InputError("--set " + o, "expected key=value, e.g. section.key=5");
     const std::string key = o.substr(0, eq);
-    if (!find_spec(key)) unknown_key(key, "--set " + o);
+    if (!schema_->find(key)) unknown_key(*schema_, key, "--set " + o);
     set_from_yaml(key, o.substr(eq + 1), "--set");
   }
 }
 
 void Config::set_from_yaml(const std::string& key, const std::string& yaml_text, const std::string& origin) {
-  const KeySpec* spec = find_spec(key);
-  if (!spec) unknown_key(key, origin);
+  const KeySpec* spec = schema_->find(key);
+  if (!spec) unknown_key(*schema_, key, origin);
   YAML::Node n;
   try {
     n = YAML::Load(yaml_text);
@@ -382,7 +373,7 @@ std::string Config::to_yaml() const {
   em << YAML::BeginMap;
   std::string section;
   bool open = false;
-  for (const auto& spec : schema()) {
+  for (const auto& spec : schema_->specs()) {
     const auto dot = spec.key.find('.');
     const std::string sec = spec.key.substr(0, dot);
     const std::string rest = spec.key.substr(dot + 1);

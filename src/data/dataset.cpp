@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/data/decode.h"
 
 namespace semaim::data {
@@ -44,8 +44,9 @@ class FirstN final : public Dataset {
   int64_t label(int64_t i) const override { return base_->label(i); }
   const std::vector<std::string>& classes() const override { return base_->classes(); }
   std::string source(int64_t i) const override { return base_->source(i); }
-  void load_into(int64_t i, const Pipeline& p, std::mt19937_64& rng, float* dst) const override {
-    base_->load_into(i, p, rng, dst);
+  Target target(int64_t i) const override { return base_->target(i); }
+  Geometry load_into(int64_t i, const Pipeline& p, std::mt19937_64& rng, float* dst) const override {
+    return base_->load_into(i, p, rng, dst);
   }
 
  private:
@@ -54,6 +55,12 @@ class FirstN final : public Dataset {
 };
 
 }  // namespace
+
+Target Dataset::target(int64_t i) const {
+  Target t;
+  t.label = label(i);
+  return t;
+}
 
 std::shared_ptr<const Dataset> take_first(std::shared_ptr<const Dataset> set, int64_t n) {
   if (n <= 0 || n >= set->size()) return set;
@@ -80,13 +87,31 @@ MemoryDataset::MemoryDataset(ImageSet set) : set_(std::move(set)) {
   set_.labels = set_.labels.to(at::kLong).contiguous();
 }
 
+MemoryDataset::MemoryDataset(ImageSet set, std::vector<Target> targets) : MemoryDataset(std::move(set)) {
+  if (static_cast<int64_t>(targets.size()) != size()) {
+    throw InputError("dataset(" + set_.name + ")",
+                     std::to_string(targets.size()) + " targets for " + std::to_string(size()) + " images");
+  }
+  for (int64_t i = 0; i < size(); ++i)
+    validate_target(targets[static_cast<size_t>(i)], set_.images.size(2), set_.images.size(3), source(i));
+  targets_ = std::move(targets);
+}
+
 int64_t MemoryDataset::label(int64_t i) const { return set_.labels.data_ptr<int64_t>()[i]; }
 
 std::string MemoryDataset::source(int64_t i) const { return set_.name + "[" + std::to_string(i) + "]"; }
 
-void MemoryDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const {
+Target MemoryDataset::target(int64_t i) const {
+  if (targets_.empty()) return Dataset::target(i);
+  Target t = targets_[static_cast<size_t>(i)];
+  t.label = label(i);
+  return t;
+}
+
+Geometry MemoryDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng,
+                                  float* dst) const {
   const int64_t c = channels(), h = set_.images.size(2), w = set_.images.size(3);
-  pipeline.run(hwc_view(set_.images.data_ptr<uint8_t>() + i * c * h * w, c, h, w), rng, dst);
+  return pipeline.run(hwc_view(set_.images.data_ptr<uint8_t>() + i * c * h * w, c, h, w), rng, dst);
 }
 
 FileDataset::FileDataset(std::string name, std::vector<ImageFile> files, std::vector<std::string> classes)
@@ -160,7 +185,7 @@ std::shared_ptr<FileDataset> FileDataset::unlabeled_folder(const std::string& ro
   return std::make_shared<FileDataset>(root, std::move(files), std::vector<std::string>{});
 }
 
-void FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const {
+Geometry FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const {
   const std::string& path = files_[static_cast<size_t>(i)].path;
   const std::vector<uint8_t> bytes = read_file_bytes(path);
   if (is_jpeg(bytes)) {
@@ -171,7 +196,7 @@ void FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64
       if (r.rgb.rows != info.height || r.rgb.cols != info.width)
         throw BadImage(path, "JPEG size differs from its header");
       pipeline.finish(r.rgb, g.box, g, rng, dst);
-      return;
+      return g;
     }
     const int scale = reduced_scale(g.box, g.resize_h, g.resize_w);
     const DecodedRegion r = decode_jpeg_region(bytes, path, g.box, scale);
@@ -187,11 +212,10 @@ void FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64
     const int64_t right = std::max(left + 1, edge(g.box.left + g.box.width, r.origin_x, r.rgb.cols));
     if (r.rgb.rows < 1 || r.rgb.cols < 1) throw BadImage(path, "JPEG decoded to no pixels");
     pipeline.finish(r.rgb, CropBox{top, left, bottom - top, right - left}, g, rng, dst);
-    return;
+    return g;
   }
   const cv::Mat rgb = decode_rgb(bytes, path);
-  const Geometry g = pipeline.plan(rgb.rows, rgb.cols, rng);
-  pipeline.finish(rgb, g.box, g, rng, dst);
+  return pipeline.run(rgb, rng, dst);
 }
 
 }  // namespace semaim::data

@@ -11,7 +11,7 @@
 #include <limits>
 #include <memory>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::data {
 namespace {

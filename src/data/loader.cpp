@@ -2,6 +2,7 @@
 // ordered window; MAE's DistributedSampler(drop_last) sharding. Workers never call ATen per pixel.
 #include "semaim/data/loader.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -11,9 +12,10 @@
 #include <set>
 #include <thread>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
+#include "semaim/core/log.h"
+#include "semaim/core/rng.h"
 #include "semaim/data/decode.h"
-#include "semaim/io/log.h"
 
 namespace semaim::data {
 namespace {
@@ -21,25 +23,58 @@ namespace {
 constexpr uint64_t kOrderTag = 0x6f72646572ULL;   // "order"
 constexpr uint64_t kSampleTag = 0x73616d706cULL;  // "sampl"
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-uint64_t mix_seed(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b) {
-  return splitmix64(splitmix64(splitmix64(seed ^ splitmix64(tag)) ^ a) ^ b);
-}
-
 // The epoch's full order (all ranks): a Fisher-Yates shuffle keyed by (seed, epoch), or the identity.
 std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   if (!shuffle) return order;
-  std::mt19937_64 rng(mix_seed(seed, kOrderTag, static_cast<uint64_t>(epoch), 0));
-  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[uniform_int(rng, i + 1)]);
+  std::mt19937_64 rng(core::mix_seed(seed, kOrderTag, static_cast<uint64_t>(epoch), 0));
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[core::uniform_int(rng, i + 1)]);
   return order;
+}
+
+// True when every target has the part, false when none has; InputError(where) for a batch that mixes.
+template <typename Has>
+bool all_or_none(const std::vector<Target>& targets, Has has, const char* part, const std::string& where) {
+  const auto n = std::count_if(targets.begin(), targets.end(), has);
+  if (n != 0 && n != static_cast<std::ptrdiff_t>(targets.size())) {
+    throw InputError(where, std::to_string(n) + " of the " + std::to_string(targets.size()) +
+                                " samples of a batch carry " + part +
+                                ": every sample needs the same target parts");
+  }
+  return n != 0;
+}
+
+// The optional target parts into the batch: soft labels and label maps stacked, instances per image.
+void collate_targets(const std::vector<Target>& targets, const std::string& where, Batch& batch) {
+  if (all_or_none(
+          targets, [](const Target& t) { return t.soft_label.defined(); }, "a soft label", where)) {
+    std::vector<at::Tensor> soft;
+    for (const Target& t : targets) {
+      if (t.soft_label.size(0) != targets.front().soft_label.size(0))
+        throw InputError(where, "soft labels of different lengths in one batch");
+      soft.push_back(t.soft_label.to(at::kFloat));
+    }
+    batch.soft_labels = at::stack(soft);
+  }
+  if (all_or_none(
+          targets, [](const Target& t) { return t.label_map.defined(); }, "a label map", where)) {
+    std::vector<at::Tensor> maps;
+    for (const Target& t : targets) maps.push_back(t.label_map);
+    batch.label_maps = at::stack(maps);
+  }
+  const bool boxes = all_or_none(
+      targets, [](const Target& t) { return t.boxes.defined(); }, "boxes", where);
+  const bool masks = all_or_none(
+      targets, [](const Target& t) { return t.masks.defined(); }, "masks", where);
+  for (const Target& t : targets) {
+    if (boxes) {
+      batch.boxes.push_back(t.boxes);
+      batch.box_classes.push_back(t.box_classes);
+    }
+    if (masks) batch.masks.push_back(t.masks);
+    batch.dropped_boxes += t.dropped_boxes;
+  }
 }
 
 }  // namespace
@@ -76,10 +111,11 @@ struct Loader::State {
     return bad.count(idx) != 0;
   }
 
-  // Sample idx into dst; a file that does not decode is warned about once, remembered and replaced by the
-  // next decodable index (same rng seed, so the result does not depend on which thread met the file first).
-  // -> the index actually used; *bad_count grows by one when idx itself is bad.
-  int64_t load_sample(int64_t idx, uint64_t epoch, float* dst, int64_t* bad_count) {
+  // Sample idx into dst and its target (in output pixels) into *target; a file that does not decode is
+  // warned about once, remembered and replaced by the next decodable index (same rng seed, so the result
+  // does not depend on which thread met the file first). -> the index actually used; *bad_count grows by one
+  // when idx itself is bad.
+  int64_t load_sample(int64_t idx, uint64_t epoch, float* dst, Target* target, int64_t* bad_count) {
     const int64_t n = data->size();
     int64_t j = idx;
     for (int64_t tries = 0; tries < n; ++tries, j = (j + 1) % n) {
@@ -87,10 +123,10 @@ struct Loader::State {
         if (j == idx) ++*bad_count;
         continue;
       }
-      std::mt19937_64 rng(mix_seed(cfg.seed, kSampleTag, epoch, static_cast<uint64_t>(idx)));
+      std::mt19937_64 rng(core::mix_seed(cfg.seed, kSampleTag, epoch, static_cast<uint64_t>(idx)));
+      Geometry g;
       try {
-        data->load_into(j, pipeline, rng, dst);
-        return j;
+        g = data->load_into(j, pipeline, rng, dst);
       } catch (const BadImage& e) {
         if (cfg.fail_on_bad_image) throw InputError(std::string(e.what()) + " (data.on_bad_image: fail)");
         bool first = false;
@@ -98,17 +134,21 @@ struct Loader::State {
           std::lock_guard<std::mutex> lock(bad_mu);
           first = bad.insert(j).second;
         }
-        if (first) io::log_warn(std::string("skipping bad image ") + e.what());
+        if (first) core::log_warn(std::string("skipping bad image ") + e.what());
         if (j == idx) ++*bad_count;
+        continue;
       }
+      *target = transform_target(g, data->target(j), data->source(j));
+      return j;
     }
     throw InputError(data->name(), "no sample of the dataset decodes");
   }
 
   // Batch b of the plan: samples [b*B, min((b+1)*B, per_rank)). -> images (B, C, out, out), labels (B)
+  // and the targets' other parts
   Batch build(const Plan& p, int64_t b) {
     const int64_t bs = cfg.batch_size, start = b * bs;
-    const int64_t count = std::min(bs, per_rank - start), out = cfg.augment.out_size;
+    const int64_t count = std::min(bs, per_rank - start), out = pipeline.out_size();
     Batch batch;
     batch.epoch = p.epoch;
     batch.index = b;
@@ -120,13 +160,15 @@ struct Loader::State {
     int64_t* label_dst = batch.labels.data_ptr<int64_t>();
     int64_t* index_dst = batch.indices.data_ptr<int64_t>();
     const int64_t out_stride = channels * out * out;
+    std::vector<Target> targets(static_cast<size_t>(count));
     for (int64_t k = 0; k < count; ++k) {
       const int64_t idx = p.order[static_cast<size_t>(start + k)];
-      const int64_t used =
-          load_sample(idx, static_cast<uint64_t>(p.epoch), dst + k * out_stride, &batch.bad_images);
-      label_dst[k] = data->label(used);
-      index_dst[k] = used;
+      Target& target = targets[static_cast<size_t>(k)];
+      index_dst[k] =
+          load_sample(idx, static_cast<uint64_t>(p.epoch), dst + k * out_stride, &target, &batch.bad_images);
+      label_dst[k] = target.label;
     }
+    collate_targets(targets, data->name(), batch);
     if (cfg.post_batch) cfg.post_batch(batch);
     return batch;
   }

@@ -1,13 +1,16 @@
-// RandomResizedCrop / flip / normalize (torchvision semantics) and the eval resize + center crop, on
-// OpenCV views of the CHW planes; SPEC §8 augmentation. Results are written straight into the output.
+// RandomResizedCrop / flip / normalize (torchvision semantics), the eval resize + center crop and mmseg's
+// Pad, on OpenCV views of the CHW planes; SPEC §8 augmentation. Results are written straight into the output.
 #include "semaim/data/transforms.h"
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
+#include "semaim/core/rng.h"
 
 namespace semaim::data {
 namespace {
@@ -23,23 +26,19 @@ int cv_interpolation(const std::string& name) {
 // Python's round(): half to even, which std::nearbyint gives in the default rounding mode.
 int64_t round_half_even(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
 
-enum class Kind { kGeometry, kPixel, kNormalize };
+// The stages in the order a list must follow; the record applies its steps in this order too.
+enum class Kind { kSizing, kFlip, kPad, kPixel, kNormalize };
 
 struct NameInfo {
   const char* name;
   Kind kind;
 };
-constexpr NameInfo kNames[] = {{"random_resized_crop", Kind::kGeometry},
-                               {"resize", Kind::kGeometry},
-                               {"center_crop", Kind::kGeometry},
-                               {"hflip", Kind::kPixel},
+constexpr NameInfo kNames[] = {{"random_resized_crop", Kind::kSizing},
+                               {"resize", Kind::kSizing},
+                               {"center_crop", Kind::kSizing},
+                               {"hflip", Kind::kFlip},
+                               {"pad", Kind::kPad},
                                {"normalize", Kind::kNormalize}};
-
-bool is_identity(const Geometry& g) {
-  return g.box.top == 0 && g.box.left == 0 && g.resize_h == g.box.height && g.resize_w == g.box.width &&
-         g.window.top == 0 && g.window.left == 0 && g.window.height == g.resize_h &&
-         g.window.width == g.resize_w;
-}
 
 class RandomResizedCrop final : public GeometryTransform {
  public:
@@ -93,20 +92,37 @@ class CenterCrop final : public GeometryTransform {
   int64_t size_;
 };
 
-class HorizontalFlip final : public PixelTransform {
+// torchvision RandomHorizontalFlip: one uniform draw per sample, right after the sizing draws; the record
+// says whether the window is mirrored (finish mirrors the pixels, the targets follow the record).
+class HorizontalFlip final : public GeometryTransform {
  public:
   explicit HorizontalFlip(double p) : p_(p) {}
   std::string name() const override { return "hflip"; }
-  void apply(cv::Mat& img, std::mt19937_64& rng) const override {
-    if (uniform01(rng) < p_) {
-      thread_local cv::Mat flipped;  // reused: no allocation (and page faults) per sample
-      cv::flip(img, flipped, 1);
-      img = flipped;
-    }
-  }
+  void plan(Geometry& g, std::mt19937_64& rng) const override { g.flipped = core::uniform01(rng) < p_; }
 
  private:
   double p_;
+};
+
+// mmseg Pad(size): the window at the top left of a size x size canvas; the image's padding is image_fill
+// (0 after normalization, where mmseg's and mmdet's data preprocessors pad), the label map's the ignore
+// index.
+class Pad final : public GeometryTransform {
+ public:
+  Pad(int64_t size, int64_t label_fill) : size_(size), label_fill_(label_fill) {}
+  std::string name() const override { return "pad"; }
+  void plan(Geometry& g, std::mt19937_64&) const override {
+    if (g.window.height > size_ || g.window.width > size_) {
+      throw InputError("augment.pad", "window of " + std::to_string(g.window.height) + "x" +
+                                          std::to_string(g.window.width) + " is larger than the pad size " +
+                                          std::to_string(size_));
+    }
+    g.pad_h = g.pad_w = size_;
+    g.label_fill = label_fill_;
+  }
+
+ private:
+  int64_t size_, label_fill_;
 };
 
 std::vector<std::string> default_names(bool random) {
@@ -114,13 +130,32 @@ std::vector<std::string> default_names(bool random) {
   return {"resize", "center_crop", "normalize"};
 }
 
-}  // namespace
-
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-int64_t uniform_int(std::mt19937_64& rng, int64_t n) {
-  return n <= 1 ? 0 : static_cast<int64_t>(rng() % static_cast<uint64_t>(n));
+const NameInfo& name_info(const std::string& name) {
+  for (const NameInfo& k : kNames) {
+    if (name == k.name) return k;
+  }
+  std::string known;
+  for (const NameInfo& k : kNames) known += std::string(known.empty() ? "" : ", ") + k.name;
+  throw InputError("augment.transforms", "unknown transform '" + name + "' (known: " + known + ")");
 }
+
+// The geometry step a name stands for, or null for the other stages.
+std::shared_ptr<const GeometryTransform> make_geometry(const std::string& name, const AugmentConfig& cfg) {
+  if (name == "random_resized_crop")
+    return std::make_shared<RandomResizedCrop>(cfg.out_size, cfg.scale, cfg.ratio);
+  if (name == "resize") {
+    const auto size =
+        static_cast<int64_t>(std::floor(static_cast<double>(cfg.out_size) / cfg.eval_crop_pct + 1e-9));
+    return std::make_shared<Resize>(size);
+  }
+  if (name == "center_crop") return std::make_shared<CenterCrop>(cfg.out_size);
+  if (name == "hflip") return std::make_shared<HorizontalFlip>(cfg.hflip);
+  if (name == "pad")
+    return std::make_shared<Pad>(cfg.pad_size > 0 ? cfg.pad_size : cfg.out_size, cfg.ignore_index);
+  return nullptr;
+}
+
+}  // namespace
 
 void validate_augment(const AugmentConfig& cfg, int64_t channels) {
   auto fail = [](const std::string& key, const std::string& fault) {
@@ -134,6 +169,10 @@ void validate_augment(const AugmentConfig& cfg, int64_t channels) {
   if (!(cfg.hflip >= 0 && cfg.hflip <= 1)) fail("hflip", "probability outside [0, 1]");
   if (!(cfg.eval_crop_pct > 0 && cfg.eval_crop_pct <= 1))
     fail("eval_crop_pct", "need 0 < eval_crop_pct <= 1");
+  if (cfg.pad_size != 0 && cfg.pad_size < cfg.out_size) {
+    fail("pad_size", "must be 0 (out_size) or at least out_size " + std::to_string(cfg.out_size) + ", got " +
+                         std::to_string(cfg.pad_size));
+  }
   const auto per_channel = static_cast<size_t>(channels);
   if (cfg.mean.size() != cfg.std.size() || (cfg.mean.size() != 1 && cfg.mean.size() != per_channel)) {
     fail("mean", "mean and std need 1 or " + std::to_string(channels) + " values, got " +
@@ -150,13 +189,13 @@ CropBox random_resized_crop_params(int64_t height, int64_t width, const std::arr
   const double area = static_cast<double>(height * width);
   const double log_r0 = std::log(ratio[0]), log_r1 = std::log(ratio[1]);
   for (int attempt = 0; attempt < kCropAttempts; ++attempt) {
-    const double target_area = area * (scale[0] + (scale[1] - scale[0]) * uniform01(rng));
-    const double aspect = std::exp(log_r0 + (log_r1 - log_r0) * uniform01(rng));
+    const double target_area = area * (scale[0] + (scale[1] - scale[0]) * core::uniform01(rng));
+    const double aspect = std::exp(log_r0 + (log_r1 - log_r0) * core::uniform01(rng));
     const int64_t w = round_half_even(std::sqrt(target_area * aspect));
     const int64_t h = round_half_even(std::sqrt(target_area / aspect));
     if (w > 0 && w <= width && h > 0 && h <= height) {
-      const int64_t top = uniform_int(rng, height - h + 1);
-      const int64_t left = uniform_int(rng, width - w + 1);
+      const int64_t top = core::uniform_int(rng, height - h + 1);
+      const int64_t left = core::uniform_int(rng, width - w + 1);
       return CropBox{top, left, h, w};
     }
   }
@@ -187,56 +226,37 @@ Pipeline Pipeline::build(const AugmentConfig& cfg, int64_t channels) {
   p.channels_ = channels;
   p.interpolation_ = cv_interpolation(cfg.interpolation);
   const std::vector<std::string> names = cfg.transforms.empty() ? default_names(cfg.random) : cfg.transforms;
-  bool normalize = false;
-  Kind last = Kind::kGeometry;
-  std::string joined;
+  Kind last = Kind::kSizing;
+  std::string joined, sizing;
+  std::set<std::string> seen;
   for (const std::string& n : names) {
     joined += (joined.empty() ? "" : ", ") + n;
-    const NameInfo* info = nullptr;
-    for (const NameInfo& k : kNames) {
-      if (n == k.name) info = &k;
-    }
-    if (!info) {
-      std::string known;
-      for (const NameInfo& k : kNames) known += std::string(known.empty() ? "" : ", ") + k.name;
-      throw InputError("augment.transforms", "unknown transform '" + n + "' (known: " + known + ")");
-    }
-    if (static_cast<int>(info->kind) < static_cast<int>(last)) {
+    const NameInfo& info = name_info(n);
+    if (!seen.insert(n).second) throw InputError("augment.transforms", n + " listed twice");
+    if (static_cast<int>(info.kind) < static_cast<int>(last)) {
       throw InputError("augment.transforms",
                        "'" + n + "' is out of order in [" + joined +
-                           "]: geometry transforms first, then pixel transforms, then normalize");
+                           "]: geometry transforms first (sizing, then hflip, then pad), then pixel "
+                           "transforms, then normalize");
     }
-    last = info->kind;
-    if (n == "random_resized_crop")
-      p.geometry_.push_back(std::make_shared<RandomResizedCrop>(cfg.out_size, cfg.scale, cfg.ratio));
-    if (n == "resize") {
-      const auto size =
-          static_cast<int64_t>(std::floor(static_cast<double>(cfg.out_size) / cfg.eval_crop_pct + 1e-9));
-      p.geometry_.push_back(std::make_shared<Resize>(size));
-    }
-    if (n == "center_crop") p.geometry_.push_back(std::make_shared<CenterCrop>(cfg.out_size));
-    if (n == "hflip") p.pixel_.push_back(std::make_shared<HorizontalFlip>(cfg.hflip));
-    if (n == "normalize") {
-      if (normalize) throw InputError("augment.transforms", "normalize listed twice");
-      normalize = true;
-    }
+    last = info.kind;
+    if (info.kind == Kind::kSizing) sizing += (sizing.empty() ? "" : ", ") + n;
+    if (n == "pad" && cfg.pad_size > 0) p.out_ = cfg.pad_size;
+    if (n == "normalize") p.normalize_ = true;
+    if (auto g = make_geometry(n, cfg)) p.geometry_.push_back(std::move(g));
   }
-  std::string geo;
-  for (const auto& g : p.geometry_) geo += (geo.empty() ? "" : ", ") + g->name();
-  if (geo != "random_resized_crop" && geo != "resize, center_crop" && geo != "center_crop") {
+  if (sizing != "random_resized_crop" && sizing != "resize, center_crop" && sizing != "center_crop") {
     throw InputError("augment.transforms",
-                     "geometry [" + geo +
+                     "geometry [" + sizing +
                          "] does not end at out_size x out_size; use "
                          "[random_resized_crop], [resize, center_crop] or [center_crop]");
   }
   for (int64_t c = 0; c < channels; ++c) {
     const size_t ci = cfg.mean.size() == 1 ? 0 : static_cast<size_t>(c);
-    p.scale_.push_back(normalize ? static_cast<float>(1.0 / (255.0 * cfg.std[ci]))
-                                 : static_cast<float>(1.0 / 255.0));
-    p.shift_.push_back(normalize ? static_cast<float>(-cfg.mean[ci] / cfg.std[ci]) : 0.0f);
+    p.scale_.push_back(p.normalize_ ? static_cast<float>(1.0 / (255.0 * cfg.std[ci]))
+                                    : static_cast<float>(1.0 / 255.0));
+    p.shift_.push_back(p.normalize_ ? static_cast<float>(-cfg.mean[ci] / cfg.std[ci]) : 0.0f);
   }
-  if (!normalize) p.scale_.assign(p.scale_.size(), static_cast<float>(1.0 / 255.0));
-  p.normalize_ = normalize;
   return p;
 }
 
@@ -250,13 +270,11 @@ std::vector<std::string> Pipeline::names() const {
 }
 
 Geometry Pipeline::plan(int64_t height, int64_t width, std::mt19937_64& rng) const {
-  Geometry g{CropBox{0, 0, height, width}, height, width, CropBox{0, 0, height, width}};
-  for (const auto& t : geometry_) {
-    if (t->name() != "center_crop" && !is_identity(g)) {
-      throw InputError("augment.transforms", t->name() + " must be the first geometry transform");
-    }
-    t->plan(g, rng);
-  }
+  Geometry g;
+  g.src_h = g.resize_h = height;
+  g.src_w = g.resize_w = width;
+  g.box = g.window = CropBox{0, 0, height, width};
+  for (const auto& t : geometry_) t->plan(g, rng);
   return g;
 }
 
@@ -264,7 +282,7 @@ void Pipeline::finish(const cv::Mat& src, const CropBox& region, const Geometry&
                       float* dst) const {
   const cv::Mat roi = src(cv::Rect(static_cast<int>(region.left), static_cast<int>(region.top),
                                    static_cast<int>(region.width), static_cast<int>(region.height)));
-  thread_local cv::Mat buffer;  // reused across samples of a thread
+  thread_local cv::Mat buffer, flipped;  // reused across samples of a thread: no allocation per sample
   cv::Mat resized = roi;
   if (roi.rows != g.resize_h || roi.cols != g.resize_w) {
     // A source box shrunk by 2x or more in both directions is area-averaged (antialiased, as PIL's resize is;
@@ -277,22 +295,28 @@ void Pipeline::finish(const cv::Mat& src, const CropBox& region, const Geometry&
   }
   cv::Mat img = resized(cv::Rect(static_cast<int>(g.window.left), static_cast<int>(g.window.top),
                                  static_cast<int>(g.window.width), static_cast<int>(g.window.height)));
+  if (g.flipped) {
+    cv::flip(img, flipped, 1);
+    img = flipped;
+  }
   for (const auto& t : pixel_) t->apply(img, rng);
   const int64_t c = channels_, out = out_;
-  for (int64_t y = 0; y < out; ++y) {
+  if (img.rows != out || img.cols != out) std::fill(dst, dst + c * out * out, g.image_fill);
+  for (int64_t y = 0; y < img.rows; ++y) {
     const uint8_t* row = img.ptr<uint8_t>(static_cast<int>(y));
     for (int64_t ch = 0; ch < c; ++ch) {
       const float scale = scale_[static_cast<size_t>(ch)], shift = shift_[static_cast<size_t>(ch)];
       float* drow = dst + (ch * out + y) * out;
-      for (int64_t x = 0; x < out; ++x) drow[x] = static_cast<float>(row[x * c + ch]) * scale + shift;
+      for (int64_t x = 0; x < img.cols; ++x) drow[x] = static_cast<float>(row[x * c + ch]) * scale + shift;
     }
   }
   for (const auto& t : tensor_) t->apply(dst, c, out, out, rng);
 }
 
-void Pipeline::run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const {
+Geometry Pipeline::run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const {
   const Geometry g = plan(src.rows, src.cols, rng);
   finish(src, g.box, g, rng, dst);
+  return g;
 }
 
 cv::Mat hwc_view(const uint8_t* chw, int64_t channels, int64_t height, int64_t width) {
@@ -317,12 +341,12 @@ at::Tensor transform_sample(const at::Tensor& img, const AugmentConfig& cfg, std
                                              std::to_string(img.dim()) + " dims of " +
                                              std::string(c10::toString(img.scalar_type())));
   }
-  validate_augment(cfg, img.size(0));
+  const Pipeline pipeline = Pipeline::build(cfg, img.size(0));
   const at::Tensor src = img.contiguous();
-  at::Tensor out =
-      at::empty({img.size(0), cfg.out_size, cfg.out_size}, at::TensorOptions().dtype(at::kFloat));
-  transform_into(src.data_ptr<uint8_t>(), img.size(0), img.size(1), img.size(2), cfg, rng,
-                 out.data_ptr<float>());
+  const int64_t side = pipeline.out_size();
+  at::Tensor out = at::empty({img.size(0), side, side}, at::TensorOptions().dtype(at::kFloat));
+  pipeline.run(hwc_view(src.data_ptr<uint8_t>(), img.size(0), img.size(1), img.size(2)), rng,
+               out.data_ptr<float>());
   return out;
 }
 
@@ -334,12 +358,12 @@ at::Tensor transform_eval_batch(const at::Tensor& imgs, const AugmentConfig& cfg
   }
   AugmentConfig eval_cfg = cfg;
   eval_cfg.random = false;
-  validate_augment(eval_cfg, imgs.size(1));
+  const Pipeline pipeline = Pipeline::build(eval_cfg, imgs.size(1));
   const at::Tensor src = imgs.contiguous();
-  const int64_t n = imgs.size(0), c = imgs.size(1), h = imgs.size(2), w = imgs.size(3), out = cfg.out_size;
+  const int64_t n = imgs.size(0), c = imgs.size(1), h = imgs.size(2), w = imgs.size(3);
+  const int64_t out = pipeline.out_size();
   at::Tensor result = at::empty({n, c, out, out}, at::TensorOptions().dtype(at::kFloat));
   std::mt19937_64 unused(0);
-  const Pipeline pipeline = Pipeline::build(eval_cfg, c);
   const uint8_t* sp = src.data_ptr<uint8_t>();
   float* dp = result.data_ptr<float>();
   for (int64_t i = 0; i < n; ++i)

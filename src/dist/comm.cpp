@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::dist {
 namespace {

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/dist/comm.h"
 
 namespace semaim::dist {

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::dist {
 namespace {
@@ -115,7 +115,7 @@ bool nccl_built() { return true; }
 
 #else
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::dist {
 

@@ -9,7 +9,7 @@
 #include <chrono>
 #include <string>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::dist {
 namespace {

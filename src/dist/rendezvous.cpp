@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::dist {
 namespace {

@@ -6,27 +6,15 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/sgd.h>
 
-#include <chrono>
 #include <cmath>
-#include <numbers>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
+#include "semaim/core/lr_schedule.h"
+#include "semaim/core/timing.h"
 #include "semaim/data/loader.h"
 
 namespace semaim::eval {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Iteration it of total: linear warmup, then half-cosine from lr to 0.
-double lr_at(double lr, int64_t it, int64_t warmup, int64_t total) {
-  if (it < warmup) return lr * static_cast<double>(it) / static_cast<double>(warmup);
-  const double progress =
-      static_cast<double>(it - warmup) / static_cast<double>(std::max<int64_t>(1, total - warmup));
-  return lr * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
-}
 
 // Percent of rows whose argmax is the label. logits: (N, K), labels: (N) -> scalar
 double top1_percent(const at::Tensor& logits, const at::Tensor& labels) {
@@ -124,7 +112,7 @@ LinprobeResult fit_linear_probe(const at::Tensor& train_x, const at::Tensor& tra
   int64_t classes = ytr.max().item<int64_t>() + 1;
   if (yte.numel() > 0) classes = std::max(classes, yte.max().item<int64_t>() + 1);
 
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = core::Clock::now();
   torch::AutoGradMode grad_on(true);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(cfg.seed);
   // Frozen features: a cumulative average gives the exact training-set statistics however few steps run
@@ -143,14 +131,17 @@ LinprobeResult fit_linear_probe(const at::Tensor& train_x, const at::Tensor& tra
   torch::optim::SGD opt(head->parameters(),
                         torch::optim::SGDOptions(lr).momentum(cfg.momentum).weight_decay(cfg.weight_decay));
   const at::Tensor xtr = train_x.to(at::kFloat).contiguous();
-  const int64_t total = cfg.epochs * steps, warmup = cfg.warmup_epochs * steps;
+  core::LrSchedule sched;
+  sched.base_lr = lr;
+  sched.warmup = static_cast<double>(cfg.warmup_epochs * steps);
+  sched.total = static_cast<double>(cfg.epochs * steps);
   int64_t it = 0;
   bn->train();
   for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
     const at::Tensor perm = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
     for (int64_t s = 0; s < steps; ++s, ++it) {
       for (auto& group : opt.param_groups()) {
-        static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr_at(lr, it, warmup, total));
+        static_cast<torch::optim::SGDOptions&>(group.options()).lr(core::lr_at(sched, static_cast<double>(it)));
       }
       const at::Tensor idx = perm.narrow(0, s * batch, batch);
       const at::Tensor logits = head(bn(xtr.index_select(0, idx)));
@@ -169,7 +160,7 @@ LinprobeResult fit_linear_probe(const at::Tensor& train_x, const at::Tensor& tra
   torch::NoGradGuard no_grad;
   result.train_top1 = top1_percent(head(bn(xtr)), ytr);
   result.top1 = top1_percent(head(bn(test_x.to(at::kFloat))), yte);
-  result.train_seconds = seconds_since(t0);
+  result.train_seconds = core::seconds_since(t0);
   return result;
 }
 
@@ -183,12 +174,12 @@ LinprobeResult run_linprobe(const FeatureFn& features, std::shared_ptr<const dat
     if (d && d->size() > 0 && d->label(0) < 0)
       throw InputError(d->name(), "the linear probe needs labelled data");
   }
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = core::Clock::now();
   const Features tr = extract_features(features, std::move(train), eval_tf, cfg.pool, cfg.feature_batch,
                                        cfg.train_limit, cfg.num_workers, cfg.fail_on_bad_image);
   const Features te = extract_features(features, std::move(test), eval_tf, cfg.pool, cfg.feature_batch,
                                        cfg.test_limit, cfg.num_workers, cfg.fail_on_bad_image);
-  const double feature_seconds = seconds_since(t0);
+  const double feature_seconds = core::seconds_since(t0);
   LinprobeResult result = fit_linear_probe(tr.x, tr.y, te.x, te.y, cfg);
   result.feature_seconds = feature_seconds;
   result.bad_images = tr.bad_images + te.bad_images;

@@ -13,7 +13,7 @@
 #include <system_error>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::io {
 namespace {

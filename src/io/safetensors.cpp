@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/io/atomic_file.h"
 
 namespace semaim::io {

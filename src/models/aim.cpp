@@ -8,7 +8,7 @@
 #include <string>
 
 #include "kernels/permute_rows/permute_rows.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::models {
 

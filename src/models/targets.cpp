@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::models {
 

@@ -1,13 +1,16 @@
-// ViT encoder (timm VisionTransformer names) and the MAE sin-cos table; SPEC §3 architecture and init.
+// ViT encoder (timm VisionTransformer names, forward_intermediates, dynamic_img_size) and the MAE sin-cos
+// table; SPEC §3 architecture and init.
 #include "semaim/models/vit.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 
 namespace semaim::models {
 
@@ -30,6 +33,32 @@ void VitConfig::validate(const std::string& where) const {
     fail("num_heads", "embed_dim " + std::to_string(embed_dim) + " is not divisible by num_heads " +
                           std::to_string(num_heads));
   if (!(mlp_ratio > 0.0) || mlp_hidden() <= 0) fail("mlp_ratio", "must be positive");
+  if (!(drop_path_rate >= 0.0 && drop_path_rate < 1.0))
+    fail("drop_path_rate", "must be in [0, 1), got " + std::to_string(drop_path_rate));
+}
+
+std::vector<int64_t> take_block_indices(int64_t depth, const BlockIndices& indices) {
+  const std::string where = "forward_intermediates.indices";
+  std::vector<int64_t> take;
+  if (std::holds_alternative<std::monostate>(indices)) {
+    for (int64_t i = 0; i < depth; ++i) take.push_back(i);
+  } else if (const auto* last_n = std::get_if<int64_t>(&indices)) {
+    if (*last_n <= 0 || *last_n > depth)
+      throw InputError(where, "last-n " + std::to_string(*last_n) + " is out of range (1 to " +
+                                  std::to_string(depth) + ")");
+    for (int64_t i = depth - *last_n; i < depth; ++i) take.push_back(i);
+  } else {
+    const auto& list = std::get<std::vector<int64_t>>(indices);
+    if (list.empty()) throw InputError(where, "the list of block indices is empty");
+    for (int64_t i : list) {
+      const int64_t idx = i < 0 ? depth + i : i;
+      if (idx < 0 || idx >= depth)
+        throw InputError(where, "block index " + std::to_string(i) + " is out of range for depth " +
+                                    std::to_string(depth));
+      take.push_back(idx);
+    }
+  }
+  return take;
 }
 
 // -> (1, 1 + gh*gw, dim)
@@ -87,7 +116,8 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
   return proj(out.transpose(1, 2).reshape({n, t, d}));
 }
 
-BlockImpl::BlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidden) {
+BlockImpl::BlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidden, double drop_rate)
+    : drop_path_rate(drop_rate) {
   norm1 = register_module("norm1", make_layer_norm(dim));
   attn = register_module("attn", Attention(dim, heads));
   norm2 = register_module("norm2", make_layer_norm(dim));
@@ -96,8 +126,9 @@ BlockImpl::BlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidden) {
 
 // x: (N, T, D) -> (N, T, D)
 at::Tensor BlockImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& mask, bool causal) {
-  auto h = x + attn(norm1(x), mask, causal);
-  return h + mlp(norm2(h));
+  // drop_path returns its input untouched at rate 0 or in eval: then this is the plain pre-norm block.
+  auto h = x + drop_path(attn(norm1(x), mask, causal), drop_path_rate, is_training());
+  return h + drop_path(mlp(norm2(h)), drop_path_rate, is_training());
 }
 
 PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans, int64_t dim, int64_t patch) {
@@ -117,11 +148,12 @@ VitEncoderImpl::VitEncoderImpl(const VitConfig& cfg) : vit_cfg_(cfg) {
   // timm's registration order, so named_parameters() lists keys as timm's state_dict does.
   cls_token_ = register_parameter("cls_token", at::zeros({1, 1, d}));
   pos_embed_ = register_parameter("pos_embed", sincos_pos_embed_2d(d, cfg.grid_h(), cfg.grid_w()),
-                                  /*requires_grad=*/false);
+                                  /*requires_grad=*/cfg.learnable_pos_embed);
   patch_embed_ = register_module("patch_embed", PatchEmbed(cfg.in_chans, d, cfg.patch_size));
   blocks_list_ = register_module("blocks", torch::nn::ModuleList());
+  const std::vector<double> dpr = drop_path_rates(cfg.drop_path_rate, cfg.depth);
   for (int64_t i = 0; i < cfg.depth; ++i) {
-    blocks_.emplace_back(d, cfg.num_heads, cfg.mlp_hidden());
+    blocks_.emplace_back(d, cfg.num_heads, cfg.mlp_hidden(), dpr[static_cast<size_t>(i)]);
     blocks_list_->push_back(blocks_.back());
   }
   norm_ = register_module("norm", make_layer_norm(d));
@@ -137,10 +169,30 @@ void VitEncoderImpl::check_images(const at::Tensor& imgs) const {
                                         "), got " + c10::str(imgs.sizes()));
 }
 
+Grid VitEncoderImpl::input_grid(const at::Tensor& imgs) const {
+  const auto& c = vit_cfg_;
+  if (!c.dynamic_img_size) {
+    check_images(imgs);
+    return c.grid();
+  }
+  const int64_t p = c.patch_size;
+  if (imgs.dim() != 4 || imgs.size(1) != c.in_chans || imgs.size(2) < p || imgs.size(3) < p ||
+      imgs.size(2) % p != 0 || imgs.size(3) % p != 0)
+    throw InputError("model input", "expected images (N, " + std::to_string(c.in_chans) +
+                                        ", H, W) with H and W positive multiples of patch_size " +
+                                        std::to_string(p) + ", got " + c10::str(imgs.sizes()));
+  return {imgs.size(2) / p, imgs.size(3) / p};
+}
+
+// -> (1, 1 + g.h*g.w, D)
+at::Tensor VitEncoderImpl::pos_embed_for(Grid g) const {
+  return resample_abs_pos_embed(pos_embed_, g, vit_cfg_.grid());
+}
+
 // imgs: (N, C, H, W) -> (N, L, D)
 at::Tensor VitEncoderImpl::embed_patches(const at::Tensor& imgs) {
-  check_images(imgs);
-  return patch_embed_(imgs) + pos_embed_.narrow(1, 1, vit_cfg_.num_patches());
+  const Grid g = input_grid(imgs);
+  return patch_embed_(imgs) + pos_embed_for(g).narrow(1, 1, g.h * g.w);
 }
 
 // -> (1, 1, D)
@@ -158,6 +210,31 @@ at::Tensor VitEncoderImpl::forward_features(const at::Tensor& imgs) {
   auto h = embed(imgs);
   for (auto& blk : blocks_) h = blk(h);
   return norm_(h);
+}
+
+// imgs: (N, C, H, W) -> features (N, L+1, D), intermediates (N, D, gh, gw) or (N, L, D) each
+Intermediates VitEncoderImpl::forward_intermediates(const at::Tensor& imgs,
+                                                    const IntermediatesOptions& opts) {
+  const std::vector<int64_t> take = take_block_indices(depth(), opts.indices);
+  const int64_t stop = opts.stop_early ? *std::max_element(take.begin(), take.end()) + 1 : depth();
+  const Grid g = input_grid(imgs);
+  Intermediates out;
+  auto x = embed(imgs);
+  for (int64_t i = 0; i < stop; ++i) {
+    x = blocks_[static_cast<size_t>(i)](x);
+    // As timm: one output per taken block, in block order, whatever order the indices came in.
+    if (std::find(take.begin(), take.end(), i) != take.end())
+      out.intermediates.push_back(opts.norm ? norm_(x) : x);
+  }
+  const int64_t n = x.size(0), d = x.size(2);
+  for (auto& y : out.intermediates) {
+    if (opts.return_prefix_tokens) out.prefix_tokens.push_back(y.narrow(1, 0, 1));
+    y = y.narrow(1, 1, g.h * g.w);
+    if (opts.output_fmt == FeatureFormat::kNCHW)
+      y = y.reshape({n, g.h, g.w, d}).permute({0, 3, 1, 2}).contiguous();
+  }
+  if (!opts.intermediates_only) out.features = norm_(x);
+  return out;
 }
 
 }  // namespace semaim::models

@@ -7,7 +7,7 @@
 #include <tuple>
 
 #include "kernels/ops.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
 

@@ -1,5 +1,6 @@
-// Strategy names, make_keys (the engine's entry point) and key -> permutation (SPEC §2, §4, §5, §6).
-// make_keys ranks every strategy's key in float64 so the engine always gets exactly distinct keys.
+// The strategy table (names, permutations, docs), make_order (the engine's entry point) and key ->
+// permutation (SPEC §2, §4, §5, §6). Every strategy is ranked so the engine always gets exactly distinct
+// keys.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -9,25 +10,12 @@
 #include <vector>
 
 #include "semaim/config/config.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
 
 namespace semaim::ordering {
 namespace {
-
-const std::vector<std::pair<std::string, Strategy>>& strategy_table() {
-  static const std::vector<std::pair<std::string, Strategy>> kTable = {
-      {"raster", Strategy::kRaster},
-      {"snake", Strategy::kSnake},
-      {"stochastic", Strategy::kStochastic},
-      {"center_out", Strategy::kCenterOut},
-      {"stochastic_center", Strategy::kStochasticCenter},
-      {"similarity", Strategy::kSimilarity},
-      {"semantic", Strategy::kSemantic},
-      {"parts", Strategy::kParts}};
-  return kTable;
-}
 
 // Reference names whose semaim spelling differs (SPEC §5); "raster" is valid in both with different meanings.
 const std::vector<std::pair<std::string, std::string>>& reference_aliases() {
@@ -40,7 +28,7 @@ const std::vector<std::pair<std::string, std::string>>& reference_aliases() {
 
 std::string joined_names() {
   std::string s;
-  for (const auto& [name, _] : strategy_table()) s += (s.empty() ? "" : ", ") + name;
+  for (const auto& row : strategy_table()) s += (s.empty() ? "" : ", ") + std::string(row.name);
   return s;
 }
 
@@ -57,11 +45,83 @@ bool noise_only_breaks_ties(double tie_noise, int64_t gh, int64_t gw) {
   return tie_noise < 0.25 / std::sqrt(std::max(max_d2, 1.0));
 }
 
+// A data-free strategy's keys (N, L), ordered by the op on the requested device.
+Permutation by_keys(const at::Tensor& keys, const StrategyInput& in) {
+  return order_from_keys(keys.to(in.device));
+}
+
+// SPEC §5: key = -similarity; exact ties (identical tokens) go in random order: rank_keys' lexicographic
+// (primary, tiebreak, index) order as two stable sorts, both through the op.
+Permutation permute_similarity(const StrategyInput& in) {
+  const int64_t l = in.gh * in.gw;
+  at::Tensor tie = at::rand({in.n, l}, in.gen, at::TensorOptions().dtype(at::kDouble)).to(in.tokens.device());
+  at::Tensor primary = cls_similarity(in.tokens, in.cfg.source).neg();
+  const Permutation by_tie = order_from_keys(tie);
+  const Permutation by_primary = order_from_keys(primary.gather(1, by_tie.order));
+  at::Tensor order = by_tie.order.gather(1, by_primary.order);
+  return {order, invert(order)};
+}
+
+// SPEC §6 step 5 in float64 (distance + tie_noise*U), ranked; exact ties left (tie_noise = 0) go by U.
+Permutation permute_semantic(const StrategyInput& in) {
+  const int64_t l = in.gh * in.gw;
+  at::Tensor u = at::rand({in.n, l}, in.gen, at::TensorOptions().dtype(at::kDouble)).to(in.tokens.device());
+  if (noise_only_breaks_ties(in.cfg.tie_noise, in.gh, in.gw) &&
+      (!in.tokens.is_cuda() || cuda_kernels_built())) {
+    // Then that ranking is exactly (distance, U, index): the fused op's order.
+    auto [order, inverse, center] = semantic_order(in.tokens, in.gh, in.gw, source_name(in.cfg.source), u);
+    return {order, inverse};
+  }
+  at::Tensor center = semantic_center(in.tokens, in.cfg.source);
+  at::Tensor key64 = grid_distance(center, in.gh, in.gw, at::kDouble) + in.cfg.tie_noise * u;
+  return order_from_keys(rank_keys(key64, u));
+}
+
+// The op's order is (part rank, distance, U, index).
+Permutation permute_parts(const StrategyInput& in) {
+  const int64_t l = in.gh * in.gw;
+  at::Tensor u = at::rand({in.n, l}, in.gen, at::TensorOptions().dtype(at::kDouble)).to(in.tokens.device());
+  const int64_t k = std::min(in.cfg.parts_k, l);
+  check_parts_args(l, k, in.cfg.parts_iters);
+  if (in.tokens.is_cuda() && !cuda_kernels_built()) {
+    return order_from_keys(parts_keys(in.tokens, in.gh, in.gw, k, in.cfg.parts_iters, u));
+  }
+  auto [order, inverse] = parts_order(in.tokens, in.gh, in.gw, k, in.cfg.parts_iters, u);
+  return {order, inverse};
+}
+
 }  // namespace
 
+const std::vector<StrategyDef>& strategy_table() {
+  using In = const StrategyInput&;
+  static const std::vector<StrategyDef> kTable = {
+      {"raster", [](In in) { return by_keys(raster_keys(in.n, in.gh, in.gw), in); }, false,
+       "row-major patch index"},
+      {"snake", [](In in) { return by_keys(snake_keys(in.n, in.gh, in.gw), in); }, false,
+       "row-major with every odd row reversed (boustrophedon)"},
+      {"stochastic", [](In in) { return by_keys(stochastic_keys(in.n, in.gh * in.gw, in.gen), in); }, false,
+       "a uniformly random order per image (SAIM)"},
+      {"center_out",
+       [](In in) { return by_keys(center_out_keys(in.n, in.gh, in.gw, in.cfg.center_windows, in.gen), in); },
+       false, "nested windows around the grid center, inward first, random inside each ring"},
+      {"stochastic_center",
+       [](In in) {
+         return by_keys(stochastic_center_keys(in.n, in.gh, in.gw, in.cfg.center_windows, in.gen), in);
+       },
+       false, "the same windows around a random center per image"},
+      {"similarity", permute_similarity, true,
+       "decreasing cosine similarity to the cls token (or the mean patch), ties at random"},
+      {"semantic", permute_semantic, true,
+       "grid distance from the patch most similar to cls, ties at random (SemAIM's default)"},
+      {"parts", permute_parts, true,
+       "k-means parts of the patch features ranked by mean similarity to cls, center-out inside each part"},
+  };
+  return kTable;
+}
+
 Strategy parse_strategy(const std::string& name) {
-  for (const auto& [n, s] : strategy_table()) {
-    if (n == name) return s;
+  for (const auto& row : strategy_table()) {
+    if (row.name == name) return Strategy(&row);
   }
   std::string hint;
   for (const auto& [ref, ours] : reference_aliases()) {
@@ -70,9 +130,9 @@ Strategy parse_strategy(const std::string& name) {
   if (hint.empty()) {
     std::string best;
     size_t best_d = static_cast<size_t>(-1);
-    for (const auto& [n, _] : strategy_table()) {
-      const size_t d = config::edit_distance(name, n);
-      if (d < best_d) best_d = d, best = n;
+    for (const auto& row : strategy_table()) {
+      const size_t d = config::edit_distance(name, row.name);
+      if (d < best_d) best_d = d, best = row.name;
     }
     hint = "did you mean '" + best + "'?";
   }
@@ -80,22 +140,15 @@ Strategy parse_strategy(const std::string& name) {
                    "unknown ordering '" + name + "'; " + hint + " (valid: " + joined_names() + ")");
 }
 
-std::string strategy_name(Strategy s) {
-  for (const auto& [n, t] : strategy_table()) {
-    if (t == s) return n;
-  }
-  throw RuntimeFailure("ordering: strategy value " + std::to_string(static_cast<int>(s)) + " has no name");
-}
+std::string strategy_name(Strategy s) { return s.def().name; }
 
 std::vector<std::string> strategy_names() {
   std::vector<std::string> out;
-  for (const auto& [n, _] : strategy_table()) out.push_back(n);
+  for (const auto& row : strategy_table()) out.push_back(row.name);
   return out;
 }
 
-bool needs_tokens(Strategy s) {
-  return s == Strategy::kSimilarity || s == Strategy::kSemantic || s == Strategy::kParts;
-}
+bool needs_tokens(Strategy s) { return s.def().needs_tokens; }
 
 SimilaritySource parse_source(const std::string& name) {
   if (name == "cls") return SimilaritySource::kCls;
@@ -153,63 +206,7 @@ Ordering make_order(const OrderingConfig& cfg, int64_t n, int64_t gh, int64_t gw
                                        std::to_string(l + 1) + ", D))");
     }
   }
-  const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  Permutation perm;
-  switch (cfg.strategy) {
-    case Strategy::kRaster:
-      perm = order_from_keys(raster_keys(n, gh, gw).to(device));
-      break;
-    case Strategy::kSnake:
-      perm = order_from_keys(snake_keys(n, gh, gw).to(device));
-      break;
-    case Strategy::kStochastic:
-      perm = order_from_keys(stochastic_keys(n, l, gen).to(device));
-      break;
-    case Strategy::kCenterOut:
-      perm = order_from_keys(center_out_keys(n, gh, gw, cfg.center_windows, gen).to(device));
-      break;
-    case Strategy::kStochasticCenter:
-      perm = order_from_keys(stochastic_center_keys(n, gh, gw, cfg.center_windows, gen).to(device));
-      break;
-    case Strategy::kSimilarity: {
-      // SPEC §5: key = -similarity; exact ties (identical tokens) go in random order: rank_keys'
-      // lexicographic (primary, tiebreak, index) order as two stable sorts, both through the op.
-      at::Tensor tie = at::rand({n, l}, gen, f64).to(tokens.device());
-      at::Tensor primary = cls_similarity(tokens, cfg.source).neg();
-      const Permutation by_tie = order_from_keys(tie);
-      const Permutation by_primary = order_from_keys(primary.gather(1, by_tie.order));
-      at::Tensor order = by_tie.order.gather(1, by_primary.order);
-      perm = {order, invert(order)};
-      break;
-    }
-    case Strategy::kSemantic: {
-      // SPEC §6 step 5 in float64 (distance + tie_noise*U), ranked; exact ties left (tie_noise = 0) go by U.
-      at::Tensor u = at::rand({n, l}, gen, f64).to(tokens.device());
-      if (noise_only_breaks_ties(cfg.tie_noise, gh, gw) && (!tokens.is_cuda() || cuda_kernels_built())) {
-        // Then that ranking is exactly (distance, U, index): the fused op's order.
-        auto [order, inverse, center] = semantic_order(tokens, gh, gw, source_name(cfg.source), u);
-        perm = {order, inverse};
-        break;
-      }
-      at::Tensor center = semantic_center(tokens, cfg.source);
-      at::Tensor key64 = grid_distance(center, gh, gw, at::kDouble) + cfg.tie_noise * u;
-      perm = order_from_keys(rank_keys(key64, u));
-      break;
-    }
-    case Strategy::kParts: {
-      // The op's order is (part rank, distance, U, index).
-      at::Tensor u = at::rand({n, l}, gen, f64).to(tokens.device());
-      const int64_t k = std::min(cfg.parts_k, l);
-      check_parts_args(l, k, cfg.parts_iters);
-      if (tokens.is_cuda() && !cuda_kernels_built()) {
-        perm = order_from_keys(parts_keys(tokens, gh, gw, k, cfg.parts_iters, u));
-      } else {
-        auto [order, inverse] = parts_order(tokens, gh, gw, k, cfg.parts_iters, u);
-        perm = {order, inverse};
-      }
-      break;
-    }
-  }
+  const Permutation perm = cfg.strategy.def().permute({cfg, n, gh, gw, tokens, gen, device});
   Ordering out;
   out.order = perm.order.to(device);
   out.inverse = perm.inverse.to(device);

@@ -6,7 +6,7 @@
 #include <limits>
 #include <string>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/ordering/ordering.h"
 
 namespace semaim::ordering {

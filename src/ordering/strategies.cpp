@@ -8,7 +8,7 @@
 #include <tuple>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/ordering/ordering.h"
 
 namespace semaim::ordering {

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string>
 
-#include "semaim_test_paths.h"
+#include "semaim_paths.h"
 
 namespace semaim::test {
 

@@ -4,8 +4,8 @@
 
 #include <fstream>
 
-#include "data/temp_dir.h"
-#include "semaim/config/errors.h"
+#include "temp_dir.h"
+#include "semaim/core/errors.h"
 #include "semaim/data/idx.h"
 
 namespace semaim::data {

@@ -4,7 +4,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/data/loader.h"
 
 namespace semaim::data {

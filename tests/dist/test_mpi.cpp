@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "integration/run_command.h"
-#include "semaim/config/errors.h"
+#include "run_command.h"
+#include "semaim/core/errors.h"
 #include "semaim/dist/comm.h"
 #include "semaim/dist/rendezvous.h"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/dist/comm.h"
 #include "semaim/dist/reducer.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "input_error.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/dist/comm.h"
 #include "semaim/dist/rendezvous.h"
 

@@ -1,7 +1,7 @@
 // Tests of the linear probe: separable synthetic data, random labels, and which tokens each pooling uses.
 #include <gtest/gtest.h>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/eval/linprobe.h"
 
 namespace semaim::eval {

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "integration/run_command.h"
-#include "semaim_test_paths.h"
+#include "run_command.h"
+#include "semaim_paths.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -16,7 +16,7 @@ namespace {
 const std::string kBin = SEMAIM_BINARY;
 const std::string kTiny =
     " --set run.threads=1 --set model.embed_dim=32 --set model.depth=2 --set model.num_heads=2"
-    " --set model.decoder_depth=2 --set data.limit=128 --set train.batch_size=32 --set log.progress=off";
+    " --set model.decoder_depth=2 --set data.limit=128 --set pretrain.batch_size=32 --set log.progress=off";
 
 class Cli : public ::testing::Test {
  protected:
@@ -52,19 +52,19 @@ TEST_F(Cli, UnknownSubcommandOrMissingArgumentExitsTwo) {
 }
 
 TEST_F(Cli, UnknownConfigKeyExitsTwoNamingFileKeyAndSuggestion) {
-  auto cfg = write("bad.yaml", "train:\n  epohcs: 3\n");
+  auto cfg = write("bad.yaml", "pretrain:\n  epohcs: 3\n");
   auto r = run_command(kBin + " pretrain " + cfg);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("bad.yaml"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("train.epohcs"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("train.epochs"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pretrain.epohcs"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pretrain.epochs"), std::string::npos) << r.output;
 }
 
 TEST_F(Cli, BadOverrideValueExitsTwo) {
-  auto cfg = write("ok.yaml", "train:\n  epochs: 1\n");
-  auto r = run_command(kBin + " pretrain " + cfg + " --set train.batch_size=-4");
+  auto cfg = write("ok.yaml", "pretrain:\n  epochs: 1\n");
+  auto r = run_command(kBin + " pretrain " + cfg + " --set pretrain.batch_size=-4");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("train.batch_size"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pretrain.batch_size"), std::string::npos) << r.output;
 }
 
 TEST_F(Cli, TruncatedDatasetFileExitsTwoNamingTheFile) {
@@ -80,7 +80,7 @@ TEST_F(Cli, TruncatedDatasetFileExitsTwoNamingTheFile) {
 }
 
 TEST_F(Cli, WrongCheckpointExitsTwo) {
-  auto cfg = write("c.yaml", "train:\n  epochs: 1\n");
+  auto cfg = write("c.yaml", "pretrain:\n  epochs: 1\n");
   auto junk = write("junk.weights.safetensors", "this is not a safetensors file");
   write("junk.json", "{\"step\": 1}");
   write("junk.state.safetensors", "nor this");
@@ -91,7 +91,7 @@ TEST_F(Cli, WrongCheckpointExitsTwo) {
 
 TEST_F(Cli, DivergingRunExitsOneAndLeavesACheckpoint) {
   auto cfg = write("div.yaml",
-                   "train:\n  epochs: 1\n  lr: 1.0e+30\n  warmup_epochs: 0\n  max_consecutive_skips: 2\n");
+                   "pretrain:\n  epochs: 1\n  lr: 1.0e+30\n  warmup_epochs: 0\n  max_consecutive_skips: 2\n");
   auto r = run_command(kBin + " pretrain " + cfg + out_dir() + kTiny);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("diverged"), std::string::npos) << r.output;
@@ -100,7 +100,7 @@ TEST_F(Cli, DivergingRunExitsOneAndLeavesACheckpoint) {
 
 TEST_F(Cli, PretrainLinprobeExportAndConfigRunEndToEnd) {
   auto cfg = write("e2e.yaml",
-                   "train:\n  epochs: 1\nlinprobe:\n  epochs: 2\n  train_limit: 256\n  test_limit: 256\n");
+                   "pretrain:\n  epochs: 1\nlinprobe:\n  epochs: 2\n  train_limit: 256\n  test_limit: 256\n");
   auto r = run_command(kBin + " pretrain " + cfg + out_dir() + kTiny);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("loss"), std::string::npos);
@@ -116,7 +116,7 @@ TEST_F(Cli, PretrainLinprobeExportAndConfigRunEndToEnd) {
                        (dir_ / "enc.safetensors").string());
   ASSERT_EQ(e.exit_code, 0) << e.output;
   EXPECT_TRUE(fs::exists(dir_ / "enc.safetensors"));
-  auto c = run_command(kBin + " config " + cfg + " --set train.epochs=9");
+  auto c = run_command(kBin + " config " + cfg + " --set pretrain.epochs=9");
   ASSERT_EQ(c.exit_code, 0) << c.output;
   EXPECT_NE(c.output.find("epochs: 9"), std::string::npos) << c.output;
 }

@@ -9,10 +9,10 @@
 #include <fstream>
 #include <string>
 
-#include "integration/run_command.h"
+#include "run_command.h"
 #include "semaim/dist/comm.h"
 #include "semaim/io/safetensors.h"
-#include "semaim_test_paths.h"
+#include "semaim_paths.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -22,8 +22,9 @@ namespace {
 const std::string kBin = SEMAIM_BINARY;
 const std::string kTiny =
     " --set run.threads=1 --set model.embed_dim=32 --set model.depth=2 --set model.num_heads=2"
-    " --set model.decoder_depth=2 --set data.limit=512 --set train.batch_size=32 --set log.progress=off"
-    " --set log.every_steps=1 --set train.epochs=1 --set train.max_steps=6 --set train.warmup_epochs=0";
+    " --set model.decoder_depth=2 --set data.limit=512 --set pretrain.batch_size=32 --set log.progress=off"
+    " --set log.every_steps=1 --set pretrain.epochs=1 --set pretrain.max_steps=6"
+    " --set pretrain.warmup_epochs=0";
 const std::string kMpirun =
     "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 timeout "
     "300 "
@@ -67,7 +68,7 @@ class Distributed : public ::testing::Test {
 }  // namespace
 
 TEST_F(Distributed, TwoMpiRanksEndWithTheParametersOfOneRankAccumulatingTheSameGlobalBatch) {
-  run("", "one", " --set train.accum_steps=2");
+  run("", "one", " --set pretrain.accum_steps=2");
   const std::string two = run(kMpirun, "two", "");
   EXPECT_NE(two.find("effective batch 64 (2 rank(s), mpi)"), std::string::npos) << two;
   const double diff = max_abs_diff(final_weights("one"), final_weights("two"));
@@ -123,8 +124,8 @@ TEST_F(Distributed, AStalledRankIsNamedAndTheOthersStopAfterTheTimeout) {
 TEST_F(Distributed, ACheckpointOfTwoRanksResumesOnOneRankAndFinishesTheSchedule) {
   // 2 ranks stop at step 3 (max_steps 3) with a checkpoint; 1 rank resumes it with twice the accumulation
   // (the same global batch) and runs to step 6.
-  run(kMpirun, "resize", " --set train.max_steps=3");
-  const std::string one = run("", "resize", " --set train.accum_steps=2 --resume auto");
+  run(kMpirun, "resize", " --set pretrain.max_steps=3");
+  const std::string one = run("", "resize", " --set pretrain.accum_steps=2 --resume auto");
   EXPECT_NE(one.find("resumed from"), std::string::npos) << one;
   EXPECT_NE(one.find("at step 3"), std::string::npos) << one;
   EXPECT_TRUE(fs::exists(dir_ / "resize" / "dp" / "checkpoints" / "step-00000006.json")) << one;

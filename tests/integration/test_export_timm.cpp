@@ -4,13 +4,14 @@
 
 #include <filesystem>
 
-#include "integration/run_command.h"
+#include "run_command.h"
 #include "semaim/config/config.h"
 #include "semaim/io/safetensors.h"
-#include "semaim/train/builders.h"
-#include "semaim/train/checkpoint.h"
-#include "semaim/train/weights.h"
-#include "semaim_test_paths.h"
+#include "semaim/tasks/schema.h"
+#include "semaim/engine/checkpointer.h"
+#include "semaim/models/weights.h"
+#include "semaim/tasks/models.h"
+#include "semaim_paths.h"
 
 namespace fs = std::filesystem;
 
@@ -24,7 +25,7 @@ TEST(ExportTimm, TimmLoadsTheEncoderStrictlyAndReproducesItsFeatures) {
       " --set run.output_dir=" + dir.string() +
       " --set run.name=exp --set run.threads=1 --set model.embed_dim=48 --set model.depth=2"
       " --set model.num_heads=3 --set model.decoder_depth=1 --set data.limit=64"
-      " --set train.batch_size=32 --set train.epochs=1 --set log.progress=off";
+      " --set pretrain.batch_size=32 --set pretrain.epochs=1 --set log.progress=off";
   auto pre = semaim::testing::run_command(std::string(SEMAIM_BINARY) + " config" + set + " > " +
                                           (dir / "cfg.yaml").string());
   ASSERT_EQ(pre.exit_code, 0) << pre.output;
@@ -37,10 +38,10 @@ TEST(ExportTimm, TimmLoadsTheEncoderStrictlyAndReproducesItsFeatures) {
   ASSERT_EQ(ex.exit_code, 0) << ex.output;
 
   // semaim's own features of the trained encoder on a fixed input.
-  auto cfg = semaim::config::Config::load(cfg_path);
-  auto model = semaim::train::build_model(cfg);
-  auto ck = semaim::train::CheckpointManager::resolve((dir / "exp").string());
-  semaim::train::load_module_weights(*model, semaim::io::load_safetensors(ck.weights).tensors, ck.weights);
+  auto cfg = semaim::config::Config::load(semaim::tasks::schema(), cfg_path);
+  auto model = semaim::tasks::build_aim(cfg);
+  auto ck = semaim::engine::CheckpointManager::resolve((dir / "exp").string());
+  semaim::models::load_weights(*model, semaim::io::load_safetensors(ck.weights).tensors, {.where = ck.weights});
   model->eval();
   torch::manual_seed(3);
   auto input = torch::randn({4, 1, 28, 28});

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "integration/run_command.h"
-#include "semaim_test_paths.h"
+#include "run_command.h"
+#include "semaim_paths.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -21,7 +21,7 @@ const std::string kCorpusConfig =
 // The first 450 training files (sorted): astronaut, cameraman, then cat/broken_empty.JPEG and 49 cats.
 const std::string kSmall =
     " --set run.threads=1 --set model.embed_dim=64 --set model.depth=2 --set model.num_heads=2"
-    " --set model.decoder_depth=2 --set data.limit=450 --set train.epochs=1 --set log.progress=off"
+    " --set model.decoder_depth=2 --set data.limit=450 --set pretrain.epochs=1 --set log.progress=off"
     " --set linprobe.epochs=2 --set data.root=" SEMAIM_CORPUS_DIR;
 
 class ImageData : public ::testing::Test {
@@ -86,7 +86,7 @@ TEST_F(ImageData, MissingRootAndUnlabeledProbeAreClearStartupErrors) {
 TEST_F(ImageData, ListFilesAndUnlabeledFoldersPretrainFromConfig) {
   for (const std::string kind : {"image_list", "unlabeled_folder"}) {
     auto r =
-        run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set train.max_steps=2" +
+        run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set pretrain.max_steps=2" +
                     " --set data.dataset=" + kind + " --set run.name=" + kind);
     ASSERT_EQ(r.exit_code, 0) << kind << "\n" << r.output;
     EXPECT_TRUE(fs::exists(dir_ / kind / "pretrain_summary.json")) << kind;

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <string>
 
-#include "integration/run_command.h"
-#include "semaim_test_paths.h"
+#include "run_command.h"
+#include "semaim_paths.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -50,7 +50,7 @@ TEST(Launch, AFailingRankStopsTheOthersAndItsCodeIsTheExitCode) {
 }
 
 TEST(Launch, SemaimSubcommandsRunInEveryRankAndBadOptionsExitTwo) {
-  const auto c = run_command(kLaunch + "--nproc-per-node 2 -- config --set train.epochs=7");
+  const auto c = run_command(kLaunch + "--nproc-per-node 2 -- config --set pretrain.epochs=7");
   EXPECT_EQ(c.exit_code, 0) << c.output;
   EXPECT_TRUE(contains(c.output, "[rank 0]   epochs: 7")) << c.output;
   EXPECT_TRUE(contains(c.output, "[rank 1]   epochs: 7")) << c.output;
@@ -66,12 +66,12 @@ TEST(Launch, OneRankPretrainingRunsEndToEnd) {
   const fs::path dir = fs::temp_directory_path() / ("semaim_launch_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::ofstream(dir / "l.yaml") << "train:\n  epochs: 1\n  max_steps: 2\n";
+  std::ofstream(dir / "l.yaml") << "pretrain:\n  epochs: 1\n  max_steps: 2\n";
   const auto r = run_command(kLaunch + "--nproc-per-node 1 -- pretrain " + (dir / "l.yaml").string() +
                              " --set run.output_dir=" + dir.string() +
                              " --set run.threads=1 --set model.embed_dim=32 --set model.depth=2"
                              " --set model.num_heads=2 --set model.decoder_depth=2 --set data.limit=128"
-                             " --set train.batch_size=32 --set log.progress=off");
+                             " --set pretrain.batch_size=32 --set log.progress=off");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "[rank 0] ")) << r.output;
   EXPECT_TRUE(contains(r.output, "pretraining done")) << r.output;

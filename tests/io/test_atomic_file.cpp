@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/io/atomic_file.h"
 
 namespace fs = std::filesystem;

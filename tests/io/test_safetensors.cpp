@@ -10,7 +10,7 @@
 #include <fstream>
 #include <random>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/io/safetensors.h"
 
 namespace fs = std::filesystem;

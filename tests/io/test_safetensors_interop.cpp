@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "semaim/io/safetensors.h"
-#include "semaim_test_paths.h"
+#include "semaim_paths.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-// Golden test: semaim's AimVit against tensors from the public SemAIM reference model (shared/golden,
+// Golden test: semaim's AimVit against tensors from the public SemAIM reference model (tests/data/golden,
 // SPEC §3-4, §7), both attention paths, in float64 and float32.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 
 #include "semaim/models/aim.h"
 #include "semaim/models/targets.h"
-#include "semaim_test_paths.h"
+#include "semaim_paths.h"
 
 namespace {
 

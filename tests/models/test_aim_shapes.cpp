@@ -6,7 +6,7 @@
 #include <cmath>
 #include <string>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/models/aim.h"
 #include "semaim/models/registry.h"
 

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/models/targets.h"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "ordering/kernel_test_util.h"
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
 
@@ -70,9 +70,9 @@ TEST(OrderFromKeysKernel, EqualKeysKeepIndexOrderAndNaNGoesLast) {
   EXPECT_TRUE(at::equal(p.inverse.gather(1, p.order), at::arange(7, at::kLong).view({1, 7})));
 }
 
-// The twin spreads 32-bit keys over buckets linear in their value, then sorts each bucket by sort bits:
-// keys spread evenly, piled into one bucket by an outlier, with infinities and NaN among them, spanning
-// subnormals or the whole int32 range, varying in few or scattered bits, and rows of one repeated key.
+// The twin sorts by core.h's sort bits; keys of every spread map to them in torch's order: keys spread
+// evenly, one far outlier, infinities and NaN among them, spanning subnormals or the whole int32 range,
+// varying in few or scattered bits, and rows of one repeated key.
 TEST(OrderFromKeysKernel, KeysOfEverySpreadSortLikeTheReference) {
   auto gen = seeded(77);
   const int64_t n = 6, l = 196;
@@ -95,7 +95,7 @@ TEST(OrderFromKeysKernel, KeysOfEverySpreadSortLikeTheReference) {
       {"int32, negative and positive", (r - (1 << 19)).to(at::kInt)},
       {"int32, one key per row", at::full({n, l}, 123456, at::kInt)},
       {"float, one key per row", at::full({n, l}, -2.5, at::kFloat)},
-      {"one outlier piles the rest into bucket 0",
+      {"one far outlier",
        at::where(at::arange(l).view({1, l}) == 7, at::full({n, l}, 1e30), at::rand({n, l}, gen))},
       {"+-inf and NaN among finite keys",
        at::where(r % 7 == 0, at::full({n, l}, INFINITY),

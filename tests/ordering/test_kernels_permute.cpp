@@ -62,7 +62,7 @@ TEST(PermuteRowsKernel, CpuTwinEqualsIndexSelectWithAndWithoutFusedAdd) {
 
 // x as the model hands it over: the patch embedding's (N, D, L) output seen as (N, L, D) (token axis
 // unit-stride), rows narrowed out of wider ones, a permuted token-major layout, and a layout with no
-// unit stride at all. D = 200 and 1500 split the token-major transpose into several channel slices.
+// unit stride at all, each read through its strides.
 TEST(PermuteRowsKernel, StridedInputsEqualTheReferenceInEveryLayout) {
   uint64_t seed = 40;
   struct Case {
@@ -119,82 +119,25 @@ TEST(PermuteRowsKernel, StridedInputsEqualTheReferenceInEveryLayout) {
   EXPECT_TRUE(at::equal(x1.grad(), x2.grad()));
 }
 
-// permute_rows_out writes the op's result into a given output of any layout: contiguous, token-major (the
-// gradient of a token-major x), rows narrowed out of wider ones, and no unit stride (copied in), from x in
-// the row, token-major and shared-table forms, each with and without the add. Elements of the output's
-// storage outside the view stay untouched.
-TEST(PermuteRowsKernel, OutVariantWritesEveryLayoutLikeTheReference) {
-  uint64_t seed = 60;
-  struct Case {
-    int64_t gh, gw, d;
-  };
-  const Case cases[] = {{7, 7, 24}, {14, 14, 200}, {6, 11, 13}, {37, 37, 203}, {14, 14, 1500}};
-  for (const Case& c : cases) {
-    const int64_t l = c.gh * c.gw, d = c.d;
-    for (int64_t n : {1, 3}) {
-      for (at::ScalarType dt : kDtypes) {
-        auto gen = seeded(++seed);
-        auto [order, inverse] = random_permutation(n, l, seed);
-        const auto opts = at::TensorOptions().dtype(dt);
-        const at::Tensor table = at::randn({l, d}, gen, at::TensorOptions()).to(dt);
-        const std::pair<const char*, at::Tensor> inputs[] = {
-            {"rows", at::randn({n, l, d}, gen, at::TensorOptions()).to(dt)},
-            {"token-major", at::randn({n, d, l}, gen, at::TensorOptions()).to(dt).transpose(1, 2)},
-            {"shared table", at::randn({l, d}, gen, at::TensorOptions()).to(dt)},
-        };
-        for (const auto& [xname, x] : inputs) {
-          for (const bool with_add : {false, true}) {
-            const at::Tensor add = with_add ? table : at::Tensor();
-            const at::Tensor expected = permute_rows_reference(x.contiguous(), order, add);
-            // Each output is a view of a sentinel-filled storage.
-            const std::pair<const char*, at::Tensor> outs[] = {
-                {"contiguous", at::full({n, l, d}, 7, opts)},
-                {"token-major", at::full({n, d, l}, 7, opts).transpose(1, 2)},
-                {"narrowed rows", at::full({n, l, d + 3}, 7, opts).narrow(2, 1, d)},
-                {"no unit stride", at::full({n, l, d, 2}, 7, opts).select(3, 0)},
-            };
-            for (const auto& [oname, out] : outs) {
-              const std::string what = std::string(xname) + " into " + oname + (with_add ? " +add" : "") +
-                                       " L=" + std::to_string(l) + " D=" + std::to_string(d) +
-                                       " N=" + std::to_string(n) + " " + c10::toString(dt);
-              at::Tensor o = out;
-              const at::Tensor& got = semaim::kernels::permute_rows_out(x, order, add, o);
-              EXPECT_EQ(got.data_ptr(), out.data_ptr()) << what;
-              EXPECT_EQ(got.strides(), out.strides()) << what;
-              EXPECT_TRUE(at::equal(out, expected)) << what;
-              // The storage's elements outside the view still hold the sentinel.
-              const at::Tensor all = at::empty({0}, opts).set_(out.storage());
-              EXPECT_EQ(all.eq(7).sum().item<int64_t>() - out.eq(7).sum().item<int64_t>(),
-                        all.numel() - out.numel())
-                  << what;
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
 // The gradient of a token-major x (the patch embedding's output seen as (N, L, D)) comes back in x's own
-// layout, so the convolution before it gets a contiguous (N, D, gh, gw) gradient; with that turned off it is
-// row-major. Either way it equals the composition's.
+// layout, so the convolution before it gets a contiguous (N, D, gh, gw) gradient; it equals the
+// composition's.
 TEST(PermuteRowsKernel, TokenMajorInputGetsItsGradientInItsLayout) {
   auto [order, inverse] = random_permutation(3, 196, 61);
   const at::Tensor base = at::randn({3, 72, 196}), table = at::randn({196, 72}), w = at::randn({3, 196, 72});
-  for (const bool in_layout : {true, false}) {
-    const bool before = semaim::kernels::set_permute_rows_grad_in_input_layout(in_layout);
-    at::Tensor leaf = base.clone().requires_grad_();
-    const at::Tensor x = (leaf * 1).transpose(1, 2);  // a non-leaf token-major (N, L, D)
-    at::Tensor t = table.clone().requires_grad_();
-    const auto grads = torch::autograd::grad({permute_rows(x, order, inverse, t)}, {x, t}, {w});
-    semaim::kernels::set_permute_rows_grad_in_input_layout(before);
-    EXPECT_EQ(grads[0].strides(), in_layout ? x.strides() : at::IntArrayRef({196 * 72, 72, 1})) << in_layout;
-    EXPECT_TRUE(at::equal(grads[0], permute_rows_reference(w, inverse))) << in_layout;
-    EXPECT_TRUE(at::allclose(
-        grads[1], at::zeros({196, 72}).index_add_(0, order.reshape({-1}), w.reshape({-1, 72})), 1e-5, 1e-5))
-        << in_layout;
-  }
-  EXPECT_TRUE(semaim::kernels::set_permute_rows_grad_in_input_layout(true)) << "on by default";
+  at::Tensor leaf = base.clone().requires_grad_();
+  const at::Tensor x = (leaf * 1).transpose(1, 2);  // a non-leaf token-major (N, L, D)
+  at::Tensor t = table.clone().requires_grad_();
+  const auto grads = torch::autograd::grad({permute_rows(x, order, inverse, t)}, {x, t}, {w});
+  EXPECT_EQ(grads[0].strides(), x.strides());
+  EXPECT_TRUE(at::equal(grads[0], permute_rows_reference(w, inverse)));
+  EXPECT_TRUE(
+      at::equal(grads[1], at::zeros({196, 72}).index_add_(0, order.reshape({-1}), w.reshape({-1, 72}))));
+  // A row-major x gets a row-major gradient.
+  at::Tensor rows = base.transpose(1, 2).contiguous().requires_grad_();
+  const auto g = torch::autograd::grad({permute_rows(rows, order, inverse, table)}, {rows}, {w})[0];
+  EXPECT_TRUE(g.is_contiguous());
+  EXPECT_TRUE(at::equal(g, permute_rows_reference(w, inverse)));
   // An incoming gradient with strided rows, as the model's [cls, patches] concatenation hands back, in both
   // input layouts: read in place, equal to the composition's.
   for (const bool token_major : {true, false}) {
@@ -215,42 +158,6 @@ TEST(PermuteRowsKernel, TokenMajorInputGetsItsGradientInItsLayout) {
       .sum()
       .backward();
   EXPECT_TRUE(at::allclose(wa.grad(), wb.grad(), 1e-4, 1e-4));
-}
-
-// An output of 32 MiB or more has its pages faulted in up front; the result is the same either way, for a
-// fresh output and for one that reuses a freed block.
-TEST(PermuteRowsKernel, PrefaultedLargeOutputsEqualTheReference) {
-  auto [order, inverse] = random_permutation(48, 196, 43);
-  const at::Tensor table = at::randn({196, 1024});
-  const at::Tensor x = at::randn({48, 1024, 196}).transpose(1, 2);  // 38.5 MB out
-  const at::Tensor expected = permute_rows_reference(x.contiguous(), order, table);
-  for (bool prefault : {true, false, true}) {
-    const bool before = semaim::kernels::set_permute_rows_prefault(prefault);
-    const at::Tensor got = permute_rows(x, order, inverse, table);
-    semaim::kernels::set_permute_rows_prefault(before);
-    EXPECT_TRUE(at::equal(got, expected)) << "prefault " << prefault;
-  }
-  EXPECT_TRUE(semaim::kernels::set_permute_rows_prefault(true)) << "on by default";
-}
-
-// The prefault's probe tells fresh memory from an output that exists already (written once), so that the out
-// variant into an existing output does not walk its present pages again; the out variant's result is the
-// same.
-TEST(PermuteRowsKernel, PrefaultProbeTellsFreshFromExistingOutputs) {
-  const int64_t bytes = int64_t{64} << 20;  // above glibc's mmap ceiling: a fresh mapping, no page present
-  at::Tensor fresh = at::empty({bytes / 4}, at::kFloat);
-  EXPECT_FALSE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), bytes));
-  fresh.narrow(0, 0, bytes / 8).fill_(1.0f);  // the first half written
-  EXPECT_FALSE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), bytes)) << "half written";
-  fresh.fill_(2.0f);
-  EXPECT_TRUE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), bytes));
-  EXPECT_FALSE(semaim::kernels::sampled_pages_resident(fresh.data_ptr(), 100)) << "no whole page";
-
-  auto [order, inverse] = random_permutation(48, 196, 44);
-  const at::Tensor x = at::randn({48, 196, 1024});  // 38.5 MB out
-  at::Tensor out = at::full({48, 196, 1024}, 3.0f);
-  semaim::kernels::permute_rows_out(x, order, at::Tensor(), out);
-  EXPECT_TRUE(at::equal(out, permute_rows_reference(x, order)));
 }
 
 TEST(PermuteRowsKernel, MixedDtypesPromoteAsAtenAdd) {
@@ -274,6 +181,16 @@ TEST(PermuteRowsKernel, GradientsEqualTheIndexSelectComposition) {
     // A table's gradient sums the images in order, as index_add does: equal in fp32, not just close.
     EXPECT_TRUE(at::equal(x1.grad(), x2.grad())) << "shared " << shared;
     EXPECT_TRUE(at::equal(t1.grad(), t2.grad())) << "shared " << shared;
+  }
+  // Only the table needs a gradient: it gets the sum over images, x none.
+  {
+    auto [order, inverse] = random_permutation(4, 25, 5);
+    const at::Tensor x = at::randn({4, 25, 8}), w = at::randn({4, 25, 8});
+    at::Tensor t1 = at::randn({25, 8}).requires_grad_(), t2 = t1.detach().clone().requires_grad_();
+    (permute_rows(x, order, inverse, t1) * w).sum().backward();
+    (permute_rows_reference(x, order, t2) * w).sum().backward();
+    EXPECT_TRUE(at::equal(t1.grad(), t2.grad()));
+    EXPECT_FALSE(x.grad().defined());
   }
   // No table: only x gets a gradient, exactly the scatter of the incoming one.
   auto [order, inverse] = random_permutation(3, 16, 7);
@@ -334,14 +251,6 @@ TEST(PermuteRowsKernel, BadShapesDtypesAndIndicesThrowClearErrors) {
   expect_error([&] { permute_rows(x.to(at::kInt), order, inverse); }, "floating point");
   expect_error([&] { permute_rows(x, order + 1, inverse); }, "out of range");
   expect_error([&] { permute_rows(x, order, inverse.narrow(1, 0, 8)); }, "inverse must have index's shape");
-  at::Tensor out = at::empty({2, 16, 5});
-  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, out); }, "out must be (N, L, D)");
-  out = at::empty({2, 16, 4}, at::kDouble);
-  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, out); }, "out must have x's dtype");
-  out = at::empty({1, 1, 4}).expand({2, 16, 4});
-  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, out); }, "share memory");
-  at::Tensor same = x;
-  expect_error([&] { semaim::kernels::permute_rows_out(x, order, {}, same); }, "overlap");
   expect_error([&] { semaim::kernels::permute_rows_sum(x.select(2, 0), order); }, "x must be (N, L, D)");
   expect_error([&] { semaim::kernels::permute_rows_sum(x, order.to(at::kInt)); }, "int64");
   expect_error([&] { semaim::kernels::permute_rows_sum(x.to(at::kInt), order); }, "floating point");
@@ -361,8 +270,7 @@ TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
     EXPECT_TRUE(at::equal(permute_rows(table.cuda(), order.cuda(), inverse.cuda()).cpu(),
                           permute_rows(table, order, inverse)))
         << c10::toString(dt);
-    // The patch embedding's token-major layout, read in place by the tiled kernel, with and without the add,
-    // and an index that is not a permutation (the kernel's per-image gather fallback).
+    // The patch embedding's token-major layout, read through its strides, with and without the add.
     const at::Tensor tm = at::randn({7, 40, 196}).to(dt).transpose(1, 2);
     EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), order.cuda(), inverse.cuda(), table.cuda()).cpu(),
                           permute_rows(tm, order, inverse, table)))
@@ -370,10 +278,6 @@ TEST(PermuteRowsKernel, CudaKernelEqualsCpuTwin) {
     EXPECT_TRUE(at::equal(permute_rows(tm.cuda(), order.cuda(), inverse.cuda()).cpu(),
                           permute_rows(tm, order, inverse)))
         << c10::toString(dt);
-    // The out variant into a token-major output (the backward's layout for a token-major x), with the add.
-    at::Tensor out = at::empty({7, 40, 196}, x.options().device(at::kCUDA)).transpose(1, 2);
-    semaim::kernels::permute_rows_out(x.cuda(), order.cuda(), table.cuda(), out);
-    EXPECT_TRUE(at::equal(out.cpu(), c)) << c10::toString(dt);
     // A shared table's gradient: the sum over images.
     EXPECT_TRUE(at::equal(semaim::kernels::permute_rows_sum(x.cuda(), inverse.cuda()).cpu(),
                           semaim::kernels::permute_rows_sum(x, inverse)))

@@ -11,7 +11,7 @@
 #include <tuple>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
 #include "ordering/kernel_test_util.h"

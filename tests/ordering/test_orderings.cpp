@@ -1,5 +1,5 @@
 // Tests of the data-free orderings (SPEC §5: raster, snake, stochastic, center_out, stochastic_center),
-// strategy names, order_from_keys and make_keys' distinct-rank guarantee.
+// the strategy table (names, config key), order_from_keys and make_keys' distinct-rank guarantee.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/config/config.h"
+#include "semaim/core/errors.h"
+#include "semaim/ordering/config_keys.h"
 #include "semaim/ordering/ordering.h"
 
 namespace {
@@ -69,11 +71,40 @@ TEST(Strategy, NamesRoundTripAndUnknownNameSuggestsClosest) {
   } catch (const semaim::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("semaim's 'semantic'"), std::string::npos) << e.what();
   }
-  EXPECT_TRUE(needs_tokens(Strategy::kSemantic));
-  EXPECT_TRUE(needs_tokens(Strategy::kSimilarity));
-  EXPECT_FALSE(needs_tokens(Strategy::kCenterOut));
+  EXPECT_TRUE(needs_tokens(parse_strategy("semantic")));
+  EXPECT_TRUE(needs_tokens(parse_strategy("similarity")));
+  EXPECT_TRUE(needs_tokens(parse_strategy("parts")));
+  EXPECT_FALSE(needs_tokens(parse_strategy("center_out")));
+  EXPECT_TRUE(parse_strategy("snake") == parse_strategy("snake"));
+  EXPECT_FALSE(parse_strategy("snake") == parse_strategy("raster"));
+  EXPECT_EQ(strategy_name(OrderingConfig().strategy), "semantic");
   EXPECT_EQ(parse_source("gap"), SimilaritySource::kGap);
   EXPECT_THROW(parse_source("mean"), semaim::InputError);
+}
+
+TEST(Strategy, TableDrivesNamesTokenNeedsAndTheConfigKey) {
+  std::vector<std::string> names;
+  for (const StrategyDef& row : strategy_table()) {
+    const Strategy s = parse_strategy(row.name);
+    EXPECT_EQ(&s.def(), &row) << row.name;
+    EXPECT_EQ(needs_tokens(s), row.needs_tokens) << row.name;
+    EXPECT_NE(row.permute, nullptr) << row.name;
+    EXPECT_FALSE(std::string(row.summary).empty()) << row.name;
+    names.push_back(row.name);
+  }
+  EXPECT_EQ(names, strategy_names());
+  semaim::config::Schema schema;
+  register_config_keys(schema);
+  const semaim::config::KeySpec* key = schema.find("ordering.strategy");
+  ASSERT_NE(key, nullptr);
+  EXPECT_EQ(key->choices, names);
+  for (const StrategyDef& row : strategy_table()) {
+    EXPECT_NE(key->doc.find("`" + std::string(row.name) + "`: " + row.summary), std::string::npos)
+        << key->doc;
+  }
+  const auto cfg = semaim::config::Config::defaults(schema);
+  EXPECT_EQ(strategy_name(parse_strategy(cfg.get_string("ordering.strategy"))), "semantic");
+  EXPECT_EQ(parse_source(cfg.get_string("ordering.source")), SimilaritySource::kCls);
 }
 
 TEST(RasterOrder, OrderIsPatchIndex) {
@@ -182,24 +213,23 @@ TEST(OrderFromKeys, InverseInvertsOrder) {
 
 TEST(MakeKeys, DataFreeStrategiesGiveExactRanksAndKeepTheirOrder) {
   for (const Grid& g : kGrids) {
-    for (Strategy s : {Strategy::kRaster, Strategy::kSnake, Strategy::kStochastic, Strategy::kCenterOut,
-                       Strategy::kStochasticCenter}) {
+    for (const std::string name : {"raster", "snake", "stochastic", "center_out", "stochastic_center"}) {
       OrderingConfig cfg;
-      cfg.strategy = s;
+      cfg.strategy = parse_strategy(name);
       auto gen = seeded(21);
       const at::Tensor keys = make_keys(cfg, 3, g.gh, g.gw, at::Tensor(), gen, at::kCPU);
       ASSERT_EQ(keys.scalar_type(), at::kFloat);
       ASSERT_EQ(keys.sizes(), (at::IntArrayRef{3, g.gh * g.gw}));
       const Permutation p = order_from_keys(keys);
-      EXPECT_TRUE(at::equal(keys, p.inverse.to(at::kFloat))) << strategy_name(s) << " keys must be ranks";
+      EXPECT_TRUE(at::equal(keys, p.inverse.to(at::kFloat))) << name << " keys must be ranks";
       // The same seed through the individual function gives the same order.
       auto gen2 = seeded(21);
-      at::Tensor raw = s == Strategy::kRaster       ? raster_keys(3, g.gh, g.gw)
-                       : s == Strategy::kSnake      ? snake_keys(3, g.gh, g.gw)
-                       : s == Strategy::kStochastic ? stochastic_keys(3, g.gh * g.gw, gen2)
-                       : s == Strategy::kCenterOut  ? center_out_keys(3, g.gh, g.gw, {}, gen2)
-                                                    : stochastic_center_keys(3, g.gh, g.gw, {}, gen2);
-      EXPECT_TRUE(at::equal(order_from_keys(raw).order, p.order)) << strategy_name(s);
+      at::Tensor raw = name == "raster"       ? raster_keys(3, g.gh, g.gw)
+                       : name == "snake"      ? snake_keys(3, g.gh, g.gw)
+                       : name == "stochastic" ? stochastic_keys(3, g.gh * g.gw, gen2)
+                       : name == "center_out" ? center_out_keys(3, g.gh, g.gw, {}, gen2)
+                                              : stochastic_center_keys(3, g.gh, g.gw, {}, gen2);
+      EXPECT_TRUE(at::equal(order_from_keys(raw).order, p.order)) << name;
     }
   }
 }
@@ -214,10 +244,10 @@ TEST(OrderingInput, BadGridsWindowsAndConfigThrowInputError) {
   EXPECT_THROW(center_out_keys(2, 14, 14, {0, 6}, gen), semaim::InputError);   // empty window
   EXPECT_THROW(stochastic_center_keys(2, 14, 14, {6, 6}, gen), semaim::InputError);
   OrderingConfig cfg;
-  cfg.strategy = Strategy::kCenterOut;
+  cfg.strategy = parse_strategy("center_out");
   cfg.tie_noise = -1;
   EXPECT_THROW(make_keys(cfg, 2, 14, 14, at::Tensor(), gen, at::kCPU), semaim::InputError);
-  cfg.strategy = Strategy::kSemantic;
+  cfg.strategy = parse_strategy("semantic");
   cfg.tie_noise = 1e-3;
   EXPECT_THROW(make_keys(cfg, 2, 14, 14, at::Tensor(), gen, at::kCPU), semaim::InputError);  // no tokens
   EXPECT_THROW(order_from_keys(at::zeros({4})), semaim::InputError);
@@ -245,7 +275,7 @@ TEST(MakeOrder, EveryStrategyGivesThePermutationOfItsRankKeys) {
       const Permutation ref = order_from_keys_reference(keys);
       EXPECT_TRUE(at::equal(o.order, ref.order)) << name;
       EXPECT_TRUE(at::equal(o.inverse, ref.inverse)) << name;
-      if (cfg.strategy == Strategy::kSimilarity) {
+      if (name == "similarity") {
         auto gen3 = seeded(9);
         const at::Tensor tie = at::rand({n, l}, gen3, at::TensorOptions().dtype(at::kDouble));
         EXPECT_TRUE(at::equal(keys, rank_keys(cls_similarity(tokens, cfg.source).neg(), tie))) << name;

@@ -1,5 +1,5 @@
 // Tests of the token-driven orderings (SPEC §5 similarity, §6 semantic), including the golden
-// cls-similarity / semantic-center tensors from the SemAIM reference model (shared/golden).
+// cls-similarity / semantic-center tensors from the SemAIM reference model (tests/data/golden).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/ordering/ordering.h"
-#include "semaim_test_paths.h"
+#include "semaim_paths.h"
 
 namespace {
 
@@ -95,7 +95,7 @@ TEST(SimilarityOrder, OrderIsByDecreasingCosineSimilarity) {
     const at::Tensor tokens = random_tokens(4, l, 24, 2);
     for (SimilaritySource src : kSources) {
       OrderingConfig cfg;
-      cfg.strategy = Strategy::kSimilarity;
+      cfg.strategy = parse_strategy("similarity");
       cfg.source = src;
       auto gen = seeded(4);
       const at::Tensor keys = make_keys(cfg, 4, g.gh, g.gw, tokens, gen, at::kCPU);
@@ -169,18 +169,17 @@ TEST(DistinctKeys, RandomStrategiesBreakDeliberateTiesRandomly) {
     // Every image identical too, so orders can differ between images only through random tie-breaking.
     at::Tensor tokens = random_tokens(1, l, 16, 12).expand({n, l + 1, 16}).contiguous();
     tokens.narrow(1, 1, l).copy_(tokens.narrow(1, 1, 1).expand({n, l, 16}));
-    for (Strategy s : {Strategy::kStochastic, Strategy::kCenterOut, Strategy::kStochasticCenter,
-                       Strategy::kSimilarity, Strategy::kSemantic}) {
+    for (const std::string name :
+         {"stochastic", "center_out", "stochastic_center", "similarity", "semantic"}) {
       for (double tie_noise : {1e-3, 0.0}) {
         OrderingConfig cfg;
-        cfg.strategy = s;
+        cfg.strategy = parse_strategy(name);
         cfg.tie_noise = tie_noise;
         auto gen = seeded(13);
         const at::Tensor keys = make_keys(cfg, n, g.gh, g.gw, tokens, gen, at::kCPU);
-        EXPECT_TRUE(keys_distinct(keys)) << strategy_name(s) << " " << g.gh << "x" << g.gw;
+        EXPECT_TRUE(keys_distinct(keys)) << name << " " << g.gh << "x" << g.gw;
         const Permutation p = order_from_keys(keys);
-        EXPECT_FALSE(at::equal(p.order[0], p.order[1]))
-            << strategy_name(s) << ": ties must go in random order";
+        EXPECT_FALSE(at::equal(p.order[0], p.order[1])) << name << ": ties must go in random order";
       }
     }
   }

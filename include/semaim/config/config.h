@@ -1,11 +1,12 @@
 // Layered YAML configuration: schema defaults ⊕ `_base_` chain ⊕ experiment file ⊕ `--set a.b=c`
-// (dinov2-style), strictly validated against the schema in schema.cpp; the resolved result is what a run
-// records.
+// (dinov2-style), strictly validated against a Schema that each area fills with its own keys; the resolved
+// result is what a run records.
 #pragma once
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -27,9 +28,38 @@ struct KeySpec {
   std::vector<std::string> choices{};
 };
 
-// Every valid key, in documentation order.
-const std::vector<KeySpec>& schema();
-const KeySpec* find_spec(const std::string& key);
+// The valid keys of a program, grouped by section (`section.leaf`). Each area registers its own sections
+// with explicit calls (no static registration); the assembled schema is built once and outlives every
+// Config bound to it. Misuse while building (a duplicate key, a key outside its declared section) is a
+// programming error and throws std::logic_error.
+class Schema {
+ public:
+  // Declares a section; sections are documented in declaration order. `doc` is printed under its heading.
+  void add_section(const std::string& name, const std::string& doc = "");
+  // Adds `section.leaf` to its declared section (keys keep their order inside the section).
+  void add(KeySpec spec);
+  // Records that keys under `old_prefix` (a section or a key) moved to `new_prefix`, which must exist: a
+  // config using the old name gets "key 'old.x' was renamed to 'new.x'" instead of "unknown key".
+  void rename(const std::string& old_prefix, const std::string& new_prefix);
+
+  const KeySpec* find(const std::string& key) const;
+  bool has_section(const std::string& name) const;
+  // Every key in documentation order (sections in declaration order).
+  const std::vector<KeySpec>& specs() const { return specs_; }
+  std::vector<std::string> keys() const;
+  // The new name of a key or section under a recorded rename; empty if none applies.
+  std::string renamed(const std::string& key) const;
+  // Markdown reference of every key (docs/configs.md is generated from the program's schema).
+  std::string markdown() const;
+
+ private:
+  struct Section {
+    std::string name, doc;
+  };
+  std::vector<Section> sections_;
+  std::vector<KeySpec> specs_;  // grouped by section, in section order
+  std::vector<std::pair<std::string, std::string>> renames_;
+};
 
 // Levenshtein distance (insertions, deletions, substitutions).
 size_t edit_distance(const std::string& a, const std::string& b);
@@ -37,13 +67,17 @@ size_t edit_distance(const std::string& a, const std::string& b);
 // The closest candidate by edit distance (for "did you mean" messages); empty if none is reasonably close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
+// A number as ranges print it in messages and docs (iostream's default: 6 significant digits, "1e+30").
+std::string format_number(double v);
+
 class Config {
  public:
   // Schema defaults only.
-  static Config defaults();
+  static Config defaults(const Schema& schema);
   // Loads `path` (following `_base_`, relative to each file), applies `overrides` ("a.b=value", value parsed
   // as YAML), validates every key and value. Throws InputError naming the file (or "--set") and the fault.
-  static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+  static Config load(const Schema& schema, const std::string& path,
+                     const std::vector<std::string>& overrides = {});
   // Applies overrides to an existing config (same validation).
   void apply_overrides(const std::vector<std::string>& overrides);
 
@@ -59,6 +93,7 @@ class Config {
   const std::string& origin(const std::string& key) const;
   // The file this config was loaded from ("" for defaults()).
   const std::string& path() const { return path_; }
+  const Schema& schema() const { return *schema_; }
 
   // The resolved config as nested YAML (every key, with its value); the engine writes it into the run
   // directory.
@@ -68,13 +103,12 @@ class Config {
   void set_from_yaml(const std::string& key, const std::string& yaml_text, const std::string& origin);
 
  private:
+  explicit Config(const Schema& schema) : schema_(&schema) {}
   const Value& at(const std::string& key) const;
+  const Schema* schema_;
   std::map<std::string, Value> values_;
   std::map<std::string, std::string> origins_;
   std::string path_;
 };
-
-// Markdown reference of every key (docs/configs.md is generated from this and a test keeps them equal).
-std::string schema_markdown();
 
 }  // namespace semaim::config

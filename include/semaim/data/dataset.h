@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "semaim/data/geometry.h"
 #include "semaim/data/idx.h"
+#include "semaim/data/target.h"
 #include "semaim/data/transforms.h"
 
 namespace semaim::data {
@@ -26,27 +28,36 @@ class Dataset {
   virtual const std::vector<std::string>& classes() const = 0;
   // The file of sample i, or "<name>[i]" for in-memory data.
   virtual std::string source(int64_t i) const = 0;
-  // Sample i through `pipeline` into dst (channels * out * out floats, CHW), randomness from rng. Throws
-  // BadImage (decode.h) when sample i cannot be decoded.
-  virtual void load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const = 0;
+  // Target of sample i in its source image's pixels (by default the class label alone). The loader passes it
+  // through the record load_into returns (transform_target).
+  virtual Target target(int64_t i) const;
+  // Sample i through `pipeline` into dst (channels * side * side floats, CHW, side = pipeline.out_size()),
+  // randomness from rng. -> the geometry record of the sample. Throws BadImage (decode.h) when sample i
+  // cannot be decoded.
+  virtual Geometry load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const = 0;
 };
 
-// Images held in memory as (N, C, H, W) uint8.
+// Images held in memory as (N, C, H, W) uint8, optionally with a target per image (boxes, masks, label
+// maps, soft labels in the image's pixels; the class label always comes from set.labels).
 class MemoryDataset final : public Dataset {
  public:
   explicit MemoryDataset(ImageSet set);  // checks the tensor shapes; InputError naming the set otherwise
+  // targets: one per image (validate_target against its image: InputError naming "<name>[i]").
+  MemoryDataset(ImageSet set, std::vector<Target> targets);
   const std::string& name() const override { return set_.name; }
   int64_t size() const override { return set_.images.size(0); }
   int64_t channels() const override { return set_.images.size(1); }
   int64_t label(int64_t i) const override;
   const std::vector<std::string>& classes() const override { return classes_; }
   std::string source(int64_t i) const override;
-  void load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
+  Target target(int64_t i) const override;
+  Geometry load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
   const ImageSet& set() const { return set_; }
 
  private:
   ImageSet set_;
   std::vector<std::string> classes_;
+  std::vector<Target> targets_;  // empty: labels only
 };
 
 struct ImageFile {
@@ -76,7 +87,7 @@ class FileDataset final : public Dataset {
   int64_t label(int64_t i) const override { return files_[static_cast<size_t>(i)].label; }
   const std::vector<std::string>& classes() const override { return classes_; }
   std::string source(int64_t i) const override { return files_[static_cast<size_t>(i)].path; }
-  void load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
+  Geometry load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
 
   void set_crop_aware(bool on) { crop_aware_ = on; }
   const std::vector<ImageFile>& files() const { return files_; }

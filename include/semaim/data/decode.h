@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "semaim/config/errors.h"
+#include "semaim/core/errors.h"
 #include "semaim/data/transforms.h"
 
 namespace semaim::data {

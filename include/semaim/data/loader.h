@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "semaim/data/dataset.h"
 #include "semaim/data/idx.h"
@@ -14,13 +15,21 @@
 
 namespace semaim::data {
 
+// A collated batch. The optional parts are defined (non-empty) exactly when the dataset's targets carry
+// them (target.h); geometric targets are in pixels of the output images.
 struct Batch {
   at::Tensor images;  // (B, C, out, out) float32
-  at::Tensor labels;  // (B) int64
+  at::Tensor labels;  // (B) int64, -1 for unlabeled samples
   at::Tensor
       indices;  // (B) int64, dataset index of each sample (a bad file's stand-in: the stand-in's index)
+  at::Tensor soft_labels;  // (B, K) float32 (undefined unless the targets carry them; post_batch may set it)
+  at::Tensor label_maps;   // (B, out, out) int64, ignore index in the padding
+  std::vector<at::Tensor> boxes;        // per image (M_i, 4) float32 xyxy; M_i may be 0
+  std::vector<at::Tensor> box_classes;  // per image (M_i) int64
+  std::vector<at::Tensor> masks;        // per image (M_i, out, out) uint8
   int64_t epoch = 0, index = 0;
-  int64_t bad_images = 0;  // samples of this batch whose file could not be decoded (replaced, see Loader)
+  int64_t bad_images = 0;     // samples of this batch whose file could not be decoded (replaced, see Loader)
+  int64_t dropped_boxes = 0;  // boxes the transforms left without area (removed from boxes / classes / masks)
 };
 
 struct LoaderConfig {
@@ -41,8 +50,8 @@ struct LoaderConfig {
   // Batches in page-locked host memory when a CUDA device is present (faster, asynchronous host-to-device
   // copies); ignored without CUDA.
   bool pin_memory = true;
-  // Runs on each finished batch in the thread that built it (extra CPU preprocessing); an exception it
-  // throws surfaces from next() for that batch.
+  // Runs on each finished batch in the thread that built it (extra CPU preprocessing, batch mixing such as
+  // mixup / cutmix filling soft_labels); an exception it throws surfaces from next() for that batch.
   std::function<void(Batch&)> post_batch;
 };
 

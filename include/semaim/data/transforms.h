@@ -1,7 +1,8 @@
 // Per-sample image transforms as composable objects: torchvision's RandomResizedCrop, Resize, CenterCrop,
-// RandomHorizontalFlip and ToTensor + Normalize (SPEC §8 augmentation and the evaluation transform), on
-// OpenCV, no ATen per pixel. A Pipeline is built from a list of names (config data.transforms /
-// data.eval_transforms) with parameters from AugmentConfig.
+// RandomHorizontalFlip and ToTensor + Normalize (SPEC §8 augmentation and the evaluation transform), and
+// mmseg's Pad, on OpenCV, no ATen per pixel. A Pipeline is built from a list of names (config data.transforms
+// / data.eval_transforms) with parameters from AugmentConfig; its geometric steps leave a record (geometry.h)
+// that targets follow.
 #pragma once
 #include <ATen/ATen.h>
 #include <opencv2/core/mat.hpp>
@@ -12,6 +13,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include "semaim/data/geometry.h"
 
 namespace semaim::data {
 
@@ -28,25 +31,15 @@ struct AugmentConfig {
   // Transform names in order; empty: the default for `random` (train: random_resized_crop, hflip,
   // normalize; eval: resize, center_crop, normalize).
   std::vector<std::string> transforms;
-};
-
-// A crop box in pixels: rows [top, top + height), cols [left, left + width).
-struct CropBox {
-  int64_t top = 0, left = 0, height = 0, width = 0;
-};
-
-// Where a sample's output pixels come from: `box` of the source is resized to (resize_h, resize_w), and
-// `window` of that resized image is kept. Decoders read only `box`, at a reduced scale when it allows.
-struct Geometry {
-  CropBox box;
-  int64_t resize_h = 0, resize_w = 0;
-  CropBox window;
+  int64_t pad_size = 0;        // `pad`: side of the square canvas the window is padded to (0: out_size)
+  int64_t ignore_index = 255;  // `pad`: label-map value of the padded pixels
 };
 
 // Names every transform the pipeline knows, for error messages and docs.
 const std::vector<std::string>& transform_names();
 
-// Decides the geometry from the source size (RandomResizedCrop, Resize, CenterCrop).
+// Decides the geometry from the source size and records it (RandomResizedCrop, Resize, CenterCrop; the flip
+// decision; padding). Draws come in list order, all before any pixel transform draws.
 class GeometryTransform {
  public:
   virtual ~GeometryTransform() = default;
@@ -54,7 +47,7 @@ class GeometryTransform {
   virtual void plan(Geometry& g, std::mt19937_64& rng) const = 0;
 };
 
-// Works on the resized uint8 HWC image (flip; RandAugment arrives here with fine-tuning).
+// Works on the resized (and flipped) uint8 HWC window (RandAugment arrives here with fine-tuning).
 class PixelTransform {
  public:
   virtual ~PixelTransform() = default;
@@ -72,27 +65,30 @@ class TensorTransform {
                      std::mt19937_64& rng) const = 0;
 };
 
-// geometry -> resize -> pixel transforms -> to float (x/255, then normalize when listed) -> tensor
-// transforms. Immutable once built, shared by all loader threads.
+// geometry (box, resize, window, flip, pad) -> pixel transforms -> to float (x/255, then normalize when
+// listed; padded pixels image_fill) -> tensor transforms. Immutable once built, shared by all loader threads.
 class Pipeline {
  public:
-  // Throws InputError("augment...", fault) for unknown names, a geometry that does not end at out_size x
-  // out_size, or parameters no transform can run with given the image channels.
+  // Throws InputError("augment...", fault) for unknown, repeated or misordered names, a geometry that does
+  // not end at out_size x out_size (or pad_size x pad_size with `pad`), or parameters no transform can run
+  // with given the image channels.
   static Pipeline build(const AugmentConfig& cfg, int64_t channels);
 
+  // Side of the square output: cfg.out_size, or the pad size when `pad` is listed.
   int64_t out_size() const { return out_; }
   int64_t channels() const { return channels_; }
   // The names the pipeline runs, in order.
   std::vector<std::string> names() const;
 
-  // Draws the geometry for a source of (height, width) (all randomness of the geometry comes from rng).
+  // Draws the geometry record for a source of (height, width) (all randomness of the geometry, the flip
+  // included, comes from rng, before finish draws anything).
   Geometry plan(int64_t height, int64_t width, std::mt19937_64& rng) const;
   // src holds the geometry's box at `region` (its own pixel coordinates; src may be a reduced-scale
-  // decode of the box). Writes channels * out * out floats (CHW) into dst.
+  // decode of the box). Writes channels * out_size() * out_size() floats (CHW) into dst.
   void finish(const cv::Mat& src, const CropBox& region, const Geometry& g, std::mt19937_64& rng,
               float* dst) const;
-  // plan + finish on an in-memory image: src (H, W) with `channels` interleaved channels.
-  void run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const;
+  // plan + finish on an in-memory image: src (H, W) with `channels` interleaved channels. -> the record
+  Geometry run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const;
 
  private:
   std::vector<std::shared_ptr<const GeometryTransform>> geometry_;
@@ -112,24 +108,20 @@ void validate_augment(const AugmentConfig& cfg, int64_t channels);
 CropBox random_resized_crop_params(int64_t height, int64_t width, const std::array<double, 2>& scale,
                                    const std::array<double, 2>& ratio, std::mt19937_64& rng);
 
-// One sample written into dst (C * out * out floats, CHW). src is a contiguous CHW uint8 image.
-// Draws from rng only when cfg.random (crop parameters, then one uniform for the flip).
+// One sample written into dst (C * side * side floats, CHW; side = Pipeline::out_size()). src is a
+// contiguous CHW uint8 image. Draws from rng only when cfg.random (crop parameters, then one uniform for the
+// flip).
 void transform_into(const uint8_t* src, int64_t channels, int64_t height, int64_t width,
                     const AugmentConfig& cfg, std::mt19937_64& rng, float* dst);
 
-// img: (C, H, W) uint8 -> (C, out, out) float32, normalized.
+// img: (C, H, W) uint8 -> (C, side, side) float32, normalized (side = Pipeline::out_size()).
 at::Tensor transform_sample(const at::Tensor& img, const AugmentConfig& cfg, std::mt19937_64& rng);
 
 // Evaluation transform of a batch (cfg.random is ignored; no randomness). imgs: (B, C, H, W) uint8 ->
-// (B, C, out, out) float32.
+// (B, C, side, side) float32.
 at::Tensor transform_eval_batch(const at::Tensor& imgs, const AugmentConfig& cfg);
 
 // An (H, W) cv::Mat with C interleaved channels viewing or copying a contiguous CHW uint8 image.
 cv::Mat hwc_view(const uint8_t* chw, int64_t channels, int64_t height, int64_t width);
-
-// A uniform double in [0, 1) and an integer in [0, n) from the raw engine output, so the draws are the
-// same on every standard library (std::uniform_*_distribution are implementation-defined).
-double uniform01(std::mt19937_64& rng);
-int64_t uniform_int(std::mt19937_64& rng, int64_t n);
 
 }  // namespace semaim::data

@@ -12,7 +12,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
+
+#include "semaim/models/layers.h"
 
 namespace semaim::models {
 
@@ -21,11 +24,18 @@ struct VitConfig {
   double mlp_ratio = 4.0;
   // Non-square inputs: a positive value overrides img_size for that side (0 = img_size).
   int64_t img_h = 0, img_w = 0;
+  // Stochastic depth: per-block rates rise linearly from 0 to drop_path_rate (timm's dpr).
+  double drop_path_rate = 0.0;
+  // SPEC §3: the sin-cos table is frozen in pretraining; fine-tuning learns it (timm's learnable pos_embed).
+  bool learnable_pos_embed = false;
+  // timm dynamic_img_size: any multiple of patch_size, the position table resampled to the input's grid.
+  bool dynamic_img_size = false;
 
   int64_t height() const { return img_h > 0 ? img_h : img_size; }
   int64_t width() const { return img_w > 0 ? img_w : img_size; }
   int64_t grid_h() const { return height() / patch_size; }
   int64_t grid_w() const { return width() / patch_size; }
+  Grid grid() const { return {grid_h(), grid_w()}; }
   int64_t num_patches() const { return grid_h() * grid_w(); }
   int64_t head_dim() const { return embed_dim / num_heads; }
   int64_t mlp_hidden() const { return static_cast<int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
@@ -64,16 +74,17 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-// Pre-norm transformer block (timm Block).
+// Pre-norm transformer block (timm Block), with drop path on both residual branches when drop_rate > 0.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden);
+  BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden, double drop_rate = 0.0);
   // x: (N, T, D) -> (N, T, D)
   at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask = std::nullopt,
                      bool causal = false);
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
   Mlp mlp{nullptr};
+  double drop_path_rate;
 };
 TORCH_MODULE(Block);
 
@@ -87,12 +98,43 @@ class PatchEmbedImpl : public torch::nn::Module {
 };
 TORCH_MODULE(PatchEmbed);
 
+// timm's `indices` of forward_intermediates: an int n = the last n blocks; a list = those blocks (negative
+// counts from the end); monostate (timm's None) = every block.
+using BlockIndices = std::variant<std::monostate, int64_t, std::vector<int64_t>>;
+
+// Absolute block indices in the given order (timm feature_take_indices); out of range -> InputError.
+std::vector<int64_t> take_block_indices(int64_t depth, const BlockIndices& indices);
+
+enum class FeatureFormat { kNCHW, kNLC };
+
+// The arguments of timm's VisionTransformer.forward_intermediates.
+struct IntermediatesOptions {
+  BlockIndices indices;
+  bool norm = false;  // apply the final norm to every intermediate
+  FeatureFormat output_fmt = FeatureFormat::kNCHW;
+  bool return_prefix_tokens = false;  // also return each intermediate's cls token
+  bool intermediates_only = false;    // skip the final norm (features stays undefined)
+  bool stop_early = false;            // run no block past the last one taken
+};
+
+struct Intermediates {
+  at::Tensor features;                    // final-normed tokens of the last block run, (N, 1+L, D)
+  std::vector<at::Tensor> intermediates;  // block outputs, cls removed: (N, D, gh, gw) NCHW or (N, L, D) NLC
+  std::vector<at::Tensor> prefix_tokens;  // their cls tokens (N, 1, D), when return_prefix_tokens
+};
+
 // timm-named ViT encoder: cls_token, pos_embed, patch_embed.proj, blocks.i.*, norm.
 class VitEncoderImpl : public torch::nn::Module {
  public:
   explicit VitEncoderImpl(const VitConfig& cfg);
   // Bidirectional (no mask) pass + final norm. imgs: (N, C, H, W) -> (N, L+1, D)
   at::Tensor forward_features(const at::Tensor& imgs);
+  // timm forward_intermediates: block outputs of the chosen blocks and the final normed tokens.
+  // imgs: (N, C, H, W) -> features (N, L+1, D), intermediates (N, D, gh, gw) or (N, L, D) each
+  Intermediates forward_intermediates(const at::Tensor& imgs, const IntermediatesOptions& opts = {});
+  // The position table for a gh x gw grid: the stored one at the configured grid, else resampled (timm).
+  // -> (1, 1 + g.h*g.w, D)
+  at::Tensor pos_embed_for(Grid g) const;
   const VitConfig& vit_config() const { return vit_cfg_; }
   int64_t depth() const { return static_cast<int64_t>(blocks_.size()); }
   const Block& block(int64_t i) const { return blocks_.at(static_cast<size_t>(i)); }
@@ -103,6 +145,9 @@ class VitEncoderImpl : public torch::nn::Module {
  protected:
   // Throws InputError unless imgs is (N, C, H, W) of the configured size.
   void check_images(const at::Tensor& imgs) const;
+  // The patch grid of imgs: check_images, or with dynamic_img_size any (N, C, H, W) whose sides are positive
+  // multiples of patch_size (else InputError).
+  Grid input_grid(const at::Tensor& imgs) const;
   // Patch tokens plus their positions, natural order. imgs: (N, C, H, W) -> (N, L, D)
   at::Tensor embed_patches(const at::Tensor& imgs);
   // cls token plus position 0. -> (1, 1, D)

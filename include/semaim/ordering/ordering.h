@@ -10,34 +10,35 @@
 
 namespace semaim::ordering {
 
-// semaim names (SPEC §5); reference names: raster = `zigzag`, snake = `raster`, center_out = `center2out`,
-// similarity = `attention`, semantic = `attention_center`.
-enum class Strategy {
-  kRaster,
-  kSnake,
-  kStochastic,
-  kCenterOut,
-  kStochasticCenter,
-  kSimilarity,
-  kSemantic,
-  kParts
+// What each patch is compared with (SPEC §6 step 3): the cls token or the mean patch token.
+enum class SimilaritySource { kCls, kGap };
+SimilaritySource parse_source(const std::string& name);  // "cls" | "gap"
+std::string source_name(SimilaritySource s);
+
+struct StrategyDef;
+// A patch ordering strategy: one row of the strategy table (strategy_table below), obtained by name.
+class Strategy {
+ public:
+  const StrategyDef& def() const { return *def_; }
+  bool operator==(const Strategy& other) const { return def_ == other.def_; }
+
+ private:
+  explicit Strategy(const StrategyDef* def) : def_(def) {}
+  friend Strategy parse_strategy(const std::string& name);
+  const StrategyDef* def_;
 };
 
-// "raster", "snake", ... ; an unknown name throws InputError naming the closest valid one (and the semaim
-// name of a reference name such as "zigzag" or "attention_center").
+// semaim names (SPEC §5); reference names: raster = `zigzag`, snake = `raster`, center_out = `center2out`,
+// similarity = `attention`, semantic = `attention_center`. An unknown name throws InputError naming the
+// closest valid one (and the semaim name of a reference name such as "zigzag" or "attention_center").
 Strategy parse_strategy(const std::string& name);
 std::string strategy_name(Strategy s);
 std::vector<std::string> strategy_names();
 // similarity, semantic and parts read encoder tokens (SPEC §6 step 1).
 bool needs_tokens(Strategy s);
 
-// What each patch is compared with (SPEC §6 step 3): the cls token or the mean patch token.
-enum class SimilaritySource { kCls, kGap };
-SimilaritySource parse_source(const std::string& name);  // "cls" | "gap"
-std::string source_name(SimilaritySource s);
-
 struct OrderingConfig {
-  Strategy strategy = Strategy::kSemantic;
+  Strategy strategy = parse_strategy("semantic");
   SimilaritySource source = SimilaritySource::kCls;
   // Side lengths of nested square windows for center_out / stochastic_center; empty = the grid's default
   // (default_center_windows).
@@ -56,6 +57,29 @@ struct OrderingConfig {
 struct Permutation {
   at::Tensor order, inverse;
 };
+
+// What make_order hands a strategy, already validated: tokens (N, L+1, D) match the grid when the strategy
+// needs them (and may be undefined otherwise); every random draw comes from gen, in the strategy's order.
+struct StrategyInput {
+  const OrderingConfig& cfg;
+  int64_t n, gh, gw;
+  const at::Tensor& tokens;
+  at::Generator& gen;
+  at::Device device;
+};
+
+// One row of the strategy table: the config name, the permutation (order, inverse (N, L) int64 on any
+// device; make_order moves them to the requested one), whether it reads encoder tokens, and the one-line
+// description docs/configs.md shows.
+struct StrategyDef {
+  const char* name;
+  Permutation (*permute)(const StrategyInput& in);
+  bool needs_tokens;
+  const char* summary;
+};
+// Every strategy, in documentation order (src/ordering/ordering.cpp). Adding a strategy is a key function
+// plus one row there: names, config choices, docs and make_order's dispatch all come from the table.
+const std::vector<StrategyDef>& strategy_table();
 
 // The permutation the engine uses, every strategy through the fused ops (kernels.h; order_from_keys below):
 // order and inverse (N, L) int64, and keys (N, L) float32 = inverse, the rank of each patch in its row's

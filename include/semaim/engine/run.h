@@ -1,0 +1,50 @@
+// A run's process-wide context (MAE's misc.init_distributed_mode + output_dir handling): intra-op threads,
+// the device, this rank's communicator from the launcher's environment, the run directory (created by rank
+// 0), and the fault points a cluster rehearsal can set.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "semaim/config/config.h"
+#include "semaim/dist/comm.h"
+#include "semaim/engine/settings.h"
+
+namespace semaim::engine {
+
+// SEMAIM_FAULT_EXIT="R:S" makes rank R exit abruptly (code 3, as a crash would) when it reaches step S;
+// SEMAIM_FAULT_STALL="R:S" makes it hang there (a stalled rank). For the launcher tests and cluster
+// rehearsals.
+struct FaultPoints {
+  std::optional<std::pair<int, int64_t>> exit_at, stall_at;
+  static FaultPoints from_env();
+  // Exits or hangs when this rank reaches a fault step; otherwise returns.
+  void check(int rank, int64_t step) const;
+};
+
+struct RunContext {
+  RunSettings run;
+  at::Device device{at::kCPU};
+  std::unique_ptr<dist::Communicator> comm;
+  FaultPoints faults;
+  bool quiet = false;  // this rank prints nothing (non-zero ranks, tests)
+
+  // Threads, device, communicator and run directory for `cfg`; quiet mutes the console of every rank.
+  static RunContext open(const config::Config& cfg, bool quiet);
+  int rank() const { return comm->rank(); }
+  int world() const { return comm->world_size(); }
+  bool rank0() const { return comm->rank() == 0; }
+  // Every rank waits for every other (no-op on one rank).
+  void barrier() const;
+  // The mean (or sum) of a value over ranks.
+  double mean_over_ranks(double v) const;
+  double sum_over_ranks(double v) const;
+};
+
+// "auto" (CUDA when available), "cpu" or "cuda" (an InputError when no CUDA device exists).
+at::Device select_device(const std::string& name);
+
+}  // namespace semaim::engine

@@ -1,0 +1,65 @@
+// One optimizer step over accumulated micro-batches (MAE's engine loop body): backward of loss / accum,
+// gradient averaging across ranks, a step that any rank finds non-finite is skipped everywhere, global-norm
+// clipping, the update at the scheduled lr, then the EMA.
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <vector>
+
+#include "semaim/dist/reducer.h"
+#include "semaim/engine/optimizer.h"
+
+namespace semaim::engine {
+
+// Exponential moving average of a model's parameters in a second module of the same architecture.
+class ModelEma {
+ public:
+  ModelEma(torch::nn::Module& model, torch::nn::Module& ema, double decay);
+  // ema = ema + (1 - decay) (model - ema), all parameters at once.
+  void update();
+  // Copies the model's weights into the EMA (start of training, after a broadcast).
+  void reset();
+  torch::nn::Module& module() { return ema_; }
+
+ private:
+  torch::nn::Module& model_;
+  torch::nn::Module& ema_;
+  double decay_;
+};
+
+struct StepResult {
+  bool applied = false;  // false: a non-finite loss or gradient norm skipped the update
+  double loss = 0;       // mean of the finite micro-batch losses
+  double grad_norm = 0;  // before clipping
+};
+
+class StepRunner {
+ public:
+  // params: the trainable parameters in the model's order (the clipping norm sums them in that order).
+  // reducer/comm: several ranks (both null on one); ema: optional.
+  StepRunner(std::vector<at::Tensor> params, Optimizer& opt, int64_t accum_steps, double clip_grad,
+             dist::Reducer* reducer, dist::Communicator* comm, ModelEma* ema);
+  // Before micro-batch `micro` of the step's accum_steps: starts a step at micro 0; with several ranks, only
+  // the last micro-batch communicates.
+  void begin_micro(int64_t micro);
+  // The micro-batch's loss: backward of loss / accum. A non-finite loss marks the step to be skipped (with
+  // several ranks backward still runs so every rank issues the same collectives).
+  void backward(const at::Tensor& loss);
+  // Ends the step: averages gradients across ranks, clips, and updates at `lr` unless the step is skipped.
+  StepResult finish(double lr);
+  void zero_grad();
+
+ private:
+  std::vector<at::Tensor> params_;
+  Optimizer& opt_;
+  int64_t accum_;
+  double clip_;
+  dist::Reducer* reducer_;
+  dist::Communicator* comm_;
+  ModelEma* ema_;
+  bool finite_ = true;
+  double loss_ = 0;
+};
+
+}  // namespace semaim::engine

@@ -1,0 +1,11 @@
+// The ordering area's configuration keys (ordering.*): the strategy (choices from the strategy table) and
+// its parameters (SPEC §5-6).
+#pragma once
+#include "semaim/config/config.h"
+
+namespace semaim::ordering {
+
+// Section ordering.
+void register_config_keys(config::Schema& schema);
+
+}  // namespace semaim::ordering

@@ -1,0 +1,13 @@
+// The task sections' configuration keys: pretrain.* (the shared training keys with SemAIM's defaults) and
+// linprobe.* (the linear probe on frozen features, SPEC §8).
+#pragma once
+#include "semaim/config/config.h"
+
+namespace semaim::tasks {
+
+// Section pretrain.
+void register_pretrain_keys(config::Schema& schema);
+// Section linprobe.
+void register_linprobe_keys(config::Schema& schema);
+
+}  // namespace semaim::tasks

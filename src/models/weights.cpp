@@ -1,0 +1,145 @@
+// Loading named weights by key (timm load_state_dict strict / non-strict; the position table resampled as
+// timm's vision_transformer checkpoint_filter_fn does with resample_abs_pos_embed).
+#include "semaim/models/weights.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "semaim/core/errors.h"
+#include "semaim/models/vit.h"
+
+namespace semaim::models {
+namespace {
+
+bool is_pos_embed_key(const std::string& key) {
+  const std::string name = "pos_embed";
+  return key == name || (key.size() > name.size() && key.ends_with("." + name));
+}
+
+// The side of a square grid of `tokens` patches, or 0 when it is not a square.
+int64_t square_side(int64_t tokens) {
+  const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(tokens))));
+  return tokens > 0 && side * side == tokens ? side : 0;
+}
+
+// The grid the module's position table at `key` stands for: its encoder's configured grid, or a square.
+std::optional<Grid> target_grid(const torch::nn::Module& m, const std::string& key, const at::Tensor& table) {
+  const torch::nn::Module* owner = &m;
+  if (key != "pos_embed") {
+    // Without include_self, named_modules works on a module not held by a shared_ptr too.
+    auto modules = m.named_modules("", /*include_self=*/false);
+    const auto* found = modules.find(key.substr(0, key.size() - std::string(".pos_embed").size()));
+    owner = found ? found->get() : nullptr;
+  }
+  if (const auto* vit = dynamic_cast<const VitEncoderImpl*>(owner)) return vit->vit_config().grid();
+  const int64_t side = square_side(table.size(1) - 1);
+  return side > 0 ? std::optional<Grid>(Grid{side, side}) : std::nullopt;
+}
+
+// The source table resampled to the module's grid (src itself when the grids agree), or undefined when the
+// two differ in more than the grid.
+// src, dst: (1, 1 + grid, D) -> (1, 1 + dst grid, D)
+at::Tensor resampled_table(const torch::nn::Module& m, const std::string& key, const at::Tensor& src,
+                           const at::Tensor& dst, const LoadOptions& options) {
+  if (src.dim() != 3 || dst.dim() != 3 || src.size(0) != 1 || dst.size(0) != 1 || src.size(2) != dst.size(2))
+    return {};
+  const auto to = target_grid(m, key, dst);
+  const int64_t side = square_side(src.size(1) - 1);
+  const Grid from = options.source_grid ? *options.source_grid : Grid{side, side};
+  if (!to || from.h <= 0 || from.w <= 0 || src.size(1) != 1 + from.h * from.w ||
+      dst.size(1) != 1 + to->h * to->w)
+    return {};
+  return resample_abs_pos_embed(src, *to, from, 1);
+}
+
+// "'a', 'b', 'c' (and 4 more)"
+std::string first_keys(const std::vector<std::string>& keys, size_t shown = 3) {
+  std::string out;
+  for (size_t i = 0; i < keys.size() && i < shown; ++i) out += (i ? ", '" : "'") + keys[i] + "'";
+  if (keys.size() > shown) out += " (and " + std::to_string(keys.size() - shown) + " more)";
+  return out;
+}
+
+void throw_if_strict_fault(const LoadReport& r, const LoadOptions& options) {
+  std::vector<std::string> faults;
+  if (!r.missing.empty())
+    faults.push_back("missing weight " + first_keys(r.missing) +
+                     " (wrong model size or not a semaim checkpoint?)");
+  for (size_t i = 0; i < r.shape_mismatch.size() && i < 3; ++i) {
+    const auto& s = r.shape_mismatch[i];
+    faults.push_back("weight '" + s.key + "' has shape " + c10::str(at::IntArrayRef(s.source)) +
+                     " but the model needs " + c10::str(at::IntArrayRef(s.target)) +
+                     " (checkpoint of a different model size?)");
+  }
+  if (!options.allow_extra && !r.unexpected.empty())
+    faults.push_back("unexpected weight " + first_keys(r.unexpected) + " (checkpoint of a different model?)");
+  if (faults.empty()) return;
+  std::string msg;
+  for (const auto& f : faults) msg += (msg.empty() ? "" : "; ") + f;
+  throw InputError(options.where, msg);
+}
+
+}  // namespace
+
+io::NamedTensors module_weights(const torch::nn::Module& m) {
+  io::NamedTensors out;
+  for (const auto& p : m.named_parameters(/*recurse=*/true)) out.emplace_back(p.key(), p.value().detach());
+  for (const auto& b : m.named_buffers(/*recurse=*/true)) out.emplace_back(b.key(), b.value().detach());
+  return out;
+}
+
+std::string LoadReport::summary() const {
+  std::vector<std::string> mismatched;
+  for (const auto& s : shape_mismatch) mismatched.push_back(s.key);
+  auto part = [](const std::string& what, const std::vector<std::string>& keys) {
+    return std::to_string(keys.size()) + " " + what + (keys.empty() ? "" : " (" + first_keys(keys) + ")");
+  };
+  return part("missing", missing) + ", " + part("unexpected", unexpected) + ", " +
+         part("resampled", resampled) + ", " + part("shape mismatches", mismatched);
+}
+
+LoadReport load_weights(torch::nn::Module& m, const io::NamedTensors& weights, const LoadOptions& options) {
+  std::map<std::string, const at::Tensor*> given;
+  for (const auto& [k, t] : weights) given[k] = &t;
+  LoadReport report;
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (module tensor, source tensor)
+  std::set<std::string> wanted;
+  for (auto& [key, dst] : module_weights(m)) {
+    wanted.insert(key);
+    auto it = given.find(key);
+    if (it == given.end()) {
+      report.missing.push_back(key);
+      continue;
+    }
+    const at::Tensor& src = *it->second;
+    const bool same_shape = src.sizes() == dst.sizes();
+    // An explicit source grid may differ from the target's even when the token counts agree.
+    if (options.resample_pos_embed && is_pos_embed_key(key) && (!same_shape || options.source_grid)) {
+      if (at::Tensor table = resampled_table(m, key, src, dst, options); table.defined()) {
+        if (!table.is_same(src)) report.resampled.push_back(key);
+        copies.emplace_back(dst, table);
+        continue;
+      }
+    }
+    if (same_shape)
+      copies.emplace_back(dst, src);
+    else
+      report.shape_mismatch.push_back({key, src.sizes().vec(), dst.sizes().vec()});
+  }
+  for (const auto& [k, t] : weights)
+    if (!wanted.count(k)) report.unexpected.push_back(k);
+  if (options.strict) throw_if_strict_fault(report, options);
+  at::NoGradGuard no_grad;
+  for (auto& [dst, src] : copies) dst.copy_(src);
+  return report;
+}
+
+}  // namespace semaim::models

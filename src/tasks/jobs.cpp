@@ -1,0 +1,107 @@
+// Linear-probe and export tasks behind `semaim linprobe` and `semaim export`.
+#include "semaim/tasks/jobs.h"
+
+#include <ATen/Parallel.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "semaim/core/errors.h"
+#include "semaim/core/log.h"
+#include "semaim/data/settings.h"
+#include "semaim/engine/checkpointer.h"
+#include "semaim/engine/run.h"
+#include "semaim/io/atomic_file.h"
+#include "semaim/models/weights.h"
+#include "semaim/tasks/models.h"
+
+namespace semaim::tasks {
+namespace {
+
+eval::LinprobeConfig linprobe_config(const config::Config& cfg) {
+  eval::LinprobeConfig p;
+  p.epochs = cfg.get_int("linprobe.epochs");
+  p.batch_size = cfg.get_int("linprobe.batch_size");
+  p.base_lr = cfg.get_float("linprobe.base_lr");
+  p.momentum = cfg.get_float("linprobe.momentum");
+  p.weight_decay = cfg.get_float("linprobe.weight_decay");
+  p.pool = cfg.get_string("linprobe.pool");
+  p.train_limit = cfg.get_int("linprobe.train_limit");
+  p.test_limit = cfg.get_int("linprobe.test_limit");
+  p.feature_batch = cfg.get_int("linprobe.feature_batch");
+  p.seed = static_cast<uint64_t>(cfg.get_int("run.seed"));
+  p.num_workers = cfg.get_int("data.num_workers");
+  p.fail_on_bad_image = cfg.get_string("data.on_bad_image") == "fail";
+  return p;
+}
+
+}  // namespace
+
+namespace fs = std::filesystem;
+
+eval::LinprobeResult linprobe(const config::Config& cfg, const LinprobeOptions& opts) {
+  if (opts.quiet) core::set_log_quiet(true);
+  const engine::RunSettings run = engine::RunSettings::read(cfg);
+  at::set_num_threads(static_cast<int>(run.threads));
+  const at::Device device = engine::select_device(run.device);
+  models::AimVit model = build_aim(cfg);
+  std::string source = "random init (seed " + std::to_string(cfg.get_int("run.seed")) + ")";
+  if (!opts.random_init) {
+    engine::CheckpointPaths ck =
+        engine::CheckpointManager::resolve(opts.checkpoint.empty() ? run.dir : opts.checkpoint);
+    auto w = io::load_safetensors(ck.weights);
+    models::load_weights(*model, w.tensors, {.where = ck.weights});
+    source = ck.weights;
+  }
+  model->to(device);
+  model->eval();
+  const int64_t chans = model->config().vit.in_chans;
+  const auto train = data::load_dataset(cfg, "train", chans);
+  const auto test = data::load_dataset(cfg, "test", chans);
+  core::log_info("linear probe of " + source + " (" + cfg.get_string("linprobe.pool") + " features)");
+  eval::FeatureFn features = [&](const at::Tensor& imgs) {
+    return model->encode(imgs.to(device)).to(at::kCPU);
+  };
+  eval::LinprobeResult r = eval::run_linprobe(
+      features, train, test, data::augment_config(cfg, model->config().vit.img_size, chans, /*random=*/false),
+      linprobe_config(cfg));
+  nlohmann::json j{{"source", source},
+                   {"top1_percent", r.top1},
+                   {"train_top1_percent", r.train_top1},
+                   {"n_train", r.n_train},
+                   {"n_test", r.n_test},
+                   {"bad_images", r.bad_images},
+                   {"feature_dim", r.feature_dim},
+                   {"pool", cfg.get_string("linprobe.pool")},
+                   {"feature_seconds", r.feature_seconds},
+                   {"train_seconds", r.train_seconds}};
+  std::string out = opts.out_json;
+  if (out.empty()) {
+    fs::create_directories(run.dir);
+    out = (fs::path(run.dir) / (opts.random_init ? "linprobe_random.json" : "linprobe.json")).string();
+  }
+  io::atomic_write(out, j.dump(2) + "\n");
+  core::log_info("linear probe top-1 " + std::to_string(r.top1) + "% (train " + std::to_string(r.train_top1) +
+                 "%), written to " + out);
+  return r;
+}
+
+int64_t export_encoder(const std::string& checkpoint, const std::string& out) {
+  engine::CheckpointPaths ck = engine::CheckpointManager::resolve(checkpoint);
+  auto w = io::load_safetensors(ck.weights);
+  io::NamedTensors enc;
+  for (auto& [k, t] : w.tensors)
+    if (models::AimVitImpl::is_encoder_key(k)) enc.emplace_back(k, t);
+  if (enc.empty()) throw InputError(ck.weights, "no encoder weights (timm keys) in this file");
+  std::map<std::string, std::string> meta;
+  for (const char* k : {"arch", "model"})
+    if (w.metadata.count(k)) meta[k] = w.metadata.at(k);
+  meta["format"] = "semaim-vit-encoder";
+  meta["source"] = ck.weights;
+  io::save_safetensors(out, enc, meta);
+  core::log_info("exported " + std::to_string(enc.size()) + " encoder tensors (timm names) to " + out);
+  return static_cast<int64_t>(enc.size());
+}
+
+}  // namespace semaim::tasks

@@ -1,0 +1,67 @@
+// model.* / target.* keys -> typed settings; seeded model construction.
+#include "semaim/tasks/models.h"
+
+#include "semaim/core/errors.h"
+#include "semaim/models/registry.h"
+
+namespace semaim::tasks {
+
+models::AimConfig aim_config(const config::Config& cfg) {
+  models::AimConfig m = models::aim_config_by_name(cfg.get_string("model.name"));
+  auto over = [&](const char* key, int64_t& field) {
+    if (int64_t v = cfg.get_int(key); v > 0) field = v;
+  };
+  over("model.img_size", m.vit.img_size);
+  over("model.in_chans", m.vit.in_chans);
+  over("model.embed_dim", m.vit.embed_dim);
+  over("model.depth", m.vit.depth);
+  over("model.num_heads", m.vit.num_heads);
+  over("model.decoder_depth", m.decoder_depth);
+  m.head = cfg.get_string("model.head");
+  m.attention = cfg.get_string("model.attention");
+  const std::string where = cfg.path().empty() ? "config" : cfg.path();
+  if (m.vit.embed_dim % m.vit.num_heads != 0)
+    throw InputError(where, "model.embed_dim " + std::to_string(m.vit.embed_dim) +
+                                " is not divisible by model.num_heads " + std::to_string(m.vit.num_heads));
+  if (m.vit.depth % m.decoder_depth != 0)
+    throw InputError(where, "model.decoder_depth " + std::to_string(m.decoder_depth) +
+                                " does not divide model.depth " + std::to_string(m.vit.depth));
+  if (m.vit.img_size % m.vit.patch_size != 0)
+    throw InputError(where, "model.img_size " + std::to_string(m.vit.img_size) +
+                                " is not a multiple of the patch size " + std::to_string(m.vit.patch_size));
+  return m;
+}
+
+ordering::OrderingConfig ordering_config(const config::Config& cfg) {
+  ordering::OrderingConfig o;
+  o.strategy = ordering::parse_strategy(cfg.get_string("ordering.strategy"));
+  o.source = ordering::parse_source(cfg.get_string("ordering.source"));
+  o.center_windows = cfg.get_ints("ordering.center_windows");
+  o.tie_noise = cfg.get_float("ordering.tie_noise");
+  o.parts_k = cfg.get_int("ordering.parts_k");
+  o.parts_iters = cfg.get_int("ordering.parts_iters");
+  return o;
+}
+
+models::TargetConfig target_config(const config::Config& cfg) {
+  models::TargetConfig t;
+  t.blur_kernel = cfg.get_int("target.blur_kernel");
+  t.blur_sigma = cfg.get_float("target.blur_sigma");
+  t.norm_pix = cfg.get_bool("target.norm_pix");
+  t.loss = cfg.get_string("target.loss");
+  return t;
+}
+
+models::AimVit build_aim(const config::Config& cfg) {
+  at::manual_seed(static_cast<uint64_t>(cfg.get_int("run.seed")));
+  return models::AimVit(aim_config(cfg));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> trainable(const torch::nn::Module& m) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : m.named_parameters(true))
+    if (p.value().requires_grad()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+}  // namespace semaim::tasks

@@ -1,0 +1,204 @@
+// The pretraining task on real Fashion-MNIST images with a tiny model: resume is bitwise exact, non-finite
+// losses are skipped and stop the run with a checkpoint, and a run leaves its config, metrics, TensorBoard
+// events and summary behind.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "run_command.h"
+#include "semaim/config/config.h"
+#include "semaim/core/errors.h"
+#include "semaim/engine/checkpointer.h"
+#include "semaim/io/safetensors.h"
+#include "semaim/tasks/pretrain.h"
+#include "semaim/tasks/schema.h"
+#include "semaim_paths.h"
+#include "temp_dir.h"
+
+namespace fs = std::filesystem;
+using semaim::config::Config;
+using namespace semaim::tasks;
+using semaim::engine::CheckpointManager;
+using semaim::engine::read_manifest;
+using semaim::test::TempDir;
+
+namespace {
+
+Config tiny_config(const fs::path& out, const std::string& name, const std::string& strategy = "semantic") {
+  Config c = Config::defaults(schema());
+  c.apply_overrides({"run.output_dir=" + out.string(), "run.name=" + name, "run.threads=1",
+                     "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.decoder_depth=2",
+                     "data.limit=256", "data.num_workers=1", "pretrain.batch_size=32",
+                     "pretrain.accum_steps=2", "pretrain.epochs=2", "pretrain.warmup_epochs=0.5",
+                     "pretrain.base_lr=0.01", "log.every_steps=1", "log.progress=off",
+                     "checkpoint.every_epochs=0", "ordering.strategy=" + strategy});
+  return c;
+}
+
+semaim::io::NamedTensors final_weights(const PretrainResult& r) {
+  return semaim::io::load_safetensors(CheckpointManager::resolve(r.last_checkpoint).weights).tensors;
+}
+
+}  // namespace
+
+TEST(Pretrain, ResumeIsBitwiseEqualToAnUninterruptedRun) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  PretrainOptions quiet;
+  quiet.quiet = true;
+  Config straight = tiny_config(d, "straight");
+  straight.apply_overrides({"pretrain.max_steps=6"});
+  auto a = pretrain(straight, quiet);
+  Config first = tiny_config(d, "split");
+  first.apply_overrides({"pretrain.max_steps=3"});
+  auto b1 = pretrain(first, quiet);
+  ASSERT_EQ(b1.steps, 3);
+  Config second = tiny_config(d, "split");
+  second.apply_overrides({"pretrain.max_steps=6"});
+  PretrainOptions resume = quiet;
+  resume.resume = "auto";
+  auto b2 = pretrain(second, resume);
+  ASSERT_EQ(a.steps, 6);
+  ASSERT_EQ(b2.steps, 6);
+  auto wa = final_weights(a), wb = final_weights(b2);
+  ASSERT_EQ(wa.size(), wb.size());
+  for (size_t i = 0; i < wa.size(); ++i) {
+    EXPECT_EQ(wa[i].first, wb[i].first);
+    EXPECT_TRUE(torch::equal(wa[i].second, wb[i].second)) << wa[i].first;
+  }
+}
+
+TEST(Pretrain, RunDirectoryHoldsResolvedConfigMetricsAndSummaryAndLossFalls) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  Config c = tiny_config(d, "r");
+  c.apply_overrides({"pretrain.epochs=3"});
+  PretrainOptions o;
+  o.quiet = true;
+  auto r = pretrain(c, o);
+  EXPECT_TRUE(fs::exists(d / "r" / "config.yaml"));
+  EXPECT_TRUE(fs::exists(d / "r" / "pretrain_summary.json"));
+  std::ifstream m(d / "r" / "metrics.jsonl");
+  std::string line;
+  int n = 0;
+  while (std::getline(m, line)) {
+    auto j = nlohmann::json::parse(line);
+    for (const char* k :
+         {"epoch", "step", "loss", "lr", "grad_norm", "images_per_sec", "data_wait_share", "eta_sec"})
+      EXPECT_TRUE(j.contains(k)) << k;
+    ++n;
+  }
+  EXPECT_EQ(n, r.steps);
+  EXPECT_LT(r.last_loss, r.first_loss);
+  // Resolved config reloads and equals the run's config.
+  EXPECT_EQ(Config::load(schema(), (d / "r" / "config.yaml").string()).to_yaml(), c.to_yaml());
+}
+
+TEST(Pretrain, NonFiniteLossesAreSkippedCountedAndStopTheRunWithACheckpoint) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  Config c = tiny_config(d, "n");
+  c.apply_overrides({"pretrain.max_consecutive_skips=3"});
+  PretrainOptions o;
+  o.quiet = true;
+  o.loss_hook = [](const at::Tensor& loss, int64_t step) {
+    return step == 1 || step >= 3 ? loss * std::numeric_limits<float>::quiet_NaN() : loss;
+  };
+  try {
+    pretrain(c, o);
+    FAIL() << "expected a RuntimeFailure";
+  } catch (const semaim::RuntimeFailure& e) {
+    EXPECT_NE(std::string(e.what()).find("3 consecutive"), std::string::npos) << e.what();
+  }
+  CheckpointManager m((d / "n" / "checkpoints").string(), 10);
+  ASSERT_TRUE(m.latest().has_value());
+  auto info = read_manifest(m.latest()->manifest);
+  EXPECT_EQ(info["reason"], "diverged");
+  EXPECT_EQ(info["skipped_total"], 4);  // step 1, then 3, 4, 5
+}
+
+TEST(Pretrain, FreshStartRefusesARunDirectoryWithCheckpoints) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  Config c = tiny_config(d, "x", "raster");
+  c.apply_overrides({"pretrain.max_steps=1"});
+  PretrainOptions o;
+  o.quiet = true;
+  pretrain(c, o);
+  EXPECT_THROW(pretrain(c, o), semaim::InputError);
+}
+
+TEST(Pretrain, EveryOrderingStrategyTrains) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  for (const char* s : {"raster", "snake", "stochastic", "center_out", "stochastic_center", "similarity",
+                        "semantic", "parts"}) {
+    Config c = tiny_config(d, s, s);
+    c.apply_overrides({"pretrain.max_steps=2"});
+    PretrainOptions o;
+    o.quiet = true;
+    auto r = pretrain(c, o);
+    EXPECT_EQ(r.steps, 2) << s;
+    EXPECT_TRUE(std::isfinite(r.last_loss)) << s;
+  }
+}
+
+TEST(Pretrain, Bf16AndEmaSourceRun) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  Config c = tiny_config(d, "b");
+  c.apply_overrides(
+      {"pretrain.max_steps=2", "pretrain.bf16=true", "pretrain.ema=true", "ordering.source_model=ema"});
+  PretrainOptions o;
+  o.quiet = true;
+  auto r = pretrain(c, o);
+  EXPECT_EQ(r.steps, 2);
+  EXPECT_TRUE(std::isfinite(r.last_loss));
+  auto st = semaim::io::load_safetensors(CheckpointManager::resolve(r.last_checkpoint).state);
+  bool has_ema = false;
+  for (auto& [k, t] : st.tensors) has_ema |= k.rfind("ema.", 0) == 0;
+  EXPECT_TRUE(has_ema);
+}
+
+TEST(Pretrain, TensorBoardEventsHoldEveryScalarOfMetricsJsonl) {
+  if (!fs::exists(SEMAIM_PYTHON)) GTEST_SKIP() << "python binary " << SEMAIM_PYTHON << " does not exist";
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  Config c = tiny_config(d, "tb");
+  c.apply_overrides({"pretrain.max_steps=4", "log.every_steps=2"});
+  PretrainOptions o;
+  o.quiet = true;
+  pretrain(c, o);
+  const auto r = semaim::testing::run_command(std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
+                                              "/tests/io/read_tb_events.py' '" + (d / "tb").string() + "'");
+  if (r.exit_code == 77) GTEST_SKIP() << "the venv has no tensorboard package (tools/setup.sh installs it)";
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto events = nlohmann::json::parse(r.output);
+  std::ifstream m(d / "tb" / "metrics.jsonl");
+  std::string line;
+  int records = 0, compared = 0;
+  while (std::getline(m, line)) {
+    const auto rec = nlohmann::json::parse(line);
+    ++records;
+    for (const auto& [key, value] : rec.items()) {
+      if (key == "step" || !value.is_number()) continue;
+      const auto& points = events["scalars"].at("pretrain/" + key);
+      bool found = false;
+      for (const auto& p : points)
+        if (p["step"] == rec["step"]) {
+          EXPECT_EQ(p["value"].get<float>(), static_cast<float>(value.get<double>()))
+              << key << " " << rec["step"];
+          found = true;
+        }
+      EXPECT_TRUE(found) << key << " at step " << rec["step"];
+      ++compared;
+    }
+  }
+  EXPECT_EQ(records, 2);
+  EXPECT_GE(compared, 2 * 9);
+  ASSERT_TRUE(events["texts"].contains("config"));
+  EXPECT_NE(events["texts"]["config"][0]["text"].get<std::string>().find("ordering:"), std::string::npos);
+}
