@@ -12,6 +12,7 @@
 
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
+#include "semaim/data/settings.h"
 #include "semaim/dist/rendezvous.h"
 
 namespace semaim::engine {
@@ -44,6 +45,14 @@ void FaultPoints::check(int rank, int64_t step) const {
     std::fflush(stderr);
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
   }
+}
+
+data::Loader make_train_loader(const config::Config& cfg, const RunContext& ctx, int64_t batch_size,
+                               const data::AugmentConfig& augment, std::shared_ptr<const data::Dataset> set) {
+  data::LoaderConfig lcfg = data::loader_config(cfg, batch_size, augment);
+  lcfg.rank = ctx.rank();
+  lcfg.world_size = ctx.world();
+  return data::Loader(std::move(set), lcfg);
 }
 
 at::Device select_device(const std::string& name) {

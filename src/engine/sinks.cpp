@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
 #include "semaim/core/timing.h"
+#include "semaim/engine/run.h"
+#include "semaim/engine/settings.h"
+#include "semaim/io/atomic_file.h"
 #include "semaim/io/tensorboard.h"
 
 namespace semaim::engine {
@@ -95,6 +99,18 @@ void Sinks::text(const std::string& tag, const std::string& body, int64_t step) 
 
 void Sinks::flush() {
   for (auto& s : sinks_) s->flush();
+}
+
+Sinks open_run_sinks(const RunContext& ctx, const config::Config& cfg, const LogSettings& log,
+                     const std::string& prefix, int64_t step) {
+  Sinks sinks;
+  if (!ctx.rank0()) return sinks;
+  const std::filesystem::path dir(ctx.run.dir);
+  io::atomic_write((dir / "config.yaml").string(), cfg.to_yaml());
+  sinks.add(std::make_unique<JsonlSink>((dir / "metrics.jsonl").string()));
+  if (log.tensorboard) sinks.add(std::make_unique<TensorBoardSink>(ctx.run.dir, prefix));
+  sinks.text("config", "```yaml\n" + cfg.to_yaml() + "```\n", step);  // TensorBoard renders Markdown
+  return sinks;
 }
 
 std::string format_record(const nlohmann::json& rec, int64_t total_steps) {

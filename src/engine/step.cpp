@@ -27,6 +27,19 @@ void ModelEma::reset() {
   for (const auto& b : src_b) dst_b[b.key()].copy_(b.value());
 }
 
+std::unique_ptr<dist::Reducer> make_reducer(const std::vector<std::pair<std::string, at::Tensor>>& params,
+                                            const config::Config& cfg, RunContext& ctx) {
+  if (ctx.world() == 1) return nullptr;
+  dist::check_parameters_match(params, *ctx.comm);
+  const double mib = 1024.0 * 1024.0;
+  auto reducer = std::make_unique<dist::Reducer>(
+      params, *ctx.comm,
+      dist::ReducerConfig{static_cast<int64_t>(cfg.get_float("dist.bucket_cap_mb") * mib),
+                          static_cast<int64_t>(cfg.get_float("dist.first_bucket_mb") * mib)});
+  reducer->broadcast_parameters(0);
+  return reducer;
+}
+
 StepRunner::StepRunner(std::vector<at::Tensor> params, Optimizer& opt, int64_t accum_steps, double clip_grad,
                        dist::Reducer* reducer, dist::Communicator* comm, ModelEma* ema)
     : params_(std::move(params)),

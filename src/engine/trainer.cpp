@@ -16,6 +16,19 @@ struct Trainer::Window {
   int64_t steps = 0;
 };
 
+LoopSettings loop_settings(const TrainSettings& train, const CheckpointSettings& checkpoint,
+                           const LogSettings& log, int64_t steps_per_epoch, int64_t effective_batch) {
+  const int64_t schedule_steps = steps_per_epoch * train.epochs;
+  LoopSettings l;
+  l.total_steps = train.max_steps > 0 ? std::min(train.max_steps, schedule_steps) : schedule_steps;
+  l.images_per_step = effective_batch;
+  l.max_consecutive_skips = train.max_consecutive_skips;
+  l.schedule = train.schedule(effective_batch);
+  l.checkpoint = checkpoint;
+  l.log = log;
+  return l;
+}
+
 Trainer::Trainer(RunContext& ctx, TrainState& state, Checkpointer& ckpt, Sinks& sinks, ConsoleSink& console,
                  LoopSettings settings)
     : ctx_(ctx), state_(state), ckpt_(ckpt), sinks_(sinks), console_(console), cfg_(std::move(settings)) {}

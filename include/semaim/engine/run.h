@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "semaim/config/config.h"
+#include "semaim/data/loader.h"
 #include "semaim/dist/comm.h"
 #include "semaim/engine/settings.h"
 
@@ -43,6 +44,11 @@ struct RunContext {
   double mean_over_ranks(double v) const;
   double sum_over_ranks(double v) const;
 };
+
+// A shuffled, drop-last training loader of `batch_size` images per micro-batch over this rank's shard of
+// `set`.
+data::Loader make_train_loader(const config::Config& cfg, const RunContext& ctx, int64_t batch_size,
+                               const data::AugmentConfig& augment, std::shared_ptr<const data::Dataset> set);
 
 // "auto" (CUDA when available), "cpu" or "cuda" (an InputError when no CUDA device exists).
 at::Device select_device(const std::string& name);

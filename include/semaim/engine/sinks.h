@@ -80,6 +80,20 @@ class Sinks {
   std::vector<std::unique_ptr<MetricSink>> sinks_;
 };
 
+struct RunContext;
+struct LogSettings;
+}  // namespace semaim::engine
+namespace semaim::config {
+class Config;
+}
+namespace semaim::engine {
+
+// A run's file sinks on rank 0: writes the resolved config to <run dir>/config.yaml, appends to
+// metrics.jsonl, and with log.tensorboard writes TensorBoard events (scalars as `<prefix>/<field>`, the
+// config as text at `step`). Other ranks get no sinks.
+Sinks open_run_sinks(const RunContext& ctx, const config::Config& cfg, const LogSettings& log,
+                     const std::string& prefix, int64_t step);
+
 // The console line of a record: "epoch E step S/T loss ... lr ... grad ... N img/s data-wait P% ETA h:mm:ss",
 // each part only when the record has the field.
 std::string format_record(const nlohmann::json& rec, int64_t total_steps);

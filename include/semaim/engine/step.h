@@ -7,8 +7,14 @@
 
 #include <vector>
 
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "semaim/config/config.h"
 #include "semaim/dist/reducer.h"
 #include "semaim/engine/optimizer.h"
+#include "semaim/engine/run.h"
 
 namespace semaim::engine {
 
@@ -33,6 +39,12 @@ struct StepResult {
   double loss = 0;       // mean of the finite micro-batch losses
   double grad_norm = 0;  // before clipping
 };
+
+// With several ranks: checks that every rank holds the same parameters, then a bucketed reducer
+// (dist.bucket_cap_mb, dist.first_bucket_mb) with rank 0's parameter values broadcast to all. Null on one
+// rank.
+std::unique_ptr<dist::Reducer> make_reducer(const std::vector<std::pair<std::string, at::Tensor>>& params,
+                                            const config::Config& cfg, RunContext& ctx);
 
 class StepRunner {
  public:

@@ -38,6 +38,11 @@ struct LoopSettings {
   LogSettings log;
 };
 
+// The loop of a task section's training settings: total steps (max_steps or the schedule's end), images per
+// step, the warmup + half-cosine schedule at the effective batch's lr.
+LoopSettings loop_settings(const TrainSettings& train, const CheckpointSettings& checkpoint,
+                           const LogSettings& log, int64_t steps_per_epoch, int64_t effective_batch);
+
 struct TrainSummary {
   int64_t steps = 0, skipped_steps = 0;
   int64_t bad_images = 0;                // samples replaced because their file did not decode (all ranks)
