@@ -1,4 +1,4 @@
-// Data pipeline benchmark (issue 5 item 7): images/s of SemAIM's pretraining input pipeline (JPEG decode +
+// Data pipeline benchmark: images/s of SemAIM's pretraining input pipeline (JPEG decode +
 // RandomResizedCrop 224 bicubic + horizontal flip + normalize + batch) at 1 and 2 loader threads, side by
 // side in one run with torchvision + PIL through a PyTorch DataLoader on the same files with the same number
 // of workers (tools/bench_torchvision_pipeline.py), and semaim with crop-aware decoding switched off. Each

@@ -1,9 +1,9 @@
-// Data-parallel benchmark (issue 4 item 10), CPU ranks over MPI, one ATen thread per rank:
-//   weak scaling -- images/s of 1 rank and of 2 ranks at the same per-rank batch, efficiency = rate(2) / (2
-//   rate(1)); overlap      -- the time from the last gradient's hook to the end of the reducer's finish()
-//   (what delays the
-//                   optimizer step), with buckets launched during backward and with every bucket deferred to
-//                   finish().
+// Data-parallel benchmark, CPU ranks over MPI, one ATen thread per rank:
+//   weak scaling -- images/s of 1 rank and of 2 ranks at the same per-rank batch, efficiency = rate(2) /
+//                   (2 rate(1));
+//   overlap      -- the time from the last gradient's hook to the end of the reducer's finish() (what delays
+//                   the optimizer step), with buckets launched during backward and with every bucket deferred
+//                   to finish().
 // Run without mpirun it is the driver: it starts `mpirun -np 1` and `mpirun -np 2` of itself (--worker),
 // alternating, R times, and prints medians and ratios. Under mpirun (--worker) it times S steps and rank 0
 // prints one JSON line.

@@ -1,4 +1,4 @@
-// Ordering-kernel benchmark (issue 3, SPEC §6): each fused op's CPU twin against its ATen reference
+// Ordering-kernel benchmark (method.md §5-6): each fused op's CPU twin against its ATen reference
 // composition (src/ordering *_reference) in one run, same inputs, checking the outputs agree.
 //
 // usage: bench_ordering_kernels [--repeats R] [--only OP[,OP...]]

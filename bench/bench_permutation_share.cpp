@@ -1,5 +1,5 @@
-// The semantic permutation's share of a full pretraining step (SPEC §6; issue 3 item 7), at the Fashion-MNIST
-// and ViT-B/16 sizes: one step split into its phases, each timed separately and repeated round-robin:
+// The semantic permutation's share of a full pretraining step (method.md §6), at the Fashion-MNIST and
+// ViT-B/16 sizes: one step split into its phases, each timed separately and repeated round-robin:
 //   semantic pass   no-grad bidirectional encoder pass that produces the tokens (bf16 autocast if on)
 //   permutation     ordering::make_order: the fused semantic_order op (CPU twin) -> order, inverse, ranks
 //   permutation ATen  the same permutation by the ATen composition (semantic_order_reference), for comparison

@@ -21,7 +21,7 @@ constexpr bool cuda_ops_built() {
 #endif
 }
 
-// semaim::semantic_order (SPEC §6 steps 2-5). tokens: (N, L+1, D) fp32/bf16/fp16/fp64, noise: (N, L)
+// semaim::semantic_order (method.md §6 steps 2-5). tokens: (N, L+1, D) fp32/bf16/fp16/fp64, noise: (N, L)
 // fp32/fp64 on the tokens' device -> order (N, L), inverse (N, L), center (N), all int64.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_cpu(const at::Tensor& tokens, int64_t gh,
                                                                   int64_t gw, c10::string_view source,
@@ -39,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor> order_from_keys_cpu(const at::Tensor& keys);
 std::tuple<at::Tensor, at::Tensor> order_from_keys_cuda(const at::Tensor& keys);
 void check_order_from_keys_args(const at::Tensor& keys, c10::DeviceType device);
 
-// semaim::parts_order (SPEC §5 `parts`). tokens: (N, L+1, D) fp32/bf16/fp16/fp64 (computed in fp32),
+// semaim::parts_order (method.md §5 `parts`). tokens: (N, L+1, D) fp32/bf16/fp16/fp64 (computed in fp32),
 // noise: (N, L) fp32/fp64 on the tokens' device, 1 <= k <= L, 0 <= iters <= 1000 -> order, inverse (N, L)
 // int64.
 std::tuple<at::Tensor, at::Tensor> parts_order_cpu(const at::Tensor& tokens, int64_t gh, int64_t gw,

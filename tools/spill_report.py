@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Register and spill report of every CUDA kernel (issue 3, item 8).
+"""Register and spill report of every CUDA kernel.
 
 Recompiles each .cu entry of build/compile_commands.json with ptxas's -v (object to a temporary file, the build
 untouched) and prints one line per kernel and architecture, then a summary. Exits 1 if any kernel spills or a

@@ -1,4 +1,4 @@
-// Host+device math of the fused `parts` ordering (SPEC §5), shared by parts_order_cpu.cpp and
+// Host+device math of the fused `parts` ordering (method.md §5), shared by parts_order_cpu.cpp and
 // parts_order.cu; reference: src/ordering/parts.cpp parts_keys. Every sum runs in index order in fp32.
 #pragma once
 #include <c10/macros/Macros.h>

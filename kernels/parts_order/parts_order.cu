@@ -1,7 +1,7 @@
-// CUDA semaim::parts_order (SPEC §5 `parts`): per-image k-means on unit patch features, parts ranked by mean
-// cosine to cls, center-out inside each part. Same core.h math as parts_order_cpu.cpp, in the same order:
-// every dot product and every centroid sum is one thread's sequential loop in index order, so the kernel's
-// results equal the CPU twin's bit for bit (two-rounding mul_add_rn, IEEE division and sqrt).
+// CUDA semaim::parts_order (method.md §5 `parts`): per-image k-means on unit patch features, parts ranked by
+// mean cosine to cls, center-out inside each part. Same core.h math as parts_order_cpu.cpp, in the same
+// order: every dot product and every centroid sum is one thread's sequential loop in index order, so the
+// kernel's results equal the CPU twin's bit for bit (two-rounding mul_add_rn, IEEE division and sqrt).
 //
 // Launch: one block of 256 threads per image (grid N). Scratch in global memory (fp32): unit tokens
 // (N, L+1, D), centroids and their unit rows (N, k, D) x2; int32 assignments (N, L), fp32 cls cosines (N, L),

@@ -1,4 +1,4 @@
-// CPU twin of semaim::parts_order (SPEC §5 `parts`): the math of core.h, parallel over images.
+// CPU twin of semaim::parts_order (method.md §5 `parts`): the math of core.h, parallel over images.
 // Reference: src/ordering/parts.cpp parts_keys (same fp32 arithmetic in the same order, so results are exact).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

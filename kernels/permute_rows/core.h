@@ -1,6 +1,6 @@
-// Host+device math of semaim::permute_rows (natural <-> ordered token layouts, SPEC §4's sorted form) and
-// semaim::permute_rows_sum, shared by permute_rows_cpu.cpp and permute_rows.cu; references: index_select on
-// the flattened rows (+ the add), and index_add into zeros.
+// Host+device math of semaim::permute_rows (natural <-> ordered token layouts, method.md §4's sorted form)
+// and semaim::permute_rows_sum, shared by permute_rows_cpu.cpp and permute_rows.cu; references: index_select
+// on the flattened rows (+ the add), and index_add into zeros.
 #pragma once
 #include <ATen/OpMathType.h>
 #include <c10/macros/Macros.h>

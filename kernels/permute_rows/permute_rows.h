@@ -1,4 +1,4 @@
-// Differentiable gather between the natural and the ordered token layouts (SPEC §4's sorted form): the
+// Differentiable gather between the natural and the ordered token layouts (method.md §4's sorted form): the
 // semaim::permute_rows op (CPU twin or CUDA kernel) inside an autograd function, and its ATen reference.
 #pragma once
 #include <ATen/core/Tensor.h>

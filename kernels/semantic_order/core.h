@@ -1,4 +1,4 @@
-// Host+device math of the fused semantic permutation (SPEC §6 steps 2-5), shared by semantic_order.cu and
+// Host+device math of the fused semantic permutation (method.md §6 steps 2-5) for semantic_order.cu and
 // semantic_order_cpu.cpp; reference: src/ordering cls_similarity, semantic_center, grid_distance, rank_keys.
 #pragma once
 #include <c10/macros/Macros.h>

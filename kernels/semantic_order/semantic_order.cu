@@ -1,5 +1,5 @@
-// CUDA semaim::semantic_order (SPEC §6 steps 2-5): normalize, cosine to cls/gap, argmax, ring sort, fused.
-// Same core.h math as semantic_order_cpu.cpp; reference: src/ordering semantic_order_reference.
+// CUDA semaim::semantic_order (method.md §6 steps 2-5): normalize, cosine to cls/gap, argmax, ring sort,
+// fused. Same core.h math as semantic_order_cpu.cpp; reference: src/ordering semantic_order_reference.
 //
 // Launch: one block of 256 threads per image (grid N). Phase 1 writes the fp32 anchor (cls token, or the
 // mean patch for gap) to an (N, D) scratch; phase 2 gives each warp whole patches (lanes stride over D,

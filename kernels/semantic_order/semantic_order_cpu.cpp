@@ -1,4 +1,4 @@
-// CPU twin of semaim::semantic_order (SPEC §6 steps 2-5): the math of core.h, parallel over images.
+// CPU twin of semaim::semantic_order (method.md §6 steps 2-5): the math of core.h, parallel over images.
 // Reference: src/ordering semantic_order_reference (cls_similarity -> argmax -> rank_keys(distance, noise)).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

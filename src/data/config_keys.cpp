@@ -1,4 +1,4 @@
-// data.* keys (datasets, loader, SPEC §8 augmentation); docs/configs.md and docs/data.md document them.
+// data.* keys (datasets, loader, method.md §8 augmentation); docs/configs.md and docs/data.md document them.
 #include "semaim/data/config_keys.h"
 
 namespace semaim::data {

@@ -1,5 +1,6 @@
 // RandomResizedCrop / flip / normalize (torchvision semantics), the eval resize + center crop and mmseg's
-// Pad, on OpenCV views of the CHW planes; SPEC §8 augmentation. Results are written straight into the output.
+// Pad, on OpenCV views of the CHW planes; method.md §8 augmentation. Results are written straight into the
+// output.
 #include "semaim/data/transforms.h"
 
 #include <opencv2/core.hpp>

@@ -1,4 +1,4 @@
-// The engine's configuration keys and the shared training keys of a task section (SPEC §8 hyperparameters);
+// The engine's configuration keys and the shared training keys of a task section (method.md §8 hyperparameters);
 // docs/configs.md documents them.
 #include "semaim/engine/config_keys.h"
 
@@ -80,7 +80,7 @@ void register_training_keys(config::Schema& s, const std::string& section, const
          1 << 20});
   s.add({p + "accum_steps", T::kInt, "1", "Micro-batches accumulated per optimizer step.", 1, 4096});
   s.add({p + "base_lr", T::kFloat, float_yaml(d.base_lr),
-         "Learning rate per 256 images: lr = base_lr x effective batch / 256 (SPEC §8).", 0.0, 10.0});
+         "Learning rate per 256 images: lr = base_lr x effective batch / 256 (method.md §8).", 0.0, 10.0});
   s.add(
       {p + "lr", T::kFloat, "0.0", "Absolute learning rate; 0 = derived from " + p + "base_lr.", 0.0, 1e30});
   s.add({p + "min_lr", T::kFloat, float_yaml(d.min_lr), "Learning rate at the end of the half-cosine.", 0.0,

@@ -1,4 +1,4 @@
-// Linear probe (SPEC §8; MAE main_linprobe.py): frozen features extracted once, BN(affine=False, eps 1e-6)
+// Linear probe (method.md §8; MAE main_linprobe.py): frozen features cached, BN(affine=False, eps 1e-6)
 // + Linear head (weight std 0.01, truncated at 2σ), SGD momentum, warmup + half-cosine lr per iteration.
 #include "semaim/eval/linprobe.h"
 

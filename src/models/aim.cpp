@@ -1,6 +1,6 @@
-// Two-stream AIM model (SPEC §3-4; reference AimViT.forward_aim with Block_SelfMask/Block_SelfCrossMask).
-// Default path: sort tokens by key, then both streams are plain causal SDPA; "dense" keeps the reference
-// masks.
+// Two-stream AIM model (method.md §3-4; reference AimViT.forward_aim with Block_SelfMask /
+// Block_SelfCrossMask). Default path: sort tokens by key, then both streams are plain causal SDPA; "dense"
+// keeps the reference masks.
 #include "semaim/models/aim.h"
 
 #include <ATen/ATen.h>

@@ -1,4 +1,4 @@
-// model.* and target.* keys (SPEC §3, §4, §7); docs/configs.md documents them.
+// model.* and target.* keys (method.md §3, §4, §7); docs/configs.md documents them.
 #include "semaim/models/config_keys.h"
 
 namespace semaim::models {
@@ -20,21 +20,21 @@ void register_config_keys(config::Schema& s) {
   s.add({"model.head",
          T::kString,
          "mlp",
-         "Prediction head: `mlp` (Linear-GELU-Linear) or `linear` (SPEC §3).",
+         "Prediction head: `mlp` (Linear-GELU-Linear) or `linear` (method.md §3).",
          {},
          {},
          {"mlp", "linear"}});
   s.add({"model.attention",
          T::kString,
          "causal",
-         "`causal`: sorted tokens + SDPA is_causal (fast form, SPEC §4); `dense`: the reference masks.",
+         "`causal`: sorted tokens + SDPA is_causal (fast form, method.md §4); `dense`: the reference masks.",
          {},
          {},
          {"causal", "dense"}});
 
   s.add_section("target");
   s.add({"target.blur_kernel", T::kInt, "9",
-         "Gaussian blur kernel size of the pixel target; 0 or 1 = no blur (SPEC §7).", 0, 63});
+         "Gaussian blur kernel size of the pixel target; 0 or 1 = no blur (method.md §7).", 0, 63});
   s.add({"target.blur_sigma", T::kFloat, "1.0", "Gaussian blur sigma.", 0.0, 100.0});
   s.add({"target.norm_pix", T::kBool, "true",
          "Per-patch normalization of the target (unbiased variance, eps 1e-6)."});

@@ -1,5 +1,5 @@
 // Registry of named ViT encoder sizes (timm vit_tiny/small/base/large_patch16_224) and the AIM models built
-// on them (reference aim_base / aim_large, SPEC §3), timm @register_model style.
+// on them (reference aim_base / aim_large, method.md §3), timm @register_model style.
 #include "semaim/models/registry.h"
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // ViT encoder (timm VisionTransformer names, forward_intermediates, dynamic_img_size) and the MAE sin-cos
-// table; SPEC §3 architecture and init.
+// table; method.md §3 architecture and init.
 #include "semaim/models/vit.h"
 
 #include <ATen/ATen.h>
@@ -109,8 +109,8 @@ AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
 // x: (N, T, D) -> (N, T, D)
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& mask, bool causal) {
   const int64_t n = x.size(0), t = x.size(1), d = x.size(2);
-  // (N, T, 3D) -> (3, N, heads, T, E) in one copy: contiguous q/k/v make the CPU flash backward ~10% faster
-  // than strided views.
+  // (N, T, 3D) -> (3, N, heads, T, E) in one copy: the CPU flash backward is faster on contiguous q/k/v than
+  // on strided views.
   auto qkv_t = qkv(x).view({n, t, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4}).contiguous();
   auto out = at::scaled_dot_product_attention(qkv_t[0], qkv_t[1], qkv_t[2], mask, 0.0, causal);
   return proj(out.transpose(1, 2).reshape({n, t, d}));

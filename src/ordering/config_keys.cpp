@@ -1,4 +1,4 @@
-// ordering.* keys (SPEC §5-6); the strategy's choices and description come from strategy_table().
+// ordering.* keys (method.md §5-6); the strategy's choices and description come from strategy_table().
 #include "semaim/ordering/config_keys.h"
 
 #include "semaim/ordering/ordering.h"
@@ -15,7 +15,7 @@ void register_config_keys(config::Schema& s) {
   s.add({"ordering.strategy",
          T::kString,
          "semantic",
-         "Patch ordering (SPEC §5): " + strategies + ".",
+         "Patch ordering (method.md §5): " + strategies + ".",
          {},
          {},
          strategy_names()});
@@ -42,7 +42,7 @@ void register_config_keys(config::Schema& s) {
          "Parts per image for `parts` (per-image k-means on patch features; clamped to L).", 1, 4096});
   s.add({"ordering.parts_iters", T::kInt, "5", "k-means iterations for `parts`.", 0, 1000});
   s.add({"ordering.tie_noise", T::kFloat, "0.001",
-         "Scale of the uniform tie-break noise added to grid distances (SPEC §6).", 0.0, 0.5});
+         "Scale of the uniform tie-break noise added to grid distances (method.md §6).", 0.0, 0.5});
   s.add({"ordering.pass_dtype",
          T::kString,
          "fp32",

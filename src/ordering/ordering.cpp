@@ -1,5 +1,5 @@
 // The strategy table (names, permutations, docs), make_order (the engine's entry point) and key ->
-// permutation (SPEC §2, §4, §5, §6). Every strategy is ranked so the engine always gets exactly distinct
+// permutation (method.md §2, §4, §5, §6). Every strategy is ranked so the engine always gets exactly distinct
 // keys.
 #include <ATen/ATen.h>
 
@@ -17,7 +17,8 @@
 namespace semaim::ordering {
 namespace {
 
-// Reference names whose semaim spelling differs (SPEC §5); "raster" is valid in both with different meanings.
+// Reference names whose semaim spelling differs (method.md §5); "raster" is valid in both with different
+// meanings.
 const std::vector<std::pair<std::string, std::string>>& reference_aliases() {
   static const std::vector<std::pair<std::string, std::string>> kAliases = {{"zigzag", "raster"},
                                                                             {"center2out", "center_out"},
@@ -50,7 +51,7 @@ Permutation by_keys(const at::Tensor& keys, const StrategyInput& in) {
   return order_from_keys(keys.to(in.device));
 }
 
-// SPEC §5: key = -similarity; exact ties (identical tokens) go in random order: rank_keys' lexicographic
+// method.md §5: key = -similarity; exact ties (identical tokens) go in random order: rank_keys' lexicographic
 // (primary, tiebreak, index) order as two stable sorts, both through the op.
 Permutation permute_similarity(const StrategyInput& in) {
   const int64_t l = in.gh * in.gw;
@@ -62,7 +63,7 @@ Permutation permute_similarity(const StrategyInput& in) {
   return {order, invert(order)};
 }
 
-// SPEC §6 step 5 in float64 (distance + tie_noise*U), ranked; exact ties left (tie_noise = 0) go by U.
+// method.md §6 step 5 in float64 (distance + tie_noise*U), ranked; exact ties left (tie_noise = 0) go by U.
 Permutation permute_semantic(const StrategyInput& in) {
   const int64_t l = in.gh * in.gw;
   at::Tensor u = at::rand({in.n, l}, in.gen, at::TensorOptions().dtype(at::kDouble)).to(in.tokens.device());

@@ -1,5 +1,5 @@
-// ATen reference of the `parts` ordering (SPEC §5): batched cosine k-means on patch features, parts ranked
-// by mean similarity to cls, center-out inside each part. The fused op kernels/parts_order is held to it.
+// ATen reference of `parts` (method.md §5): batched cosine k-means on patch features, parts ranked by mean
+// similarity to cls, center-out inside each part. The fused op kernels/parts_order is held to it.
 #include <ATen/ATen.h>
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// Per-strategy keys (SPEC §5, §6); reference: models_semaim.py generate_*_permutation, calculate_attention_*.
-// Vectorized over the batch: no per-sample loops, so each function can serve as a fused kernel's reference.
+// Per-strategy keys (method.md §5-6; models_semaim.py generate_*_permutation, calculate_attention_*).
+// Vectorized over the batch, no per-sample loops: each function can serve as a fused kernel's reference.
 #include <ATen/ATen.h>
 
 #include <cmath>

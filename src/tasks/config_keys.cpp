@@ -1,4 +1,4 @@
-// pretrain.* and linprobe.* keys (SPEC §8 schedules); docs/configs.md documents them.
+// pretrain.* and linprobe.* keys (method.md §8 schedules); docs/configs.md documents them.
 #include "semaim/tasks/config_keys.h"
 
 #include "semaim/engine/config_keys.h"
@@ -19,7 +19,7 @@ void register_linprobe_keys(config::Schema& s) {
       "on cached features.");
   s.add({"linprobe.epochs", T::kInt, "30", "Linear-probe epochs over the cached features.", 1});
   s.add({"linprobe.batch_size", T::kInt, "256", "Linear-probe batch size.", 1});
-  s.add({"linprobe.base_lr", T::kFloat, "0.1", "SGD lr per 256 images (SPEC §8).", 0.0, 100.0});
+  s.add({"linprobe.base_lr", T::kFloat, "0.1", "SGD lr per 256 images (method.md §8).", 0.0, 100.0});
   s.add({"linprobe.momentum", T::kFloat, "0.9", "SGD momentum.", 0.0, 1.0});
   s.add({"linprobe.weight_decay", T::kFloat, "0.0", "SGD weight decay.", 0.0, 1.0});
   s.add({"linprobe.pool",

@@ -1,5 +1,5 @@
 // Per-sample image transforms as composable objects: torchvision's RandomResizedCrop, Resize, CenterCrop,
-// RandomHorizontalFlip and ToTensor + Normalize (SPEC §8 augmentation and the evaluation transform), and
+// RandomHorizontalFlip and ToTensor + Normalize (method.md §8 augmentation and the evaluation transform), and
 // mmseg's Pad, on OpenCV, no ATen per pixel. A Pipeline is built from a list of names (config data.transforms
 // / data.eval_transforms) with parameters from AugmentConfig; its geometric steps leave a record (geometry.h)
 // that targets follow.

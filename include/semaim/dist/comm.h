@@ -1,6 +1,6 @@
-// Data-parallel communication (issue 4): one small interface -- all-reduce (async), broadcast, all-gather,
-// barrier -- with a single-process backend and an MPI backend for CPU tensors (OpenMPI, SEMAIM_WITH_MPI).
-// NCCL through c10d::ProcessGroupNCCL for CUDA tensors is the next backend behind the same interface.
+// Data-parallel communication: one small interface -- all-reduce (async), broadcast, all-gather, barrier --
+// with a single-process backend, an MPI backend for CPU tensors (OpenMPI, SEMAIM_WITH_MPI) and an NCCL
+// backend for CUDA tensors (c10d::ProcessGroupNCCL).
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -1,4 +1,4 @@
-// Bucketed gradient all-reduce in the manner of PyTorch DDP (issue 4 item 3): parameters in flat buckets
+// Bucketed gradient all-reduce in the manner of PyTorch DDP: parameters in flat buckets
 // (reverse registration order, first bucket smaller), gradients as views into their bucket, a post-accumulate
 // hook per parameter, each bucket all-reduced asynchronously as soon as all its gradients are in -- in bucket
 // order on every rank -- while backward continues; averaged over ranks at the end. No communication on

@@ -1,5 +1,5 @@
 // The engine's configuration keys (run.*, checkpoint.*, log.*) and the training keys every task section
-// shares (SPEC §8: AdamW, half-cosine schedule, clipping, EMA), registered into a task's section.
+// shares (method.md §8: AdamW, half-cosine schedule, clipping, EMA), registered into a task's section.
 #pragma once
 #include <cstdint>
 #include <string>

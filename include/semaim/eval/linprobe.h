@@ -1,4 +1,4 @@
-// Linear probe on frozen encoder features (SPEC §8, MAE main_linprobe.py scaled down): BatchNorm without
+// Linear probe on frozen encoder features (method.md §8, MAE main_linprobe.py scaled down): BatchNorm without
 // affine + Linear, SGD with momentum, half-cosine lr per iteration; top-1 on the test split.
 #pragma once
 #include <ATen/ATen.h>

@@ -1,4 +1,4 @@
-// Two-stream autoregressive image model (SemAIM/SAIM AimViT, SPEC §3-4): a ViT content stream and a
+// Two-stream autoregressive image model (SemAIM/SAIM AimViT, method.md §3-4): a ViT content stream and a
 // cross-attention-only query stream; sorted-causal SDPA by default, the reference dense masks on request.
 #pragma once
 #include <ATen/ATen.h>
@@ -23,7 +23,8 @@ struct AimConfig {
   VitConfig vit;
   int64_t decoder_depth = 12;
   std::string head = "mlp";          // "mlp" (Linear D->4D, GELU, Linear 4D->out) or "linear"
-  std::string attention = "causal";  // "causal": sorted SDPA is_causal (SPEC §4); "dense": reference masks
+  // "causal": sorted tokens + SDPA is_causal (method.md §4); "dense": the reference masks.
+  std::string attention = "causal";
 
   int64_t step() const { return vit.depth / decoder_depth; }
   int64_t out_dim() const { return vit.patch_size * vit.patch_size * vit.in_chans; }
@@ -56,7 +57,7 @@ class DecoderBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DecoderBlock);
 
-// Reference masks over [cls ; natural patches] (SPEC §4), true = may attend.
+// Reference masks over [cls ; natural patches] (method.md §4), true = may attend.
 // keys: (N, L) -> pair of (N, 1, L+1, L+1) bool: Mh (key_j <= key_i), Mg (key_j < key_i)
 std::pair<at::Tensor, at::Tensor> dense_masks(const at::Tensor& keys);
 
@@ -80,7 +81,7 @@ class AimVitImpl : public VitEncoderImpl {
   at::Tensor patchify(const at::Tensor& imgs) const;
   // x: (N, L, p*p*C) -> (N, C, H, W)
   at::Tensor unpatchify(const at::Tensor& x) const;
-  // Pixel loss (SPEC §7) of the prediction under keys. imgs: (N, C, H, W), keys: (N, L) -> scalar
+  // Pixel loss (method.md §7) of the prediction under keys. imgs: (N, C, H, W), keys: (N, L) -> scalar
   at::Tensor forward_loss(const at::Tensor& imgs, const at::Tensor& keys, const TargetConfig& tcfg);
   // forward_loss under a precomputed permutation (the engine's ordering::make_order): no re-sort of rank
   // keys; the dense form rebuilds its masks from the ranks (inverse). imgs: (N, C, H, W), order/inverse:

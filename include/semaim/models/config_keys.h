@@ -1,5 +1,5 @@
 // The models area's configuration keys: model.* (registered size, overrides, head, attention form) and
-// target.* (the pixel target, SPEC §7).
+// target.* (the pixel target, method.md §7).
 #pragma once
 #include "semaim/config/config.h"
 

@@ -1,4 +1,4 @@
-// Pixel targets and losses (SPEC §7; reference AimViT.forward_pixel_loss, GaussianConv2d, patchify).
+// Pixel targets and losses (method.md §7; reference AimViT.forward_pixel_loss, GaussianConv2d, patchify).
 #pragma once
 #include <ATen/ATen.h>
 

@@ -1,4 +1,4 @@
-// Plain ViT encoder with timm's parameter names, plus the fixed 2D sin-cos table (SPEC §3; timm
+// Plain ViT encoder with timm's parameter names, plus the fixed 2D sin-cos table (method.md §3; timm
 // vision_transformer.VisionTransformer, MAE util/pos_embed.get_2d_sincos_pos_embed).
 #pragma once
 #include <ATen/ATen.h>
@@ -26,7 +26,8 @@ struct VitConfig {
   int64_t img_h = 0, img_w = 0;
   // Stochastic depth: per-block rates rise linearly from 0 to drop_path_rate (timm's dpr).
   double drop_path_rate = 0.0;
-  // SPEC §3: the sin-cos table is frozen in pretraining; fine-tuning learns it (timm's learnable pos_embed).
+  // method.md §3: the sin-cos table is frozen in pretraining; fine-tuning learns it (timm's learnable
+  // pos_embed).
   bool learnable_pos_embed = false;
   // timm dynamic_img_size: any multiple of patch_size, the position table resampled to the input's grid.
   bool dynamic_img_size = false;
@@ -164,7 +165,7 @@ class VitEncoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VitEncoder);
 
-// Xavier-uniform weight, zero bias (SPEC §3 init for every Linear).
+// Xavier-uniform weight, zero bias (method.md §3 init for every Linear).
 void init_linear_(torch::nn::Linear& lin);
 
 }  // namespace semaim::models

@@ -1,5 +1,5 @@
 // The ordering area's configuration keys (ordering.*): the strategy (choices from the strategy table) and
-// its parameters (SPEC §5-6).
+// its parameters (method.md §5-6).
 #pragma once
 #include "semaim/config/config.h"
 

@@ -1,4 +1,4 @@
-// C++ entry points of semaim's fused ordering ops (SPEC §6; kernels/): the CPU twin or the CUDA kernel,
+// C++ entry points of semaim's fused ordering ops (method.md §6; kernels/): the CPU twin or the CUDA kernel,
 // chosen by the dispatcher from the inputs' device. ordering::order_from_keys (ordering.h) is the other op.
 #pragma once
 #include <ATen/core/Tensor.h>
@@ -9,7 +9,7 @@
 
 namespace semaim::ordering {
 
-// SPEC §6 steps 2-5 in one op: L2-normalize (fp32 accumulation for bf16/fp16), cosine of every patch to
+// method.md §6 steps 2-5 in one op: L2-normalize (fp32 accumulation for bf16/fp16), cosine of every patch to
 // the cls token (source "cls") or to the mean patch ("gap"), center = argmax (NaN first, ties to the lowest
 // index, as at::argmax), then patches sorted by exact grid distance from the center, ties by noise
 // (NaN last), then by index -- the order of semantic_order_reference.
@@ -20,7 +20,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order(const at::Tensor& 
                                                               int64_t gw, const std::string& source,
                                                               const at::Tensor& noise);
 
-// SPEC §5 `parts` in one op (CPU twin or CUDA kernel): the order of ordering::parts_keys
+// method.md §5 `parts` in one op (CPU twin or CUDA kernel): the order of ordering::parts_keys
 // (ordering.h documents the k-means, its init, empty clusters and the total order), bit-exact.
 // tokens: (N, L+1, D) float32/bfloat16/float16/float64 (computed in fp32), L = gh*gw; 1 <= k <= L;
 // 0 <= iters <= 1000; noise: (N, L) float32/float64 on the same device -> order (N, L), inverse (N, L)

@@ -1,4 +1,4 @@
-// Patch orderings as per-patch keys (SPEC §2, §5, §6); reference: models_semaim.py generate_*_permutation.
+// Patch orderings as per-patch keys (method.md §2, §5-6); reference: models_semaim.py generate_*_permutation.
 // Every strategy is vectorized ATen over the batch and works on any gh x gw grid.
 #pragma once
 #include <ATen/ATen.h>
@@ -10,7 +10,7 @@
 
 namespace semaim::ordering {
 
-// What each patch is compared with (SPEC §6 step 3): the cls token or the mean patch token.
+// What each patch is compared with (method.md §6 step 3): the cls token or the mean patch token.
 enum class SimilaritySource { kCls, kGap };
 SimilaritySource parse_source(const std::string& name);  // "cls" | "gap"
 std::string source_name(SimilaritySource s);
@@ -28,13 +28,14 @@ class Strategy {
   const StrategyDef* def_;
 };
 
-// semaim names (SPEC §5); reference names: raster = `zigzag`, snake = `raster`, center_out = `center2out`,
-// similarity = `attention`, semantic = `attention_center`. An unknown name throws InputError naming the
-// closest valid one (and the semaim name of a reference name such as "zigzag" or "attention_center").
+// semaim names (method.md §5); reference names: raster = `zigzag`, snake = `raster`, center_out =
+// `center2out`, similarity = `attention`, semantic = `attention_center`. An unknown name throws InputError
+// naming the closest valid one (and the semaim name of a reference name such as "zigzag" or
+// "attention_center").
 Strategy parse_strategy(const std::string& name);
 std::string strategy_name(Strategy s);
 std::vector<std::string> strategy_names();
-// similarity, semantic and parts read encoder tokens (SPEC §6 step 1).
+// similarity, semantic and parts read encoder tokens (method.md §6 step 1).
 bool needs_tokens(Strategy s);
 
 struct OrderingConfig {
@@ -43,11 +44,12 @@ struct OrderingConfig {
   // Side lengths of nested square windows for center_out / stochastic_center; empty = the grid's default
   // (default_center_windows).
   std::vector<int64_t> center_windows;
-  // Scale of the uniform noise added to semantic keys (SPEC §6 step 5: distance + 1e-3*U[0,1)). Must be
-  // finite and >= 0. Not used by similarity: SPEC §5 keys it by -similarity alone, and noise of this size
-  // would reorder patches whose similarities differ by less than it; its ties are broken at random instead.
+  // Scale of the uniform noise added to semantic keys (method.md §6 step 5: distance + 1e-3*U[0,1)). Must
+  // be finite and >= 0. Not used by similarity: method.md §5 keys it by -similarity alone, and noise of this
+  // size would reorder patches whose similarities differ by less than it; its ties are broken at random
+  // instead.
   double tie_noise = 1e-3;
-  // parts (SPEC §5): number of k-means parts (clamped to L) and k-means iterations.
+  // parts (method.md §5): number of k-means parts (clamped to L) and k-means iterations.
   int64_t parts_k = 4;
   int64_t parts_iters = 5;
 };
@@ -83,9 +85,9 @@ const std::vector<StrategyDef>& strategy_table();
 
 // The permutation the engine uses, every strategy through the fused ops (kernels.h; order_from_keys below):
 // order and inverse (N, L) int64, and keys (N, L) float32 = inverse, the rank of each patch in its row's
-// order (the values 0..L-1, exactly distinct, so SPEC §4's fast form is exact), all on `device`.
+// order (the values 0..L-1, exactly distinct, so method.md §4's fast form is exact), all on `device`.
 // Each strategy's own key (below) is ordered with ties broken at random: in float32, distance + 1e-3*U
-// collides for ~16% of rows on 14x14 and ~97% on 37x37, so the ordering is done on float64 keys.
+// often collides within a row (more often the larger the grid), so the ordering is done on float64 keys.
 // semantic runs as the fused op (semantic_order, on the tokens' device) whenever tie_noise only breaks ties
 // on the grid (< 1/(4*max distance)), which gives exactly the float64 ranking; otherwise, and on CUDA in a
 // build without the CUDA kernels, it runs the ATen composition; so does parts.
@@ -113,7 +115,7 @@ at::Tensor rank_keys(const at::Tensor& primary, const at::Tensor& tiebreak);
 // True iff every row of keys (N, L) has L distinct values.
 bool keys_distinct(const at::Tensor& keys);
 
-// ---- Individual strategies: SPEC §5 formulas, float32 on the CPU unless the tokens live elsewhere. ----
+// ---- Individual strategies: method.md §5 formulas, float32 on the CPU unless the tokens live elsewhere ----
 // key = j (patch index j = row*gw + col): -> (N, L)
 at::Tensor raster_keys(int64_t n, int64_t gh, int64_t gw);
 // Even rows left->right, odd rows right->left; key = position along that path: -> (N, L)
@@ -121,7 +123,7 @@ at::Tensor snake_keys(int64_t n, int64_t gh, int64_t gw);
 // A uniformly random permutation per row, as keys rank/L in [0,1) (U[0,1) without float ties): -> (N, l)
 at::Tensor stochastic_keys(int64_t n, int64_t l, at::Generator& gen);
 
-// Windows (SPEC §5 center_out, reference generate_center_permutation): a window of side s around cell
+// Windows (method.md §5 center_out, reference generate_center_permutation): a window of side s around cell
 // (cr, cc) covers rows [cr - s/2, cr - s/2 + s) and the same for columns, shifted to lie inside the grid
 // (integer division; on 14x14 with center (7, 7) this is exactly the reference's [6,8), [4,10), [2,12)).
 // key = stochastic key - (number of windows containing the patch): window by window inward-first, random
@@ -147,15 +149,15 @@ std::vector<int64_t> default_center_windows(int64_t gh, int64_t gw);
 // Throws InputError unless every side is in 1..min(gh, gw) and the sides are distinct.
 void check_center_windows(const std::vector<int64_t>& windows, int64_t gh, int64_t gw);
 
-// SPEC §6 steps 2-3: L2-normalize tokens, cosine of every patch to cls (or to the normalized mean of the
+// method.md §6 steps 2-3: L2-normalize tokens, cosine of every patch to cls (or to the normalized mean of the
 // raw patch tokens, as the reference's calculate_attention_gap). tokens: (N, L+1, D) -> (N, L), in the
 // tokens' dtype (float32 for half/bfloat16); the reference then applies a softmax, which changes no order.
 at::Tensor cls_similarity(const at::Tensor& tokens, SimilaritySource src);
 // key = -similarity + noise. tokens: (N, L+1, D), noise: (N, L) already scaled -> (N, L) float32
 at::Tensor similarity_keys(const at::Tensor& tokens, SimilaritySource src, const at::Tensor& noise);
-// SPEC §6 step 4: center = argmax_j similarity. tokens: (N, L+1, D) -> (N) int64
+// method.md §6 step 4: center = argmax_j similarity. tokens: (N, L+1, D) -> (N) int64
 at::Tensor semantic_center(const at::Tensor& tokens, SimilaritySource src);
-// SPEC §6 steps 2-5: key = euclidean grid distance from the center + noise.
+// method.md §6 steps 2-5: key = euclidean grid distance from the center + noise.
 // tokens: (N, gh*gw+1, D), noise: (N, L) already scaled -> (N, L) float32. Noise below the smallest gap
 // between distinct grid distances (~1/(2*diagonal): 0.01 on 37x37) only breaks ties.
 at::Tensor semantic_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, SimilaritySource src,
@@ -166,14 +168,14 @@ at::Tensor semantic_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, Simil
 std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_reference(const at::Tensor& tokens, int64_t gh,
                                                                         int64_t gw, SimilaritySource src,
                                                                         const at::Tensor& noise);
-// parts (SPEC §5), the reference of the fused parts_order op (kernels.h). In fp32 from the upcast tokens:
-// patches and cls L2-normalized (eps 1e-12); cosine k-means with k centroids initialized to the patches
-// floor(c*L/k), c = 0..k-1 (spread evenly in index order); each of `iters` rounds sets a centroid to the sum
-// of its members (cosine ignores the scale), an empty cluster keeps its previous centroid; patches go to the
-// most similar centroid (lowest index on ties). Parts ranked by the mean cosine of their members to cls
-// (highest first, ties by part index; empty parts last); inside a part, center-out from its seed (the member
-// most similar to cls, lowest index on ties) by exact grid distance, ties by noise, then index.
-// Every sum over D or over patches runs in index order, so the CPU twin matches it bit for bit.
+// parts (method.md §5), the reference of the fused parts_order op (kernels.h). In fp32 from the upcast
+// tokens: patches and cls L2-normalized (eps 1e-12); cosine k-means with k centroids initialized to the
+// patches floor(c*L/k), c = 0..k-1 (spread evenly in index order); each of `iters` rounds sets a centroid to
+// the sum of its members (cosine ignores the scale), an empty cluster keeps its previous centroid; patches go
+// to the most similar centroid (lowest index on ties). Parts ranked by the mean cosine of their members to
+// cls (highest first, ties by part index; empty parts last); inside a part, center-out from its seed (the
+// member most similar to cls, lowest index on ties) by exact grid distance, ties by noise, then index. Every
+// sum over D or over patches runs in index order, so the CPU twin matches it bit for bit.
 // tokens: (N, gh*gw+1, D) finite, noise: (N, L) -> (N, L) float32 ranks 0..L-1 (the op's inverse)
 at::Tensor parts_keys(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k, int64_t iters,
                       const at::Tensor& noise);

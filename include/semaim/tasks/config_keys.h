@@ -1,5 +1,5 @@
 // The task sections' configuration keys: pretrain.* (the shared training keys with SemAIM's defaults) and
-// linprobe.* (the linear probe on frozen features, SPEC §8).
+// linprobe.* (the linear probe on frozen features, method.md §8).
 #pragma once
 #include "semaim/config/config.h"
 
