@@ -7,10 +7,9 @@
 #include <functional>
 #include <stdexcept>
 
-#include <unistd.h>
-
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::InputError;
@@ -75,18 +74,13 @@ std::string misuse_of(const std::function<void()>& f) {
 
 class ConfigFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("semaim_cfg_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_ / "_base_");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { fs::create_directories(tmp_.path() / "_base_"); }
   std::string write(const std::string& rel, const std::string& text) {
-    auto p = dir_ / rel;
+    auto p = tmp_.path() / rel;
     std::ofstream(p) << text;
     return p.string();
   }
-  fs::path dir_;
+  semaim::test::TempDir tmp_;
 };
 
 }  // namespace
@@ -167,8 +161,7 @@ TEST_F(ConfigFiles, SyntaxErrorsMissingFilesAndCyclesAreClearErrors) {
   std::string m = error_of([&] { load(bad); });
   EXPECT_NE(m.find("bad.yaml"), std::string::npos) << m;
   EXPECT_NE(m.find("line"), std::string::npos) << m;
-  EXPECT_NE(error_of([&] { load((dir_ / "nope.yaml").string()); }).find("no such config file"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { load(tmp_.file("nope.yaml")); }).find("no such config file"), std::string::npos);
   write("x.yaml", "_base_: y.yaml\n");
   auto y = write("y.yaml", "_base_: x.yaml\n");
   EXPECT_NE(error_of([&] { load(y); }).find("cycle"), std::string::npos);

@@ -48,7 +48,8 @@ TEST(MpiRanks, CollectivesGiveTheSameResultOnEveryRank) {
 
 TEST(MpiComm, TwoRanksAgreeOnEveryCollective) {
   if (!mpi_built()) GTEST_SKIP() << "built without MPI (SEMAIM_WITH_MPI=OFF)";
-  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not installed";
+  if (semaim::testing::run_command("command -v mpirun").exit_code != 0)
+    GTEST_SKIP() << "mpirun not installed";
   if (under_mpirun()) GTEST_SKIP() << "this is the driver; it does not run inside mpirun";
   const std::string cmd =
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "

@@ -7,6 +7,7 @@
 
 #include "run_command.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -20,19 +21,12 @@ const std::string kTiny =
 
 class Cli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("semaim_cli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& rel, const std::string& text) {
-    std::ofstream(dir_ / rel) << text;
-    return (dir_ / rel).string();
+    std::ofstream(tmp_.file(rel)) << text;
+    return tmp_.file(rel);
   }
-  std::string out_dir() const { return " --set run.output_dir=" + dir_.string(); }
-  fs::path dir_;
+  std::string out_dir() const { return " --set run.output_dir=" + tmp_.path().string(); }
+  semaim::test::TempDir tmp_;
 };
 
 }  // namespace
@@ -48,7 +42,7 @@ TEST_F(Cli, HelpOfEverySubcommandExitsZero) {
 TEST_F(Cli, UnknownSubcommandOrMissingArgumentExitsTwo) {
   EXPECT_EQ(run_command(kBin + " pretrian x.yaml").exit_code, 2);
   EXPECT_EQ(run_command(kBin + " pretrain").exit_code, 2);
-  EXPECT_EQ(run_command(kBin + " pretrain " + (dir_ / "missing.yaml").string()).exit_code, 2);
+  EXPECT_EQ(run_command(kBin + " pretrain " + tmp_.file("missing.yaml")).exit_code, 2);
 }
 
 TEST_F(Cli, UnknownConfigKeyExitsTwoNamingFileKeyAndSuggestion) {
@@ -68,12 +62,12 @@ TEST_F(Cli, BadOverrideValueExitsTwo) {
 }
 
 TEST_F(Cli, TruncatedDatasetFileExitsTwoNamingTheFile) {
-  fs::create_directories(dir_ / "fm");
+  fs::create_directories(tmp_.path() / "fm");
   for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
-    fs::copy_file(fs::path("/usr/share/datasets/fashion-mnist") / f, dir_ / "fm" / f);
-  fs::resize_file(dir_ / "fm" / "train-images-idx3-ubyte.gz", 5000);
-  auto cfg = write("c.yaml", "data:\n  root: " + (dir_ / "fm").string() + "\n");
+    fs::copy_file(fs::path("/usr/share/datasets/fashion-mnist") / f, tmp_.path() / "fm" / f);
+  fs::resize_file(tmp_.path() / "fm" / "train-images-idx3-ubyte.gz", 5000);
+  auto cfg = write("c.yaml", "data:\n  root: " + tmp_.file("fm") + "\n");
   auto r = run_command(kBin + " pretrain " + cfg + out_dir() + kTiny);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("train-images-idx3-ubyte.gz"), std::string::npos) << r.output;
@@ -95,7 +89,7 @@ TEST_F(Cli, DivergingRunExitsOneAndLeavesACheckpoint) {
   auto r = run_command(kBin + " pretrain " + cfg + out_dir() + kTiny);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("diverged"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(dir_ / "div" / "checkpoints"));
+  EXPECT_TRUE(fs::exists(tmp_.path() / "div" / "checkpoints"));
 }
 
 TEST_F(Cli, PretrainLinprobeExportAndConfigRunEndToEnd) {
@@ -104,7 +98,7 @@ TEST_F(Cli, PretrainLinprobeExportAndConfigRunEndToEnd) {
   auto r = run_command(kBin + " pretrain " + cfg + out_dir() + kTiny);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("loss"), std::string::npos);
-  auto run = dir_ / "e2e";
+  auto run = tmp_.path() / "e2e";
   EXPECT_TRUE(fs::exists(run / "metrics.jsonl"));
   auto p = run_command(kBin + " linprobe " + cfg + out_dir() + kTiny);
   ASSERT_EQ(p.exit_code, 0) << p.output;
@@ -112,10 +106,9 @@ TEST_F(Cli, PretrainLinprobeExportAndConfigRunEndToEnd) {
   auto q = run_command(kBin + " linprobe " + cfg + out_dir() + kTiny + " --random-init");
   ASSERT_EQ(q.exit_code, 0) << q.output;
   EXPECT_TRUE(fs::exists(run / "linprobe_random.json"));
-  auto e = run_command(kBin + " export --checkpoint " + run.string() + " -o " +
-                       (dir_ / "enc.safetensors").string());
+  auto e = run_command(kBin + " export --checkpoint " + run.string() + " -o " + tmp_.file("enc.safetensors"));
   ASSERT_EQ(e.exit_code, 0) << e.output;
-  EXPECT_TRUE(fs::exists(dir_ / "enc.safetensors"));
+  EXPECT_TRUE(fs::exists(tmp_.path() / "enc.safetensors"));
   auto c = run_command(kBin + " config " + cfg + " --set pretrain.epochs=9");
   ASSERT_EQ(c.exit_code, 0) << c.output;
   EXPECT_NE(c.output.find("epochs: 9"), std::string::npos) << c.output;

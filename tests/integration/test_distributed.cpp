@@ -1,10 +1,8 @@
-// Data-parallel pretraining across real MPI ranks (issue 4): two ranks end with the parameters of one rank
+// Data-parallel pretraining across real MPI ranks: two ranks end with the parameters of one rank
 // that accumulates the same global batch, rank 0 alone writes, and a rank that dies ends the job quickly.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,6 +11,7 @@
 #include "semaim/dist/comm.h"
 #include "semaim/io/safetensors.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -34,23 +33,18 @@ class Distributed : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!semaim::dist::mpi_built()) GTEST_SKIP() << "built without MPI (SEMAIM_WITH_MPI=OFF)";
-    if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun not installed";
-    dir_ = fs::temp_directory_path() / ("semaim_dist_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    std::ofstream(dir_ / "dp.yaml") << "ordering:\n  strategy: semantic\n";
+    if (run_command("command -v mpirun").exit_code != 0) GTEST_SKIP() << "mpirun not installed";
+    std::ofstream(tmp_.path() / "dp.yaml") << "ordering:\n  strategy: semantic\n";
   }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string run(const std::string& prefix, const std::string& out, const std::string& extra) {
-    const auto r = run_command(prefix + kBin + " pretrain " + (dir_ / "dp.yaml").string() +
-                               " --set run.output_dir=" + (dir_ / out).string() + kTiny + extra);
+    const auto r = run_command(prefix + kBin + " pretrain " + tmp_.file("dp.yaml") +
+                               " --set run.output_dir=" + (tmp_.path() / out).string() + kTiny + extra);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     return r.output;
   }
   semaim::io::NamedTensors final_weights(const std::string& out) {
     return semaim::io::load_safetensors(
-               (dir_ / out / "dp" / "checkpoints" / "step-00000006.weights.safetensors").string())
+               (tmp_.path() / out / "dp" / "checkpoints" / "step-00000006.weights.safetensors").string())
         .tensors;
   }
   static double max_abs_diff(const semaim::io::NamedTensors& a, const semaim::io::NamedTensors& b) {
@@ -62,7 +56,7 @@ class Distributed : public ::testing::Test {
     }
     return m;
   }
-  fs::path dir_;
+  semaim::test::TempDir tmp_;
 };
 
 }  // namespace
@@ -78,7 +72,7 @@ TEST_F(Distributed, TwoMpiRanksEndWithTheParametersOfOneRankAccumulatingTheSameG
   run("", "half", "");
   EXPECT_GT(max_abs_diff(final_weights("one"), final_weights("half")), 1e-5);
   // Rank 0 alone wrote the metrics: one record per step.
-  std::ifstream m(dir_ / "two" / "dp" / "metrics.jsonl");
+  std::ifstream m(tmp_.path() / "two" / "dp" / "metrics.jsonl");
   int lines = 0;
   for (std::string l; std::getline(m, l);) ++lines;
   EXPECT_EQ(lines, 6);
@@ -86,15 +80,15 @@ TEST_F(Distributed, TwoMpiRanksEndWithTheParametersOfOneRankAccumulatingTheSameG
 
 TEST_F(Distributed, ARankThatDiesEndsTheJobQuicklyWithNonZeroExitAndKeepsEarlierCheckpoints) {
   const auto t0 = std::chrono::steady_clock::now();
-  const auto r = run_command(
-      "SEMAIM_FAULT_EXIT=1:4 " + kMpirun + kBin + " pretrain " + (dir_ / "dp.yaml").string() +
-      " --set run.output_dir=" + (dir_ / "dead").string() + kTiny + " --set checkpoint.every_steps=2");
+  const auto r =
+      run_command("SEMAIM_FAULT_EXIT=1:4 " + kMpirun + kBin + " pretrain " + tmp_.file("dp.yaml") +
+                  " --set run.output_dir=" + tmp_.file("dead") + kTiny + " --set checkpoint.every_steps=2");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("rank 1 exits at step 4"), std::string::npos) << r.output;
   EXPECT_NE(r.exit_code, 124) << "timeout ended the job: the surviving rank hung";
   std::cout << "job with a dead rank ended after " << secs << " s with exit code " << r.exit_code << "\n";
-  EXPECT_TRUE(fs::exists(dir_ / "dead" / "dp" / "checkpoints" / "step-00000002.json")) << r.output;
+  EXPECT_TRUE(fs::exists(tmp_.path() / "dead" / "dp" / "checkpoints" / "step-00000002.json")) << r.output;
 }
 
 TEST_F(Distributed, AStalledRankIsNamedAndTheOthersStopAfterTheTimeout) {
@@ -102,8 +96,8 @@ TEST_F(Distributed, AStalledRankIsNamedAndTheOthersStopAfterTheTimeout) {
   for (const auto& [stalled, waiting] : {std::pair{1, 0}, std::pair{0, 1}}) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto r = run_command("SEMAIM_FAULT_STALL=" + std::to_string(stalled) + ":3 " + kMpirun + kBin +
-                               " pretrain " + (dir_ / "dp.yaml").string() + " --set run.output_dir=" +
-                               (dir_ / ("stall" + std::to_string(stalled))).string() + kTiny +
+                               " pretrain " + tmp_.file("dp.yaml") + " --set run.output_dir=" +
+                               (tmp_.path() / ("stall" + std::to_string(stalled))).string() + kTiny +
                                " --set dist.timeout_seconds=5");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_NE(r.exit_code, 0) << r.output;
@@ -128,7 +122,7 @@ TEST_F(Distributed, ACheckpointOfTwoRanksResumesOnOneRankAndFinishesTheSchedule)
   const std::string one = run("", "resize", " --set pretrain.accum_steps=2 --resume auto");
   EXPECT_NE(one.find("resumed from"), std::string::npos) << one;
   EXPECT_NE(one.find("at step 3"), std::string::npos) << one;
-  EXPECT_TRUE(fs::exists(dir_ / "resize" / "dp" / "checkpoints" / "step-00000006.json")) << one;
+  EXPECT_TRUE(fs::exists(tmp_.path() / "resize" / "dp" / "checkpoints" / "step-00000006.json")) << one;
   // The same global batch and position: the result equals an uninterrupted 2-rank run of 6 steps.
   run(kMpirun, "straight", "");
   const double diff = max_abs_diff(final_weights("resize"), final_weights("straight"));

@@ -6,21 +6,21 @@
 
 #include "run_command.h"
 #include "semaim/config/config.h"
-#include "semaim/io/safetensors.h"
-#include "semaim/tasks/schema.h"
 #include "semaim/engine/checkpointer.h"
+#include "semaim/io/safetensors.h"
 #include "semaim/models/weights.h"
 #include "semaim/tasks/models.h"
+#include "semaim/tasks/schema.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 
 TEST(ExportTimm, TimmLoadsTheEncoderStrictlyAndReproducesItsFeatures) {
   if (!fs::exists(SEMAIM_PYTHON))
     GTEST_SKIP() << "no venv python at " << SEMAIM_PYTHON << " (run tools/setup.sh)";
-  auto dir = fs::temp_directory_path() / ("semaim_export_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const semaim::test::TempDir tmp;
+  const fs::path& dir = tmp.path();
   const std::string set =
       " --set run.output_dir=" + dir.string() +
       " --set run.name=exp --set run.threads=1 --set model.embed_dim=48 --set model.depth=2"
@@ -41,7 +41,8 @@ TEST(ExportTimm, TimmLoadsTheEncoderStrictlyAndReproducesItsFeatures) {
   auto cfg = semaim::config::Config::load(semaim::tasks::schema(), cfg_path);
   auto model = semaim::tasks::build_aim(cfg);
   auto ck = semaim::engine::CheckpointManager::resolve((dir / "exp").string());
-  semaim::models::load_weights(*model, semaim::io::load_safetensors(ck.weights).tensors, {.where = ck.weights});
+  semaim::models::load_weights(*model, semaim::io::load_safetensors(ck.weights).tensors,
+                               {.where = ck.weights});
   model->eval();
   torch::manual_seed(3);
   auto input = torch::randn({4, 1, 28, 28});
@@ -56,5 +57,4 @@ TEST(ExportTimm, TimmLoadsTheEncoderStrictlyAndReproducesItsFeatures) {
                                             "/tests/integration/check_timm_export.py " + enc + " " + ref);
   EXPECT_EQ(check.exit_code, 0) << check.output;
   EXPECT_NE(check.output.find("max abs diff"), std::string::npos) << check.output;
-  fs::remove_all(dir);
 }

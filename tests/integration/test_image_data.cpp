@@ -9,6 +9,7 @@
 
 #include "run_command.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -29,14 +30,11 @@ class ImageData : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(fs::exists(fs::path(SEMAIM_CORPUS_DIR) / ".complete"))
         << "run tools/setup.sh (sample corpus)";
-    dir_ = fs::temp_directory_path() / ("semaim_imgdata_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string out_dir() const { return " --set run.output_dir=" + dir_.string() + " --set run.name=r"; }
-  fs::path dir_;
+  std::string out_dir() const {
+    return " --set run.output_dir=" + tmp_.path().string() + " --set run.name=r";
+  }
+  semaim::test::TempDir tmp_;
 };
 
 nlohmann::json read_json(const fs::path& p) {
@@ -52,12 +50,12 @@ TEST_F(ImageData, PretrainAndLinprobeRunOnImageFoldersCountingTheBadFile) {
   EXPECT_NE(r.output.find("skipping bad image"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("broken_empty.JPEG: empty file"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("epoch 0 done: 1 bad image(s) skipped"), std::string::npos) << r.output;
-  const auto summary = read_json(dir_ / "r" / "pretrain_summary.json");
+  const auto summary = read_json(tmp_.path() / "r" / "pretrain_summary.json");
   EXPECT_EQ(summary.at("bad_images").get<int64_t>(), 1);
   EXPECT_EQ(summary.at("steps").get<int64_t>(), 450 / 32);
   auto p = run_command(kBin + " linprobe " + kCorpusConfig + kSmall + out_dir());
   ASSERT_EQ(p.exit_code, 0) << p.output;
-  const auto probe = read_json(dir_ / "r" / "linprobe.json");
+  const auto probe = read_json(tmp_.path() / "r" / "linprobe.json");
   EXPECT_EQ(probe.at("n_train").get<int64_t>(), 450);  // data.limit applies to the training split
   EXPECT_EQ(probe.at("n_test").get<int64_t>(), 200);
   EXPECT_EQ(probe.at("bad_images").get<int64_t>(), 1);
@@ -73,7 +71,7 @@ TEST_F(ImageData, OnBadImageFailStopsTheRunNamingTheFile) {
 
 TEST_F(ImageData, MissingRootAndUnlabeledProbeAreClearStartupErrors) {
   auto r = run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() +
-                       " --set data.root=" + (dir_ / "nowhere").string());
+                       " --set data.root=" + tmp_.file("nowhere"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("nowhere/train: dataset root does not exist"), std::string::npos) << r.output;
   auto u = run_command(kBin + " linprobe " + kCorpusConfig + kSmall + out_dir() +
@@ -89,7 +87,7 @@ TEST_F(ImageData, ListFilesAndUnlabeledFoldersPretrainFromConfig) {
         run_command(kBin + " pretrain " + kCorpusConfig + kSmall + out_dir() + " --set pretrain.max_steps=2" +
                     " --set data.dataset=" + kind + " --set run.name=" + kind);
     ASSERT_EQ(r.exit_code, 0) << kind << "\n" << r.output;
-    EXPECT_TRUE(fs::exists(dir_ / kind / "pretrain_summary.json")) << kind;
+    EXPECT_TRUE(fs::exists(tmp_.path() / kind / "pretrain_summary.json")) << kind;
   }
 }
 

@@ -1,7 +1,6 @@
 // `semaim launch`: torchrun's environment per rank, rank-prefixed output, fail-fast shutdown with the failing
 // rank's exit code, semaim subcommands run by the same binary.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,6 +8,7 @@
 
 #include "run_command.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::testing::run_command;
@@ -63,9 +63,8 @@ TEST(Launch, SemaimSubcommandsRunInEveryRankAndBadOptionsExitTwo) {
 }
 
 TEST(Launch, OneRankPretrainingRunsEndToEnd) {
-  const fs::path dir = fs::temp_directory_path() / ("semaim_launch_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const semaim::test::TempDir tmp;
+  const fs::path& dir = tmp.path();
   std::ofstream(dir / "l.yaml") << "pretrain:\n  epochs: 1\n  max_steps: 2\n";
   const auto r = run_command(kLaunch + "--nproc-per-node 1 -- pretrain " + (dir / "l.yaml").string() +
                              " --set run.output_dir=" + dir.string() +
@@ -76,7 +75,6 @@ TEST(Launch, OneRankPretrainingRunsEndToEnd) {
   EXPECT_TRUE(contains(r.output, "[rank 0] ")) << r.output;
   EXPECT_TRUE(contains(r.output, "pretraining done")) << r.output;
   EXPECT_TRUE(fs::exists(dir / "l" / "checkpoints" / "step-00000002.json")) << r.output;
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 // Tests of semaim::io::atomic_write*: complete replacement on success; on failure the old file survives
 // and no temp file is left behind.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,6 +8,7 @@
 
 #include "semaim/core/errors.h"
 #include "semaim/io/atomic_file.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::RuntimeFailure;
@@ -19,14 +19,6 @@ namespace {
 
 class AtomicFile : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("semaim_test_io_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string read(const std::string& path) const {
     std::ifstream is(path, std::ios::binary);
     std::stringstream ss;
@@ -35,16 +27,16 @@ class AtomicFile : public ::testing::Test {
   }
   std::vector<std::string> entries() const {
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(tmp_.path())) names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     return names;
   }
 
-  fs::path dir_;
+  semaim::test::TempDir tmp_;
 };
 
 TEST_F(AtomicFile, Write_CreatesThenReplacesWithNoLeftovers) {
-  const std::string p = (dir_ / "state.bin").string();
+  const std::string p = tmp_.file("state.bin");
   atomic_write(p, std::string("first\0version", 13));
   EXPECT_EQ(read(p), std::string("first\0version", 13));
   atomic_write(p, "second");
@@ -55,7 +47,7 @@ TEST_F(AtomicFile, Write_CreatesThenReplacesWithNoLeftovers) {
 }
 
 TEST_F(AtomicFile, Stream_PayloadLargerThanTheBufferArrivesWhole) {
-  const std::string p = (dir_ / "big.bin").string();
+  const std::string p = tmp_.file("big.bin");
   std::string block(3 << 20, '\0');
   for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>(i * 131 % 251);
   atomic_write_stream(p, [&](std::ostream& os) {
@@ -71,7 +63,7 @@ TEST_F(AtomicFile, Stream_PayloadLargerThanTheBufferArrivesWhole) {
 }
 
 TEST_F(AtomicFile, Stream_ThrowingWriterKeepsOldFileAndRemovesTemp) {
-  const std::string p = (dir_ / "ckpt.safetensors").string();
+  const std::string p = tmp_.file("ckpt.safetensors");
   atomic_write(p, "old content");
   struct WriterFailed {};
   EXPECT_THROW(atomic_write_stream(p,
@@ -86,7 +78,7 @@ TEST_F(AtomicFile, Stream_ThrowingWriterKeepsOldFileAndRemovesTemp) {
 }
 
 TEST_F(AtomicFile, Write_IntoMissingDirectoryFailsNamingThePath) {
-  const std::string p = (dir_ / "no_such_dir" / "out.bin").string();
+  const std::string p = (tmp_.path() / "no_such_dir" / "out.bin").string();
   try {
     atomic_write(p, "data");
     FAIL() << "no RuntimeFailure";
@@ -95,11 +87,11 @@ TEST_F(AtomicFile, Write_IntoMissingDirectoryFailsNamingThePath) {
     EXPECT_NE(msg.find(p), std::string::npos) << msg;
     EXPECT_NE(msg.find("No such file or directory"), std::string::npos) << msg;
   }
-  EXPECT_FALSE(fs::exists(dir_ / "no_such_dir"));
+  EXPECT_FALSE(fs::exists(tmp_.path() / "no_such_dir"));
 }
 
 TEST_F(AtomicFile, Write_OverADirectoryFailsAndRemovesTemp) {
-  const fs::path target = dir_ / "occupied";
+  const fs::path target = tmp_.path() / "occupied";
   fs::create_directories(target / "child");
   try {
     atomic_write(target.string(), "data");

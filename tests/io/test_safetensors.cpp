@@ -1,7 +1,6 @@
 // Tests of semaim::io safetensors: round trips of every dtype and layout, and one InputError (naming the
 // file and the fault) for each kind of damaged or hostile file, never a crash.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <ATen/ATen.h>
 
@@ -12,6 +11,7 @@
 
 #include "semaim/core/errors.h"
 #include "semaim/io/safetensors.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::InputError;
@@ -24,19 +24,10 @@ namespace {
 
 class Safetensors : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("semaim_test_io_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-
   // A file with the given header text (not padded) followed by `data_bytes` bytes of `fill`.
   std::string write_raw(const std::string& name, const std::string& header, size_t data_bytes,
                         char fill = 0) const {
-    std::string path = file(name);
+    std::string path = tmp_.file(name);
     std::ofstream os(path, std::ios::binary);
     uint64_t n = header.size();
     for (int i = 0; i < 8; ++i) os.put(static_cast<char>(n >> (8 * i)));
@@ -44,7 +35,7 @@ class Safetensors : public ::testing::Test {
     return path;
   }
 
-  fs::path dir_;
+  semaim::test::TempDir tmp_;
 };
 
 std::string bytes_of(const at::Tensor& t) {
@@ -95,8 +86,8 @@ NamedTensors every_dtype() {
 TEST_F(Safetensors, RoundTrip_EveryDtypeBitExactWithMetadataInGivenOrder) {
   NamedTensors in = every_dtype();
   std::map<std::string, std::string> meta{{"format", "pt"}, {"step", "1200"}, {"note", "ünïcode ok"}};
-  save_safetensors(file("a.safetensors"), in, meta);
-  auto out = load_safetensors(file("a.safetensors"));
+  save_safetensors(tmp_.file("a.safetensors"), in, meta);
+  auto out = load_safetensors(tmp_.file("a.safetensors"));
   ASSERT_EQ(out.tensors.size(), in.size());
   for (size_t i = 0; i < in.size(); ++i) {
     EXPECT_EQ(out.tensors[i].first, in[i].first);
@@ -120,8 +111,8 @@ TEST_F(Safetensors, RoundTrip_ScalarEmptyNonContiguousAndSpecialValues) {
       {"special", special},
       {"bf16_special", special.to(at::kBFloat16)},
   };
-  save_safetensors(file("b.safetensors"), in);
-  auto out = load_safetensors(file("b.safetensors"));
+  save_safetensors(tmp_.file("b.safetensors"), in);
+  auto out = load_safetensors(tmp_.file("b.safetensors"));
   ASSERT_EQ(out.tensors.size(), in.size());
   for (size_t i = 0; i < in.size(); ++i) {
     EXPECT_EQ(out.tensors[i].first, in[i].first);
@@ -133,8 +124,8 @@ TEST_F(Safetensors, RoundTrip_ScalarEmptyNonContiguousAndSpecialValues) {
 }
 
 TEST_F(Safetensors, Save_HeaderIsLengthPrefixedJsonPaddedToEightBytes) {
-  save_safetensors(file("c.safetensors"), {{"w", at::ones({3}, at::kFloat)}}, {{"k", "v"}});
-  std::ifstream is(file("c.safetensors"), std::ios::binary);
+  save_safetensors(tmp_.file("c.safetensors"), {{"w", at::ones({3}, at::kFloat)}}, {{"k", "v"}});
+  std::ifstream is(tmp_.file("c.safetensors"), std::ios::binary);
   std::string all((std::istreambuf_iterator<char>(is)), std::istreambuf_iterator<char>());
   ASSERT_GE(all.size(), 8u);
   uint64_t n = 0;
@@ -162,8 +153,8 @@ TEST_F(Safetensors, Load_KeepsTheFilesDataOffsetOrder) {
 }
 
 TEST_F(Safetensors, Shapes_PeekReadsHeaderOnly) {
-  save_safetensors(file("s.safetensors"), every_dtype());
-  auto shapes = read_safetensors_shapes(file("s.safetensors"));
+  save_safetensors(tmp_.file("s.safetensors"), every_dtype());
+  auto shapes = read_safetensors_shapes(tmp_.file("s.safetensors"));
   EXPECT_EQ(shapes.size(), 10u);
   EXPECT_EQ(shapes.at("i16"), (std::vector<int64_t>{2, 3, 2}));
   EXPECT_EQ(shapes.at("f64"), (std::vector<int64_t>{3, 5}));
@@ -175,7 +166,7 @@ TEST_F(Safetensors, Shapes_PeekReadsHeaderOnly) {
 }
 
 TEST_F(Safetensors, Save_RejectsDuplicateReservedUndefinedAndUnsupported) {
-  std::string p = file("bad_save.safetensors");
+  std::string p = tmp_.file("bad_save.safetensors");
   at::Tensor t = at::zeros({2});
   expect_input_error([&] { save_safetensors(p, {{"x", t}, {"x", t}}); }, p, "duplicate tensor name 'x'");
   expect_input_error([&] { save_safetensors(p, {{"__metadata__", t}}); }, p, "reserved");
@@ -187,25 +178,25 @@ TEST_F(Safetensors, Save_RejectsDuplicateReservedUndefinedAndUnsupported) {
 // ---- damaged and hostile files ----
 
 TEST_F(Safetensors, Bad_MissingFileAndDirectory) {
-  expect_load_error(file("nope.safetensors"), "cannot open");
-  expect_load_error(dir_.string(), "not a regular file");
+  expect_load_error(tmp_.file("nope.safetensors"), "cannot open");
+  expect_load_error(tmp_.path().string(), "not a regular file");
 }
 
 TEST_F(Safetensors, Bad_ZeroByteFile) {
-  std::string p = file("zero.safetensors");
+  std::string p = tmp_.file("zero.safetensors");
   std::ofstream(p, std::ios::binary).close();
   expect_load_error(p, "truncated: 0 bytes");
 }
 
 TEST_F(Safetensors, Bad_FiveByteFile) {
-  std::string p = file("five.safetensors");
+  std::string p = tmp_.file("five.safetensors");
   std::ofstream(p, std::ios::binary) << std::string("\x10\0\0\0\0", 5);
   ASSERT_EQ(fs::file_size(p), 5u);
   expect_load_error(p, "truncated: 5 bytes");
 }
 
 TEST_F(Safetensors, Bad_HeaderLengthLargerThanFile) {
-  std::string p = file("long.safetensors");
+  std::string p = tmp_.file("long.safetensors");
   std::ofstream os(p, std::ios::binary);
   const unsigned char len[8] = {0x00, 0x10, 0, 0, 0, 0, 0, 0};  // 4096 bytes, file has 10 after it
   os.write(reinterpret_cast<const char*>(len), 8);
@@ -216,7 +207,7 @@ TEST_F(Safetensors, Bad_HeaderLengthLargerThanFile) {
 }
 
 TEST_F(Safetensors, Bad_HugeHeaderLengthIsRejectedWithoutAllocating) {
-  std::string p = file("huge.safetensors");
+  std::string p = tmp_.file("huge.safetensors");
   std::ofstream os(p, std::ios::binary);
   os << std::string(8, '\xff') << "{}";
   os.close();
@@ -264,7 +255,7 @@ TEST_F(Safetensors, Bad_OffsetsOutOfRange) {
 }
 
 TEST_F(Safetensors, Bad_TruncatedDataSection) {
-  std::string p = file("ckpt.safetensors");
+  std::string p = tmp_.file("ckpt.safetensors");
   save_safetensors(p,
                    {{"blocks.0.norm1.weight", at::ones({256})}, {"blocks.0.norm1.bias", at::zeros({256})}});
   fs::resize_file(p, fs::file_size(p) - 100);
@@ -318,11 +309,11 @@ TEST_F(Safetensors, Bad_DeeplyNestedJsonDoesNotRecurse) {
 
 // Every prefix of a good file and thousands of random byte corruptions must load or throw InputError.
 TEST_F(Safetensors, Fuzz_TruncationsAndCorruptionsNeverCrash) {
-  std::string good = file("good.safetensors");
+  std::string good = tmp_.file("good.safetensors");
   save_safetensors(good, every_dtype(), {{"k", "v"}});
   std::ifstream is(good, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(is)), std::istreambuf_iterator<char>());
-  std::string p = file("fuzz.safetensors");
+  std::string p = tmp_.file("fuzz.safetensors");
   auto write = [&](const std::string& b) { std::ofstream(p, std::ios::binary | std::ios::trunc) << b; };
   for (size_t len = 0; len < bytes.size(); ++len) {
     write(bytes.substr(0, len));

@@ -1,18 +1,17 @@
 // Safetensors interop with Python's reference implementation (safetensors.torch), both directions, via
 // tools/check_safetensors.py and the venv python; the two sides build the same arange-based patterns.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <ATen/ATen.h>
 
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <map>
+#include <string>
 
+#include "run_command.h"
 #include "semaim/io/safetensors.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -44,43 +43,28 @@ class SafetensorsInterop : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(SEMAIM_PYTHON)) GTEST_SKIP() << "python binary " << SEMAIM_PYTHON << " does not exist";
-    dir_ = fs::temp_directory_path() / ("semaim_test_io_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // Runs tools/check_safetensors.py <mode> <file>; returns its exit code, its stderr in `log`.
-  int run_python(const std::string& mode, const std::string& file, std::string& log) {
-    const std::string log_path = (dir_ / "python.log").string();
-    const std::string cmd = std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
-                            "/tools/check_safetensors.py' " + mode + " '" + file + "' > '" + log_path +
-                            "' 2>&1";
-    int status = std::system(cmd.c_str());
-    std::ifstream is(log_path);
-    std::stringstream ss;
-    ss << is.rdbuf();
-    log = ss.str();
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  // Runs tools/check_safetensors.py <mode> <file>: its exit code and its output.
+  static semaim::testing::CommandResult run_python(const std::string& mode, const std::string& file) {
+    return semaim::testing::run_command(std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
+                                        "/tools/check_safetensors.py' " + mode + " '" + file + "'");
   }
 
-  fs::path dir_;
+  semaim::test::TempDir tmp_;
 };
 
 TEST_F(SafetensorsInterop, CppWrites_PythonLoadFileReadsEqualValuesAndMetadata) {
-  const std::string p = (dir_ / "from_cpp.safetensors").string();
+  const std::string p = tmp_.file("from_cpp.safetensors");
   semaim::io::save_safetensors(p, interop_patterns(), kMetadata);
-  std::string log;
-  EXPECT_EQ(run_python("check", p, log), 0) << log;
+  const auto r = run_python("check", p);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST_F(SafetensorsInterop, PythonWrites_CppReadsEqualValuesAndMetadata) {
-  const std::string p = (dir_ / "from_python.safetensors").string();
-  std::string log;
-  ASSERT_EQ(run_python("write", p, log), 0) << log;
+  const std::string p = tmp_.file("from_python.safetensors");
+  const auto r = run_python("write", p);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
   auto file = semaim::io::load_safetensors(p);
   EXPECT_EQ(file.metadata, kMetadata);
   auto want = interop_patterns();

@@ -2,13 +2,11 @@
 // answers (RFC 3720's CRC vectors; the tensorboard package's RecordWriter), and files read back by the
 // tensorboard package's EventAccumulator (tests/io/read_tb_events.py) through the venv python.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -20,9 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "run_command.h"
 #include "semaim/core/errors.h"
 #include "semaim/io/tensorboard.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using semaim::io::TensorBoardWriter;
@@ -81,30 +81,23 @@ TEST(TfRecord, FrameIsLengthCrcDataCrc) {
 
 class TensorBoardFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("semaim_test_tb_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Runs tests/io/read_tb_events.py on path: its exit code in rc_ (77: no tensorboard package, which the
-  // tests skip on), its stderr in log_, its JSON as the result (null unless rc_ is 0).
+  // tests skip on), its stderr in log_, its JSON as the result (null unless rc_ is 0). The JSON (stdout)
+  // goes to a file of its own, outside dir_, so that warnings on stderr cannot corrupt it.
   nlohmann::json read_back(const fs::path& path) {
-    const fs::path out = dir_.string() + ".json", err = dir_.string() + ".log";
-    const std::string cmd = std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
-                            "/tests/io/read_tb_events.py' '" + path.string() + "' > '" + out.string() +
-                            "' 2> '" + err.string() + "'";
-    const int status = std::system(cmd.c_str());
-    rc_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    log_ = read_all(err);
+    const std::string out = tmp_.file("events.json");
+    const auto r =
+        semaim::testing::run_command("('" + std::string(SEMAIM_PYTHON) + "' '" + SEMAIM_SOURCE_DIR +
+                                     "/tests/io/read_tb_events.py' '" + path.string() + "' > '" + out + "')");
+    rc_ = r.exit_code;
+    log_ = r.output;
     const std::string text = read_all(out);
     fs::remove(out);
-    fs::remove(err);
     return rc_ == 0 ? nlohmann::json::parse(text) : nlohmann::json();
   }
 
-  fs::path dir_;
+  semaim::test::TempDir tmp_;
+  const fs::path dir_ = tmp_.path() / "run";  // created by the writers under test
   int rc_ = -1;
   std::string log_;
 };

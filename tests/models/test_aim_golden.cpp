@@ -1,5 +1,5 @@
 // Golden test: semaim's AimVit against tensors from the public SemAIM reference model (tests/data/golden,
-// SPEC §3-4, §7), both attention paths, in float64 and float32.
+// method.md §3-4, §7), both attention paths, in float64 and float32.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -151,7 +151,7 @@ void check_against_reference(const std::string& file, const std::string& attenti
   EXPECT_LE(rel_err(model->encode(imgs), t.at("expect.encoder_tokens")), tol.out);
 }
 
-// Observed: float64 <= 1.1e-15 (outputs and gradients), float32 <= 5e-7; the bounds leave ~100x / 10x room.
+// Relative-error bounds on outputs and gradients, with room above the rounding of each precision.
 constexpr Tolerances kF64{1e-13, 1e-13};
 constexpr Tolerances kF32{5e-6, 5e-6};
 

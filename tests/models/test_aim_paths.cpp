@@ -1,4 +1,4 @@
-// The sorted-causal fast form equals the reference dense masks (SPEC §4), and both are autoregressive:
+// The sorted-causal fast form equals the reference dense masks (method.md §4), and both are autoregressive:
 // a patch's prediction never depends on patches at or after it in the order.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

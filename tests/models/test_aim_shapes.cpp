@@ -1,4 +1,4 @@
-// Shapes, precisions (float64, CPU bf16 autocast), input checks and SPEC §3 initialization of AimVit.
+// Shapes, precisions (float64, CPU bf16 autocast), input checks and method.md §3 initialization of AimVit.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
@@ -143,8 +143,8 @@ TEST(AimShapes, BadConfigsThrowInputErrorNamingTheField) {
   expect_field(c, "attention");
 }
 
-// SPEC §3 init: Xavier-uniform Linears (qkv as one 3D x D matrix), zero biases, LayerNorm 1/0, patch conv
-// Xavier on its (D, C*p*p) view, cls N(0, 0.02), frozen sin-cos pos_embed.
+// method.md §3 init: Xavier-uniform Linears (qkv as one 3D x D matrix), zero biases, LayerNorm 1/0, patch
+// conv Xavier on its (D, C*p*p) view, cls N(0, 0.02), frozen sin-cos pos_embed.
 TEST(AimShapes, InitializationFollowsSpec) {
   torch::manual_seed(1);
   m::AimConfig c = m::aim_config_by_name("aim_fmnist_patch4");

@@ -1,4 +1,4 @@
-// Pixel targets (SPEC §7) against values worked out by hand.
+// Pixel targets (method.md §7) against values worked out by hand.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>

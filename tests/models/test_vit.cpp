@@ -3,21 +3,17 @@
 // table, per-block drop-path rates; plus input checks, the learnable table and the encoder registry.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "run_command.h"
 #include "semaim/core/errors.h"
 #include "semaim/io/safetensors.h"
 #include "semaim/models/layers.h"
@@ -25,6 +21,7 @@
 #include "semaim/models/vit.h"
 #include "semaim/models/weights.h"
 #include "semaim_paths.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 namespace m = semaim::models;
@@ -94,9 +91,6 @@ class VitTimm : public ::testing::Test {
       skip_reason_ = std::string("no venv python at ") + SEMAIM_PYTHON + " (run tools/setup.sh)";
       return;
     }
-    dir_ = fs::temp_directory_path() / ("semaim_test_vit_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     encoder_ = perturbed_encoder(small_config(), 5);
     at::manual_seed(6);
     inputs_ = {{"native", at::randn({2, 3, 32, 32})},
@@ -120,28 +114,20 @@ class VitTimm : public ::testing::Test {
                           {"intermediates_only", k.opts.intermediates_only},
                           {"stop_early", k.opts.stop_early}});
     nlohmann::json grids = kResampleGrids;
-    const std::string in = (dir_ / "in.safetensors").string(), out = (dir_ / "out.safetensors").string();
+    const semaim::test::TempDir tmp;  // the exchange files live only while timm runs
+    const std::string in = tmp.file("in.safetensors"), out = tmp.file("out.safetensors");
     semaim::io::save_safetensors(
         in, tensors, {{"arch", arch.dump()}, {"cases", js_cases.dump()}, {"resample", grids.dump()}});
-    const std::string log_path = (dir_ / "python.log").string();
-    const std::string cmd = std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
-                            "/tests/models/timm_vit_reference.py' '" + in + "' '" + out + "' > '" + log_path +
-                            "' 2>&1";
-    const int status = std::system(cmd.c_str());
-    std::ifstream is(log_path);
-    std::stringstream log;
-    log << is.rdbuf();
-    const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (rc == 3) skip_reason_ = "timm is not importable in the venv: " + log.str();
-    if (rc != 0 && rc != 3)
-      failure_ = "timm_vit_reference.py exited " + std::to_string(rc) + ": " + log.str();
+    const auto r =
+        semaim::testing::run_command(std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
+                                     "/tests/models/timm_vit_reference.py' '" + in + "' '" + out + "'");
+    const int rc = r.exit_code;
+    if (rc == 3) skip_reason_ = "timm is not importable in the venv: " + r.output;
+    if (rc != 0 && rc != 3) failure_ = "timm_vit_reference.py exited " + std::to_string(rc) + ": " + r.output;
     if (rc == 0)
       for (auto& [k, t] : semaim::io::load_safetensors(out).tensors) ref_[k] = t;
   }
-  static void TearDownTestSuite() {
-    if (!dir_.empty()) fs::remove_all(dir_);
-    encoder_ = m::VitEncoder(nullptr);
-  }
+  static void TearDownTestSuite() { encoder_ = m::VitEncoder(nullptr); }
   void SetUp() override {
     if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
     ASSERT_TRUE(failure_.empty()) << failure_;
@@ -153,7 +139,6 @@ class VitTimm : public ::testing::Test {
     return it == ref_.end() ? kNone : it->second;
   }
 
-  static inline fs::path dir_;
   static inline std::string skip_reason_, failure_;
   static inline m::VitEncoder encoder_{nullptr};
   static inline std::map<std::string, at::Tensor> inputs_;

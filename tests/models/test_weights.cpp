@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
-#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "semaim/models/registry.h"
 #include "semaim/models/vit.h"
 #include "semaim/models/weights.h"
+#include "temp_dir.h"
 
 namespace {
 
@@ -185,7 +185,8 @@ TEST(LoadWeights, ModuleWeightsRoundTripThroughSafetensorsStrictly) {
   EXPECT_EQ(w.front().first, "cls_token");  // timm's state_dict order
   EXPECT_EQ(w[1].first, "pos_embed");
   EXPECT_EQ(w.back().first, "norm.bias");
-  const std::string path = ::testing::TempDir() + "semaim_weights_roundtrip.safetensors";
+  const semaim::test::TempDir tmp;
+  const std::string path = tmp.file("roundtrip.safetensors");
   semaim::io::save_safetensors(path, w);
   auto report = m::load_weights(*b, semaim::io::load_safetensors(path).tensors, {.where = path});
   EXPECT_TRUE(report.clean()) << report.summary();
@@ -194,7 +195,6 @@ TEST(LoadWeights, ModuleWeightsRoundTripThroughSafetensorsStrictly) {
   b->eval();
   auto x = at::randn({2, 3, 32, 32});
   EXPECT_TRUE(at::equal(a->forward_features(x), b->forward_features(x)));
-  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Tests of the `parts` ordering (SPEC §5) and its fused op (kernels/parts_order): the CPU twin equals the
-// ATen reference parts_keys exactly, ties included; the defining properties hold; bad input is rejected.
+// Tests of the `parts` ordering (method.md §5) and its fused op (kernels/parts_order): the CPU twin equals
+// the ATen reference parts_keys exactly, ties included; the defining properties hold; bad input is rejected.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Tests of the fused semantic_order op (kernels/semantic_order, SPEC §6): the CPU twin equals the ATen
+// Tests of the fused semantic_order op (kernels/semantic_order, method.md §6): the CPU twin equals the ATen
 // reference (semantic_order_reference) exactly, ties included; make_keys uses it; bad input is rejected.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -11,10 +11,10 @@
 #include <tuple>
 #include <vector>
 
+#include "ordering/kernel_test_util.h"
 #include "semaim/core/errors.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
-#include "ordering/kernel_test_util.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Tests of the data-free orderings (SPEC §5: raster, snake, stochastic, center_out, stochastic_center),
+// Tests of the data-free orderings (method.md §5: raster, snake, stochastic, center_out, stochastic_center),
 // the strategy table (names, config key), order_from_keys and make_keys' distinct-rank guarantee.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

@@ -1,4 +1,4 @@
-// Tests of the token-driven orderings (SPEC §5 similarity, §6 semantic), including the golden
+// Tests of the token-driven orderings (method.md §5 similarity, §6 semantic), including the golden
 // cls-similarity / semantic-center tensors from the SemAIM reference model (tests/data/golden).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -34,7 +34,7 @@ at::Tensor random_tokens(int64_t n, int64_t l, int64_t d, uint64_t seed) {
   return at::randn({n, l + 1, d}, gen, at::TensorOptions().dtype(at::kFloat));
 }
 
-// Independent reference for SPEC §6 step 3: at::cosine_similarity against cls or the mean raw patch.
+// Independent reference for method.md §6 step 3: at::cosine_similarity against cls or the mean raw patch.
 at::Tensor reference_similarity(const at::Tensor& tokens, SimilaritySource src) {
   at::Tensor patches = tokens.narrow(1, 1, tokens.size(1) - 1);
   at::Tensor anchor = src == SimilaritySource::kCls ? tokens.narrow(1, 0, 1) : patches.mean(1, true);
