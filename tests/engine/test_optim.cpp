@@ -7,7 +7,9 @@
 
 #include <cmath>
 
+#include <functional>
 #include <map>
+#include <memory>
 
 #include "semaim/core/errors.h"
 #include "semaim/core/lr_schedule.h"
@@ -32,6 +34,35 @@ LrSchedule cosine(double lr, double min_lr, double warmup, double total) {
   s.warmup = warmup;
   s.total = total;
   return s;
+}
+
+// Three steps of optimizer a, its state loaded into a fresh optimizer b on a copy of the parameter, then one
+// more step of each: both must land on the same bits. Returns b's step count.
+int64_t expect_state_round_trip_continues(const std::function<std::unique_ptr<Optimizer>(at::Tensor)>& make) {
+  auto p1 = torch::randn({3, 3}).requires_grad_();
+  auto p2 = p1.detach().clone().requires_grad_();
+  auto a = make(p1);
+  for (int i = 0; i < 3; ++i) {
+    a->zero_grad();
+    p1.pow(3).sum().backward();
+    a->step();
+  }
+  auto b = make(p2);
+  {
+    torch::NoGradGuard ng;
+    p2.copy_(p1);
+  }
+  semaim::io::NamedTensors st;
+  for (auto& [k, t] : a->state()) st.emplace_back(k, t.clone());
+  b->load_state(st, "test");
+  for (auto* opt : {a.get(), b.get()}) {
+    auto& p = opt == a.get() ? p1 : p2;
+    opt->zero_grad();
+    p.pow(3).sum().backward();
+    opt->step();
+  }
+  EXPECT_TRUE(torch::equal(p1, p2));
+  return b->steps_taken();
 }
 
 }  // namespace
@@ -68,33 +99,12 @@ TEST(AdamW, MatchesTorchAdamWWithDecayOnlyOnMatricesAndNotBiases) {
 
 TEST(AdamW, StateRoundTripContinuesIdentically) {
   torch::manual_seed(1);
-  auto make = [] { return torch::randn({3, 3}).requires_grad_(); };
-  auto p1 = make();
-  auto p2 = p1.detach().clone().requires_grad_();
-  AdamW a(groups_of({{"w", p1}}), AdamWOptions{});
-  a.set_lr(1e-3);
-  for (int i = 0; i < 3; ++i) {
-    a.zero_grad();
-    p1.pow(3).sum().backward();
-    a.step();
-  }
-  AdamW b(groups_of({{"w", p2}}), AdamWOptions{});
-  b.set_lr(1e-3);
-  {
-    torch::NoGradGuard ng;
-    p2.copy_(p1);
-  }
-  semaim::io::NamedTensors st;
-  for (auto& [k, t] : a.state()) st.emplace_back(k, t.clone());
-  b.load_state(st, "test");
-  for (auto* opt : {&a, &b}) {
-    auto& p = opt == &a ? p1 : p2;
-    opt->zero_grad();
-    p.pow(3).sum().backward();
-    opt->step();
-  }
-  EXPECT_TRUE(torch::equal(p1, p2));
-  EXPECT_EQ(b.steps_taken(), 4);
+  const auto b_steps = expect_state_round_trip_continues([](at::Tensor p) {
+    auto opt = std::make_unique<AdamW>(groups_of({{"w", p}}), AdamWOptions{});
+    opt->set_lr(1e-3);
+    return opt;
+  });
+  EXPECT_EQ(b_steps, 4);
 }
 
 TEST(AdamW, LoadStateRejectsMissingAndMisshapenTensors) {
@@ -253,32 +263,14 @@ TEST(Sgd, MatchesTorchSgdWithMomentumNesterovAndWeightDecay) {
 }
 
 TEST(Sgd, StateRoundTripContinuesIdenticallyAndNesterovNeedsMomentum) {
-  auto p1 = torch::randn({3, 3}).requires_grad_();
-  auto p2 = p1.detach().clone().requires_grad_();
-  Sgd a(groups_of({{"w", p1}}), SgdOptions{0.9});
-  a.set_lr(0.01);
-  for (int i = 0; i < 2; ++i) {
-    a.zero_grad();
-    p1.pow(2).sum().backward();
-    a.step();
-  }
-  Sgd b(groups_of({{"w", p2}}), SgdOptions{0.9});
-  b.set_lr(0.01);
-  {
-    torch::NoGradGuard ng;
-    p2.copy_(p1);
-  }
-  semaim::io::NamedTensors st;
-  for (auto& [k, t] : a.state()) st.emplace_back(k, t.clone());
-  b.load_state(st, "test");
-  for (auto* opt : {&a, &b}) {
-    auto& p = opt == &a ? p1 : p2;
-    opt->zero_grad();
-    p.pow(2).sum().backward();
-    opt->step();
-  }
-  EXPECT_TRUE(torch::equal(p1, p2));
-  EXPECT_THROW(Sgd(groups_of({{"w", p1}}), SgdOptions{0.0, 0.0, true}), semaim::InputError);
+  torch::manual_seed(2);
+  expect_state_round_trip_continues([](at::Tensor p) {
+    auto opt = std::make_unique<Sgd>(groups_of({{"w", p}}), SgdOptions{0.9});
+    opt->set_lr(0.01);
+    return opt;
+  });
+  auto p = torch::zeros({2, 2}, torch::requires_grad());
+  EXPECT_THROW(Sgd(groups_of({{"w", p}}), SgdOptions{0.0, 0.0, true}), semaim::InputError);
 }
 
 TEST(ClipGradNorm, ReturnsTotalNormAndScalesDownToMax) {
