@@ -10,6 +10,7 @@
 #include "semaim/cli/launch.h"
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
+#include "semaim/tasks/finetune.h"
 #include "semaim/tasks/jobs.h"
 #include "semaim/tasks/pretrain.h"
 #include "semaim/tasks/schema.h"
@@ -53,40 +54,69 @@ void config_args(CLI::App& c, Args& a, bool required) {
   c.add_option("--set", a.sets, "Override a key: --set pretrain.epochs=5 (repeatable)");
 }
 
+// A training task's arguments: the config, --resume and --quiet.
+void training_args(CLI::App& c, Args& a) {
+  config_args(c, a, true);
+  c.add_option("--resume", a.resume,
+               "'auto' (newest checkpoint of the run, if any) or a checkpoint path/directory");
+  c.add_flag("--quiet", a.quiet, "No console output");
+}
+
+// A frozen-encoder evaluation's arguments: the config, the weights (or a random init), the result file.
+void frozen_args(CLI::App& c, Args& a, const std::string& result) {
+  config_args(c, a, true);
+  c.add_option(
+      "--checkpoint", a.checkpoint,
+      "Run directory, checkpoint, export, timm safetensors or reference .pth (default: the run's newest "
+      "checkpoint)");
+  c.add_flag("--random-init", a.random_init, "The same architecture at random initialization (baseline)");
+  c.add_option("--out", a.out,
+               "Result JSON (default: <run dir>/" + result + ".json or " + result + "_random.json)");
+  c.add_flag("--quiet", a.quiet, "No console output");
+}
+
+template <class Options>
+Options training_options(const Args& a) {
+  Options o;
+  o.resume = a.resume;
+  o.quiet = a.quiet;
+  return o;
+}
+
+tasks::LinprobeOptions frozen_options(const Args& a) {
+  tasks::LinprobeOptions o;
+  o.checkpoint = a.checkpoint;
+  o.random_init = a.random_init;
+  o.out_json = a.out;
+  o.quiet = a.quiet;
+  return o;
+}
+
 const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> kTable = {
-      {"pretrain", "SemAIM pretraining of the configured model on the configured dataset",
-       [](CLI::App& c, Args& a) {
-         config_args(c, a, true);
-         c.add_option("--resume", a.resume,
-                      "'auto' (newest checkpoint of the run, if any) or a checkpoint path/directory");
-         c.add_flag("--quiet", a.quiet, "No console output");
-       },
+      {"pretrain", "SemAIM pretraining of the configured model on the configured dataset", training_args,
        [](const Args& a) {
-         tasks::PretrainOptions o;
-         o.resume = a.resume;
-         o.quiet = a.quiet;
-         tasks::pretrain(a.load(), o);
+         tasks::pretrain(a.load(), training_options<tasks::PretrainOptions>(a));
          return kExitOk;
        }},
-      {"linprobe", "Linear probe (frozen encoder, BatchNorm + Linear, SGD) on the test split",
-       [](CLI::App& c, Args& a) {
-         config_args(c, a, true);
-         c.add_option("--checkpoint", a.checkpoint,
-                      "Checkpoint file or run directory (default: the run's newest)");
-         c.add_flag("--random-init", a.random_init,
-                    "Probe the same architecture at random initialization (baseline)");
-         c.add_option("--out", a.out,
-                      "Result JSON (default: <run dir>/linprobe.json or linprobe_random.json)");
-         c.add_flag("--quiet", a.quiet, "No console output");
-       },
+      {"finetune",
+       "Fine-tune a classifier on the encoder (finetune.init) and evaluate it on the validation split",
+       training_args,
        [](const Args& a) {
-         tasks::LinprobeOptions o;
-         o.checkpoint = a.checkpoint;
-         o.random_init = a.random_init;
-         o.out_json = a.out;
-         o.quiet = a.quiet;
-         tasks::linprobe(a.load(), o);
+         tasks::finetune(a.load(), training_options<tasks::FinetuneOptions>(a));
+         return kExitOk;
+       }},
+      {"linprobe",
+       "Linear probe of the frozen encoder (BatchNorm + Linear; linprobe.protocol) on the test split",
+       [](CLI::App& c, Args& a) { frozen_args(c, a, "linprobe"); },
+       [](const Args& a) {
+         tasks::linprobe(a.load(), frozen_options(a));
+         return kExitOk;
+       }},
+      {"knn", "Weighted k-NN (cosine, exp(sim/T) votes) on frozen encoder features, k from knn.k",
+       [](CLI::App& c, Args& a) { frozen_args(c, a, "knn"); },
+       [](const Args& a) {
+         tasks::knn(a.load(), frozen_options(a));
          return kExitOk;
        }},
       {"export", "Write a checkpoint's encoder (timm key names) as safetensors",

@@ -34,9 +34,12 @@ void register_config_keys(config::Schema& s) {
        {},
        {"skip", "fail"}});
   s.add({"data.pin_memory", T::kBool, "true", "Batches in page-locked memory when CUDA is present."});
-  s.add({"data.transforms", T::kStringList, "[random_resized_crop, hflip, normalize]",
-         "Training transforms in order: geometry (`random_resized_crop`, or `resize` then `center_crop`, or "
-         "`center_crop`), then `hflip`, then `normalize`; parameters from the data.* keys."});
+  s.add(
+      {"data.transforms", T::kStringList, "[random_resized_crop, hflip, normalize]",
+       "Training transforms in order: geometry (`random_resized_crop`, or `resize` then `center_crop`, or "
+       "`center_crop`), then `hflip`, then `rand_augment` (timm RandAugment, data.auto_augment), then "
+       "`normalize`, then `random_erasing` (timm RandomErasing, data.reprob / remode / recount); parameters "
+       "from the data.* keys."});
   s.add({"data.eval_transforms", T::kStringList, "[resize, center_crop, normalize]",
          "Evaluation transforms (linear probe features), same names as data.transforms."});
   s.add({"data.eval_crop_pct", T::kFloat, "1.0",
@@ -57,6 +60,24 @@ void register_config_keys(config::Schema& s) {
          {},
          {},
          {"bicubic", "bilinear"}});
+  s.add(
+      {"data.auto_augment", T::kString, "rand-m9-mstd0.5-inc1",
+       "`rand_augment`: timm RandAugment string `rand-m<level>-n<ops>-mstd<std>-mmax<max>-p<prob>-inc<0|1>` "
+       "(defaults n2, mstd0, mmax10, p0.5, inc0); used only when data.transforms lists `rand_augment`."});
+  s.add({"data.reprob", T::kFloat, "0.25",
+         "`random_erasing`: probability that a sample is erased (timm re_prob); used only when listed.", 0.0,
+         1.0});
+  s.add(
+      {"data.remode",
+       T::kString,
+       "pixel",
+       "`random_erasing` fill: `pixel` (per-pixel normal noise), `rand` (one normal per channel) or `const` "
+       "(zeros), after normalization.",
+       {},
+       {},
+       {"pixel", "rand", "const"}});
+  s.add({"data.recount", T::kInt, "1",
+         "`random_erasing`: most boxes per erased sample (the count is uniform in 1..recount).", 1, 100});
   s.add({"data.mean", T::kFloatList, "[0.2860]", "Per-channel mean used to normalize inputs in [0, 1]."});
   s.add({"data.std", T::kFloatList, "[0.3530]", "Per-channel standard deviation used to normalize inputs.",
          1e-6});

@@ -35,23 +35,25 @@ void require_directory(const std::string& root) {
   if (!fs::is_directory(root, ec)) throw InputError(root, "dataset root is not a directory");
 }
 
-class FirstN final : public Dataset {
+// Samples [begin, begin + n) of a dataset.
+class Range final : public Dataset {
  public:
-  FirstN(std::shared_ptr<const Dataset> base, int64_t n) : base_(std::move(base)), n_(n) {}
+  Range(std::shared_ptr<const Dataset> base, int64_t begin, int64_t n)
+      : base_(std::move(base)), begin_(begin), n_(n) {}
   const std::string& name() const override { return base_->name(); }
   int64_t size() const override { return n_; }
   int64_t channels() const override { return base_->channels(); }
-  int64_t label(int64_t i) const override { return base_->label(i); }
+  int64_t label(int64_t i) const override { return base_->label(begin_ + i); }
   const std::vector<std::string>& classes() const override { return base_->classes(); }
-  std::string source(int64_t i) const override { return base_->source(i); }
-  Target target(int64_t i) const override { return base_->target(i); }
+  std::string source(int64_t i) const override { return base_->source(begin_ + i); }
+  Target target(int64_t i) const override { return base_->target(begin_ + i); }
   Geometry load_into(int64_t i, const Pipeline& p, std::mt19937_64& rng, float* dst) const override {
-    return base_->load_into(i, p, rng, dst);
+    return base_->load_into(begin_ + i, p, rng, dst);
   }
 
  private:
   std::shared_ptr<const Dataset> base_;
-  int64_t n_;
+  int64_t begin_, n_;
 };
 
 }  // namespace
@@ -64,7 +66,24 @@ Target Dataset::target(int64_t i) const {
 
 std::shared_ptr<const Dataset> take_first(std::shared_ptr<const Dataset> set, int64_t n) {
   if (n <= 0 || n >= set->size()) return set;
-  return std::make_shared<const FirstN>(std::move(set), n);
+  return std::make_shared<const Range>(std::move(set), 0, n);
+}
+
+std::shared_ptr<const Dataset> take_shard(std::shared_ptr<const Dataset> set, int64_t rank, int64_t world) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw InputError("dataset(" + set->name() + ")",
+                     "rank " + std::to_string(rank) + " outside a world of " + std::to_string(world));
+  if (world == 1) return set;
+  const int64_t n = set->size(), begin = rank * n / world, end = (rank + 1) * n / world;
+  return std::make_shared<const Range>(std::move(set), begin, end - begin);
+}
+
+int64_t count_classes(const Dataset& set) {
+  if (!set.classes().empty()) return static_cast<int64_t>(set.classes().size());
+  int64_t top = -1;
+  for (int64_t i = 0; i < set.size(); ++i) top = std::max(top, set.label(i));
+  if (top < 0) throw InputError("dataset(" + set.name() + ")", "classification needs labelled images");
+  return top + 1;
 }
 
 bool has_image_extension(const std::string& path) {

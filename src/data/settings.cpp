@@ -29,6 +29,10 @@ AugmentConfig augment_config(const config::Config& cfg, int64_t out_size, int64_
   a.random = random;
   a.eval_crop_pct = cfg.get_float("data.eval_crop_pct");
   a.transforms = cfg.get_strings(random ? "data.transforms" : "data.eval_transforms");
+  a.auto_augment = cfg.get_string("data.auto_augment");
+  a.reprob = cfg.get_float("data.reprob");
+  a.remode = cfg.get_string("data.remode");
+  a.recount = cfg.get_int("data.recount");
   const auto chans = static_cast<size_t>(channels);
   if (a.mean.size() != chans || a.std.size() != chans)
     throw InputError(

@@ -1,6 +1,6 @@
-// RandomResizedCrop / flip / normalize (torchvision semantics), the eval resize + center crop and mmseg's
-// Pad, on OpenCV views of the CHW planes; method.md §8 augmentation. Results are written straight into the
-// output.
+// RandomResizedCrop / flip / normalize (torchvision semantics), the eval resize + center crop, mmseg's Pad
+// and timm's RandAugment / RandomErasing (randaugment.cpp), on OpenCV views of the CHW planes; method.md §8
+// augmentation. Results are written straight into the output.
 #include "semaim/data/transforms.h"
 
 #include <opencv2/core.hpp>
@@ -12,6 +12,7 @@
 
 #include "semaim/core/errors.h"
 #include "semaim/core/rng.h"
+#include "semaim/data/randaugment.h"
 
 namespace semaim::data {
 namespace {
@@ -28,7 +29,7 @@ int cv_interpolation(const std::string& name) {
 int64_t round_half_even(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
 
 // The stages in the order a list must follow; the record applies its steps in this order too.
-enum class Kind { kSizing, kFlip, kPad, kPixel, kNormalize };
+enum class Kind { kSizing, kFlip, kPad, kPixel, kNormalize, kTensor };
 
 struct NameInfo {
   const char* name;
@@ -39,7 +40,9 @@ constexpr NameInfo kNames[] = {{"random_resized_crop", Kind::kSizing},
                                {"center_crop", Kind::kSizing},
                                {"hflip", Kind::kFlip},
                                {"pad", Kind::kPad},
-                               {"normalize", Kind::kNormalize}};
+                               {"rand_augment", Kind::kPixel},
+                               {"normalize", Kind::kNormalize},
+                               {"random_erasing", Kind::kTensor}};
 
 class RandomResizedCrop final : public GeometryTransform {
  public:
@@ -156,6 +159,40 @@ std::shared_ptr<const GeometryTransform> make_geometry(const std::string& name, 
   return nullptr;
 }
 
+// timm's img_mean hparam: the normalization mean * 255, rounded (half to even, as Python's round) and capped.
+std::vector<uint8_t> fill_color(const AugmentConfig& cfg, int64_t channels) {
+  std::vector<uint8_t> fill;
+  for (int64_t c = 0; c < channels; ++c) {
+    const double m = cfg.mean[cfg.mean.size() == 1 ? 0 : static_cast<size_t>(c)];
+    fill.push_back(static_cast<uint8_t>(std::clamp<int64_t>(round_half_even(255.0 * m), 0, 255)));
+  }
+  return fill;
+}
+
+ErasingSpec erasing_spec(const AugmentConfig& cfg) {
+  ErasingSpec e;
+  e.prob = cfg.reprob;
+  e.mode = cfg.remode;
+  e.max_count = cfg.recount;
+  return e;
+}
+
+// The pixel or tensor transform a name stands for, added to the pipeline's lists.
+void add_sample_transform(const std::string& name, const AugmentConfig& cfg, int64_t channels,
+                          std::vector<std::shared_ptr<const PixelTransform>>& pixel,
+                          std::vector<std::shared_ptr<const TensorTransform>>& tensor) {
+  if (name == "rand_augment") {
+    if (channels != 1 && channels != 3) {
+      throw InputError("augment.transforms", "rand_augment needs 1- or 3-channel images, got " +
+                                                 std::to_string(channels) + " channels");
+    }
+    const Resample r = cfg.interpolation == "bilinear" ? Resample::kBilinear : Resample::kBicubic;
+    pixel.push_back(
+        std::make_shared<RandAugment>(parse_rand_augment(cfg.auto_augment), fill_color(cfg, channels), r));
+  }
+  if (name == "random_erasing") tensor.push_back(std::make_shared<RandomErasing>(erasing_spec(cfg)));
+}
+
 }  // namespace
 
 void validate_augment(const AugmentConfig& cfg, int64_t channels) {
@@ -183,6 +220,8 @@ void validate_augment(const AugmentConfig& cfg, int64_t channels) {
     if (!(s > 0)) fail("std", "must be positive");
   }
   cv_interpolation(cfg.interpolation);
+  parse_rand_augment(cfg.auto_augment);
+  RandomErasing{erasing_spec(cfg)};  // checks reprob, remode, recount
 }
 
 CropBox random_resized_crop_params(int64_t height, int64_t width, const std::array<double, 2>& scale,
@@ -237,14 +276,15 @@ Pipeline Pipeline::build(const AugmentConfig& cfg, int64_t channels) {
     if (static_cast<int>(info.kind) < static_cast<int>(last)) {
       throw InputError("augment.transforms",
                        "'" + n + "' is out of order in [" + joined +
-                           "]: geometry transforms first (sizing, then hflip, then pad), then pixel "
-                           "transforms, then normalize");
+                           "]: geometry transforms first (sizing, then hflip, then pad), then "
+                           "rand_augment, then normalize, then random_erasing");
     }
     last = info.kind;
     if (info.kind == Kind::kSizing) sizing += (sizing.empty() ? "" : ", ") + n;
     if (n == "pad" && cfg.pad_size > 0) p.out_ = cfg.pad_size;
     if (n == "normalize") p.normalize_ = true;
     if (auto g = make_geometry(n, cfg)) p.geometry_.push_back(std::move(g));
+    add_sample_transform(n, cfg, channels, p.pixel_, p.tensor_);
   }
   if (sizing != "random_resized_crop" && sizing != "resize, center_crop" && sizing != "center_crop") {
     throw InputError("augment.transforms",

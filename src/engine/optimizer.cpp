@@ -1,5 +1,6 @@
 // Parameter groups by rule, AdamW through at::_fused_adamw_ (one multi-tensor launch per group, as
-// torch.optim.AdamW(fused=True)), SGD with momentum as torch.optim.SGD, and global-norm clipping.
+// torch.optim.AdamW(fused=True)), SGD with momentum as torch.optim.SGD, LARS as MAE's util/lars.py, and
+// global-norm clipping.
 #include "semaim/engine/optimizer.h"
 
 #include <cmath>
@@ -25,8 +26,8 @@ bool decays(const std::string& name, const at::Tensor& p, const GroupRule& rule)
 std::vector<ParamGroup> make_param_groups(const NamedParams& params, const GroupRule& rule) {
   std::vector<ParamGroup> groups;
   std::map<std::string, size_t> index;
-  // Groups are created in the order their first parameter appears, except that at each layer the decayed
-  // group comes first (without layer decay: [decay, no_decay], the order torch users write by hand).
+  // With layer decay, groups are created in the order their first parameter appears (as timm and MAE do);
+  // without it the decayed group comes first ([decay, no_decay], the order torch users write by hand).
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [name, p] : params) {
       if (!p.requires_grad()) continue;
@@ -174,6 +175,32 @@ void Sgd::step_group(size_t g, const std::vector<size_t>& idx, double lr) {
       count.add_(1.0);
     }
     p.add_(d, -lr);
+  }
+}
+
+Lars::Lars(std::vector<ParamGroup> groups, LarsOptions opts) : Optimizer(std::move(groups)), opts_(opts) {
+  if (!(opts.momentum >= 0) || !(opts.trust_coefficient > 0))
+    throw InputError("optimizer", "LARS needs momentum >= 0 and trust_coefficient > 0");
+  add_slot("mu", [](const at::Tensor& p) { return at::zeros_like(p, at::MemoryFormat::Preserve); });
+}
+
+void Lars::step_group(size_t g, const std::vector<size_t>& idx, double lr) {
+  at::NoGradGuard ng;
+  const double wd = groups_[g].weight_decay;
+  for (size_t i : idx) {
+    at::Tensor& p = groups_[g].params[i].second;
+    at::Tensor d = p.grad();
+    if (p.dim() > 1) {
+      d = d.add(p, wd);
+      // The trust ratio stays a device tensor (no host sync), built with MAE's ops in MAE's order.
+      const at::Tensor p_norm = at::norm(p), d_norm = at::norm(d), one = at::ones_like(p_norm);
+      const at::Tensor q =
+          at::where(p_norm > 0, at::where(d_norm > 0, p_norm * opts_.trust_coefficient / d_norm, one), one);
+      d = d.mul(q);
+    }
+    at::Tensor& mu = slot(0).per_group[g][i];
+    mu.mul_(opts_.momentum).add_(d);
+    p.add_(mu, -lr);
   }
 }
 

@@ -48,8 +48,10 @@ void FaultPoints::check(int rank, int64_t step) const {
 }
 
 data::Loader make_train_loader(const config::Config& cfg, const RunContext& ctx, int64_t batch_size,
-                               const data::AugmentConfig& augment, std::shared_ptr<const data::Dataset> set) {
+                               const data::AugmentConfig& augment, std::shared_ptr<const data::Dataset> set,
+                               std::function<void(data::Batch&)> post_batch) {
   data::LoaderConfig lcfg = data::loader_config(cfg, batch_size, augment);
+  lcfg.post_batch = std::move(post_batch);
   lcfg.rank = ctx.rank();
   lcfg.world_size = ctx.world();
   return data::Loader(std::move(set), lcfg);

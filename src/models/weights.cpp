@@ -4,7 +4,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,7 +73,7 @@ std::string first_keys(const std::vector<std::string>& keys, size_t shown = 3) {
 
 void throw_if_strict_fault(const LoadReport& r, const LoadOptions& options) {
   std::vector<std::string> faults;
-  if (!r.missing.empty())
+  if (!r.missing.empty() && !options.allow_missing)
     faults.push_back("missing weight " + first_keys(r.missing) +
                      " (wrong model size or not a semaim checkpoint?)");
   for (size_t i = 0; i < r.shape_mismatch.size() && i < 3; ++i) {
@@ -87,7 +90,83 @@ void throw_if_strict_fault(const LoadReport& r, const LoadOptions& options) {
   throw InputError(options.where, msg);
 }
 
+// "0-3,5,7-8"
+std::string index_ranges(const std::set<int64_t>& indices) {
+  std::string out;
+  for (auto it = indices.begin(); it != indices.end();) {
+    const int64_t first = *it;
+    int64_t last = first;
+    while (++it != indices.end() && *it == last + 1) last = *it;
+    out +=
+        (out.empty() ? "" : ",") + std::to_string(first) + (last > first ? "-" + std::to_string(last) : "");
+  }
+  return out;
+}
+
+// Keys folded by module, in first-appearance order: "cls_token, patch_embed.* (2), blocks.{0-11}.* (144)".
+std::string fold_keys(const std::vector<std::string>& keys) {
+  struct Group {
+    std::string key;  // the only key, shown as is when the group holds one key
+    std::set<int64_t> indices;
+    size_t count = 0;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Group> groups;
+  for (const auto& k : keys) {
+    const size_t dot = k.find('.');
+    std::string name = k;
+    std::optional<int64_t> index;
+    if (dot != std::string::npos) {
+      const size_t next = k.find('.', dot + 1);
+      const std::string second =
+          k.substr(dot + 1, next == std::string::npos ? std::string::npos : next - dot - 1);
+      const bool numeric =
+          !second.empty() && second.size() < 10 &&
+          std::all_of(second.begin(), second.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+      if (numeric) index = std::stoll(second);
+      name = k.substr(0, dot) + (numeric ? ".{}.*" : ".*");
+    }
+    auto [it, fresh] = groups.try_emplace(name, Group{k, {}, 0});
+    if (fresh) order.push_back(name);
+    if (index) it->second.indices.insert(*index);
+    ++it->second.count;
+  }
+  std::string out;
+  for (const auto& name : order) {
+    const Group& g = groups.at(name);
+    std::string shown = g.key;
+    if (g.count > 1 || !g.indices.empty()) {
+      shown = name;
+      if (!g.indices.empty()) shown.replace(shown.find("{}"), 2, "{" + index_ranges(g.indices) + "}");
+      shown += " (" + std::to_string(g.count) + ")";
+    }
+    out += (out.empty() ? "" : ", ") + shown;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string LoadReport::table() const {
+  std::vector<std::string> mismatched;
+  for (const auto& s : shape_mismatch)
+    mismatched.push_back(s.key + " " + c10::str(at::IntArrayRef(s.source)) + " in the source, " +
+                         c10::str(at::IntArrayRef(s.target)) + " in the model");
+  std::string out;
+  auto row = [&out](const char* what, const std::vector<std::string>& keys, const std::string& shown) {
+    char head[48];
+    std::snprintf(head, sizeof(head), "  %-12s %5zu", what, keys.size());
+    out += head + (keys.empty() ? "" : "  " + shown) + "\n";
+  };
+  row("loaded", loaded, fold_keys(loaded));
+  row("missing", missing, fold_keys(missing));
+  row("unexpected", unexpected, fold_keys(unexpected));
+  row("resampled", resampled, fold_keys(resampled));
+  std::string joined;
+  for (const auto& m : mismatched) joined += (joined.empty() ? "" : "; ") + m;
+  row("mismatched", mismatched, joined);
+  return out;
+}
 
 io::NamedTensors module_weights(const torch::nn::Module& m) {
   io::NamedTensors out;
@@ -125,14 +204,17 @@ LoadReport load_weights(torch::nn::Module& m, const io::NamedTensors& weights, c
     if (options.resample_pos_embed && is_pos_embed_key(key) && (!same_shape || options.source_grid)) {
       if (at::Tensor table = resampled_table(m, key, src, dst, options); table.defined()) {
         if (!table.is_same(src)) report.resampled.push_back(key);
+        report.loaded.push_back(key);
         copies.emplace_back(dst, table);
         continue;
       }
     }
-    if (same_shape)
+    if (same_shape) {
+      report.loaded.push_back(key);
       copies.emplace_back(dst, src);
-    else
+    } else {
       report.shape_mismatch.push_back({key, src.sizes().vec(), dst.sizes().vec()});
+    }
   }
   for (const auto& [k, t] : weights)
     if (!wanted.count(k)) report.unexpected.push_back(k);

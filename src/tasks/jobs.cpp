@@ -14,6 +14,8 @@
 #include "semaim/engine/run.h"
 #include "semaim/io/atomic_file.h"
 #include "semaim/models/weights.h"
+#include "semaim/tasks/finetune.h"
+#include "semaim/tasks/init_weights.h"
 #include "semaim/tasks/models.h"
 
 namespace semaim::tasks {
@@ -40,31 +42,64 @@ eval::LinprobeConfig linprobe_config(const config::Config& cfg) {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// MAE main_linprobe through the classification task; the result in the cached protocol's JSON shape.
+eval::LinprobeResult linprobe_reference(const config::Config& cfg, const LinprobeOptions& opts) {
+  const engine::RunSettings run = engine::RunSettings::read(cfg);
+  LinearProbeRun probe;
+  probe.init = opts.random_init ? "" : (opts.checkpoint.empty() ? run.dir : opts.checkpoint);
+  probe.subdir = opts.random_init ? "linprobe_random" : "linprobe";
+  FinetuneOptions fo;
+  fo.resume = "auto";  // a preempted 90-epoch probe continues where it stopped
+  fo.quiet = opts.quiet;
+  const FinetuneResult r = linear_probe_reference(cfg, probe, fo);
+  eval::LinprobeResult out;
+  out.top1 = r.top1;
+  out.n_test = r.n_val;
+  out.train_seconds = r.seconds;
+  const nlohmann::json j{{"source", probe.init.empty() ? "random init" : probe.init},
+                         {"protocol", "reference"},
+                         {"top1_percent", r.top1},
+                         {"top5_percent", r.top5},
+                         {"best_top1_percent", r.best_top1},
+                         {"n_test", r.n_val},
+                         {"pool", cfg.get_string("linprobe.pool")},
+                         {"optimizer", cfg.get_string("linprobe.optimizer")},
+                         {"train_seconds", r.seconds},
+                         {"run_dir", r.run_dir}};
+  const std::string path =
+      opts.out_json.empty()
+          ? (fs::path(run.dir) / (opts.random_init ? "linprobe_random.json" : "linprobe.json")).string()
+          : opts.out_json;
+  if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
+  io::atomic_write(path, j.dump(2) + "\n");
+  core::log_info("linear probe (reference protocol) top-1 " + std::to_string(r.top1) + "%, written to " +
+                 path);
+  return out;
+}
+
+}  // namespace
+
 eval::LinprobeResult linprobe(const config::Config& cfg, const LinprobeOptions& opts) {
+  if (cfg.get_string("linprobe.protocol") == "reference") return linprobe_reference(cfg, opts);
   if (opts.quiet) core::set_log_quiet(true);
   const engine::RunSettings run = engine::RunSettings::read(cfg);
   at::set_num_threads(static_cast<int>(run.threads));
   const at::Device device = engine::select_device(run.device);
-  models::AimVit model = build_aim(cfg);
-  std::string source = "random init (seed " + std::to_string(cfg.get_int("run.seed")) + ")";
-  if (!opts.random_init) {
-    engine::CheckpointPaths ck =
-        engine::CheckpointManager::resolve(opts.checkpoint.empty() ? run.dir : opts.checkpoint);
-    auto w = io::load_safetensors(ck.weights);
-    models::load_weights(*model, w.tensors, {.where = ck.weights});
-    source = ck.weights;
-  }
-  model->to(device);
-  model->eval();
-  const int64_t chans = model->config().vit.in_chans;
+  std::string source;
+  models::VitEncoder enc =
+      frozen_encoder(cfg, opts.random_init, opts.checkpoint.empty() ? run.dir : opts.checkpoint, source);
+  enc->to(device);
+  const int64_t chans = enc->vit_config().in_chans;
   const auto train = data::load_dataset(cfg, "train", chans);
   const auto test = data::load_dataset(cfg, "test", chans);
   core::log_info("linear probe of " + source + " (" + cfg.get_string("linprobe.pool") + " features)");
   eval::FeatureFn features = [&](const at::Tensor& imgs) {
-    return model->encode(imgs.to(device)).to(at::kCPU);
+    return enc->forward_features(imgs.to(device)).to(at::kCPU);
   };
   eval::LinprobeResult r = eval::run_linprobe(
-      features, train, test, data::augment_config(cfg, model->config().vit.img_size, chans, /*random=*/false),
+      features, train, test, data::augment_config(cfg, enc->vit_config().img_size, chans, /*random=*/false),
       linprobe_config(cfg));
   nlohmann::json j{{"source", source},
                    {"top1_percent", r.top1},

@@ -6,30 +6,48 @@
 
 namespace semaim::tasks {
 
+namespace {
+
+// model.* overrides (0 = keep) and the checks every architecture needs.
+void apply_overrides(const config::Config& cfg, models::VitConfig& v) {
+  auto over = [&](const char* key, int64_t& field) {
+    if (int64_t x = cfg.get_int(key); x > 0) field = x;
+  };
+  over("model.img_size", v.img_size);
+  over("model.in_chans", v.in_chans);
+  over("model.embed_dim", v.embed_dim);
+  over("model.depth", v.depth);
+  over("model.num_heads", v.num_heads);
+  const std::string where = cfg.path().empty() ? "config" : cfg.path();
+  if (v.embed_dim % v.num_heads != 0)
+    throw InputError(where, "model.embed_dim " + std::to_string(v.embed_dim) +
+                                " is not divisible by model.num_heads " + std::to_string(v.num_heads));
+  if (v.img_size % v.patch_size != 0)
+    throw InputError(where, "model.img_size " + std::to_string(v.img_size) +
+                                " is not a multiple of the patch size " + std::to_string(v.patch_size));
+}
+
+}  // namespace
+
 models::AimConfig aim_config(const config::Config& cfg) {
   models::AimConfig m = models::aim_config_by_name(cfg.get_string("model.name"));
-  auto over = [&](const char* key, int64_t& field) {
-    if (int64_t v = cfg.get_int(key); v > 0) field = v;
-  };
-  over("model.img_size", m.vit.img_size);
-  over("model.in_chans", m.vit.in_chans);
-  over("model.embed_dim", m.vit.embed_dim);
-  over("model.depth", m.vit.depth);
-  over("model.num_heads", m.vit.num_heads);
-  over("model.decoder_depth", m.decoder_depth);
+  apply_overrides(cfg, m.vit);
+  if (int64_t v = cfg.get_int("model.decoder_depth"); v > 0) m.decoder_depth = v;
   m.head = cfg.get_string("model.head");
   m.attention = cfg.get_string("model.attention");
-  const std::string where = cfg.path().empty() ? "config" : cfg.path();
-  if (m.vit.embed_dim % m.vit.num_heads != 0)
-    throw InputError(where, "model.embed_dim " + std::to_string(m.vit.embed_dim) +
-                                " is not divisible by model.num_heads " + std::to_string(m.vit.num_heads));
   if (m.vit.depth % m.decoder_depth != 0)
-    throw InputError(where, "model.decoder_depth " + std::to_string(m.decoder_depth) +
-                                " does not divide model.depth " + std::to_string(m.vit.depth));
-  if (m.vit.img_size % m.vit.patch_size != 0)
-    throw InputError(where, "model.img_size " + std::to_string(m.vit.img_size) +
-                                " is not a multiple of the patch size " + std::to_string(m.vit.patch_size));
+    throw InputError(cfg.path().empty() ? "config" : cfg.path(),
+                     "model.decoder_depth " + std::to_string(m.decoder_depth) +
+                         " does not divide model.depth " + std::to_string(m.vit.depth));
   return m;
+}
+
+models::VitConfig vit_config(const config::Config& cfg) {
+  const std::string name = cfg.get_string("model.name");
+  if (name.rfind("aim_", 0) == 0) return aim_config(cfg).vit;
+  models::VitConfig v = models::vit_config_by_name(name);
+  apply_overrides(cfg, v);
+  return v;
 }
 
 ordering::OrderingConfig ordering_config(const config::Config& cfg) {

@@ -21,6 +21,8 @@ config::Schema build() {
   dist::register_config_keys(s);
   register_pretrain_keys(s);
   register_linprobe_keys(s);
+  register_finetune_keys(s);
+  register_knn_keys(s);
   s.rename("train", "pretrain");
   return s;
 }

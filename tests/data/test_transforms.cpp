@@ -188,7 +188,7 @@ TEST(Pipeline, UnknownMisorderedOrIncompleteNamesAreInputErrors) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect_error({"random_resized_crop", "rand_augment"}, "unknown transform 'rand_augment'");
+  expect_error({"random_resized_crop", "color_jitter"}, "unknown transform 'color_jitter'");
   expect_error({"hflip", "random_resized_crop"}, "out of order");
   expect_error({"resize", "normalize"}, "does not end at out_size");
   expect_error({"random_resized_crop", "center_crop"}, "does not end at out_size");

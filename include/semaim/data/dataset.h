@@ -102,6 +102,13 @@ class FileDataset final : public Dataset {
 // The first n samples of a dataset (n <= 0 or n >= size: the dataset itself).
 std::shared_ptr<const Dataset> take_first(std::shared_ptr<const Dataset> set, int64_t n);
 
+// Rank `rank`'s contiguous part of an evaluation set split over `world` ranks: samples
+// [rank*N/world, (rank+1)*N/world). The parts cover every sample exactly once (sizes differ by at most one).
+std::shared_ptr<const Dataset> take_shard(std::shared_ptr<const Dataset> set, int64_t rank, int64_t world);
+
+// Classes of a labelled dataset: its class names, else the largest label + 1 (InputError when unlabelled).
+int64_t count_classes(const Dataset& set);
+
 // True for the file extensions torchvision's ImageFolder accepts (case-insensitive).
 bool has_image_extension(const std::string& path);
 

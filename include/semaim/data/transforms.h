@@ -1,8 +1,8 @@
 // Per-sample image transforms as composable objects: torchvision's RandomResizedCrop, Resize, CenterCrop,
-// RandomHorizontalFlip and ToTensor + Normalize (method.md §8 augmentation and the evaluation transform), and
-// mmseg's Pad, on OpenCV, no ATen per pixel. A Pipeline is built from a list of names (config data.transforms
-// / data.eval_transforms) with parameters from AugmentConfig; its geometric steps leave a record (geometry.h)
-// that targets follow.
+// RandomHorizontalFlip and ToTensor + Normalize (method.md §8 augmentation and the evaluation transform),
+// mmseg's Pad, and timm's RandAugment and RandomErasing (randaugment.h), on OpenCV, no ATen per pixel. A
+// Pipeline is built from a list of names (config data.transforms / data.eval_transforms) with parameters from
+// AugmentConfig; its geometric steps leave a record (geometry.h) that targets follow.
 #pragma once
 #include <ATen/ATen.h>
 #include <opencv2/core/mat.hpp>
@@ -33,6 +33,12 @@ struct AugmentConfig {
   std::vector<std::string> transforms;
   int64_t pad_size = 0;        // `pad`: side of the square canvas the window is padded to (0: out_size)
   int64_t ignore_index = 255;  // `pad`: label-map value of the padded pixels
+  // `rand_augment`: timm's RandAugment string (fill: mean * 255 rounded; resampling: `interpolation`).
+  std::string auto_augment = "rand-m9-mstd0.5-inc1";
+  // `random_erasing`: timm's RandomErasing probability, fill mode (pixel | const | rand) and most boxes.
+  double reprob = 0.25;
+  std::string remode = "pixel";
+  int64_t recount = 1;
 };
 
 // Names every transform the pipeline knows, for error messages and docs.
@@ -47,7 +53,8 @@ class GeometryTransform {
   virtual void plan(Geometry& g, std::mt19937_64& rng) const = 0;
 };
 
-// Works on the resized (and flipped) uint8 HWC window (RandAugment arrives here with fine-tuning).
+// Works on the resized (and flipped) uint8 HWC window (RandAugment). img may view the source's pixels: a
+// transform replaces it with a new image and never writes through it.
 class PixelTransform {
  public:
   virtual ~PixelTransform() = default;
@@ -55,8 +62,8 @@ class PixelTransform {
   virtual void apply(cv::Mat& img, std::mt19937_64& rng) const = 0;
 };
 
-// Works on the float CHW sample after normalization (random erasing arrives here with fine-tuning; batch
-// mixing such as mixup/cutmix belongs in the loader's post_batch hook).
+// Works on the float CHW sample after normalization (random erasing; batch mixing such as mixup/cutmix
+// belongs in the loader's post_batch hook).
 class TensorTransform {
  public:
   virtual ~TensorTransform() = default;
@@ -65,8 +72,9 @@ class TensorTransform {
                      std::mt19937_64& rng) const = 0;
 };
 
-// geometry (box, resize, window, flip, pad) -> pixel transforms -> to float (x/255, then normalize when
-// listed; padded pixels image_fill) -> tensor transforms. Immutable once built, shared by all loader threads.
+// geometry (box, resize, window, flip, pad) -> pixel transforms (rand_augment) -> to float (x/255, then
+// normalize when listed; padded pixels image_fill) -> tensor transforms (random_erasing). Immutable once
+// built, shared by all loader threads.
 class Pipeline {
  public:
   // Throws InputError("augment...", fault) for unknown, repeated or misordered names, a geometry that does
@@ -100,7 +108,9 @@ class Pipeline {
   int64_t out_ = 0, channels_ = 0;
 };
 
-// Throws InputError("augment", fault) for a config no transform can run with, given the image channels.
+// Throws InputError("augment.<field>", fault) for a config no transform can run with, given the image
+// channels, and InputError("data.auto_augment", fault) for a malformed RandAugment string (checked even when
+// unlisted).
 void validate_augment(const AugmentConfig& cfg, int64_t channels);
 
 // torchvision RandomResizedCrop.get_params: 10 attempts (area fraction uniform in scale, log-uniform

@@ -1,7 +1,7 @@
 // Optimizers over parameter groups built by a rule (MAE's util/lr_decay.param_groups_lrd and timm's
 // param_groups_layer_decay): weight decay on or off per parameter, an lr scale per group, so layer-wise lr
 // decay is a rule and not a new optimizer. AdamW runs ATen's fused multi-tensor kernel; SGD has momentum and
-// Nesterov.
+// Nesterov; LARS is MAE's (util/lars.py) for the linear probe.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -24,8 +24,8 @@ struct ParamGroup {
   NamedParams params;
 };
 
-// How parameters are grouped. Parameters keep their order inside a group; groups appear in the order their
-// first parameter does, decayed before undecayed at the same layer.
+// How parameters are grouped. Parameters keep their order inside a group. With layer decay, groups appear in
+// the order their first parameter does (timm's and MAE's order); without it, [decay, no_decay].
 struct GroupRule {
   double weight_decay = 0.05;
   // Names (exact) that never decay besides biases and 1-D parameters (MAE: cls_token, pos_embed).
@@ -118,6 +118,24 @@ class Sgd final : public Optimizer {
  private:
   void step_group(size_t g, const std::vector<size_t>& idx, double lr) override;
   SgdOptions opts_;
+};
+
+struct LarsOptions {
+  double momentum = 0.9;
+  double trust_coefficient = 0.001;  // eta
+};
+
+// LARS as MAE's util/lars.py defines it. A parameter with more than one dimension steps with
+// d = grad + weight_decay x p scaled by the trust ratio eta ||p|| / ||d|| (1 when either norm is 0);
+// 1-D parameters (biases, norm weights) step with the plain gradient, without weight decay or adaptation.
+// Then mu = momentum x mu + d (mu starts at zero) and p -= lr x mu.
+class Lars final : public Optimizer {
+ public:
+  Lars(std::vector<ParamGroup> groups, LarsOptions opts);
+
+ private:
+  void step_group(size_t g, const std::vector<size_t>& idx, double lr) override;
+  LarsOptions opts_;
 };
 
 // Global L2 norm of the gradients, clipped in place to max_norm when max_norm > 0. Returns the norm before

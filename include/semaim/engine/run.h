@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,9 +47,10 @@ struct RunContext {
 };
 
 // A shuffled, drop-last training loader of `batch_size` images per micro-batch over this rank's shard of
-// `set`.
+// `set`; post_batch (optional) runs on each finished batch in its worker thread (batch mixing).
 data::Loader make_train_loader(const config::Config& cfg, const RunContext& ctx, int64_t batch_size,
-                               const data::AugmentConfig& augment, std::shared_ptr<const data::Dataset> set);
+                               const data::AugmentConfig& augment, std::shared_ptr<const data::Dataset> set,
+                               std::function<void(data::Batch&)> post_batch = {});
 
 // "auto" (CUDA when available), "cpu" or "cuda" (an InputError when no CUDA device exists).
 at::Device select_device(const std::string& name);

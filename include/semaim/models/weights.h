@@ -23,6 +23,7 @@ struct LoadOptions {
   // throws InputError before anything is copied. Non-strict: what matches is loaded, the rest reported.
   bool strict = true;
   bool allow_extra = false;
+  bool allow_missing = false;  // strict, but module keys absent from the source keep their values
   // A position table (key `pos_embed` or `*.pos_embed`) whose grid differs from the module's is resampled
   // as timm's resample_abs_pos_embed. Its grid in the source is source_grid, or square (timm's assumption).
   bool resample_pos_embed = false;
@@ -36,6 +37,7 @@ struct ShapeMismatch {
 
 // Keys in module order (missing, resampled, shape_mismatch) or source order (unexpected).
 struct LoadReport {
+  std::vector<std::string> loaded;            // module keys copied from the source (resampled included)
   std::vector<std::string> missing;           // module keys absent from the source (left as they were)
   std::vector<std::string> unexpected;        // source keys the module does not have (ignored)
   std::vector<std::string> resampled;         // position tables loaded through resampling
@@ -43,6 +45,9 @@ struct LoadReport {
   bool clean() const { return missing.empty() && unexpected.empty() && shape_mismatch.empty(); }
   // One line: counts and the first keys of each list.
   std::string summary() const;
+  // One row per list (loaded, missing, unexpected, resampled, shape mismatches) with its count and every key,
+  // numbered modules folded: "blocks.{0-11}.* (144)".
+  std::string table() const;
 };
 
 // Copies `weights` into m by key name as `options` says and reports what did not match.

@@ -15,6 +15,8 @@ namespace semaim::tasks {
 // size.
 models::AimConfig aim_config(const config::Config& cfg);
 models::TargetConfig target_config(const config::Config& cfg);
+// The encoder of model.name with the model.* overrides: an aim_* name's encoder, or a vit_* encoder.
+models::VitConfig vit_config(const config::Config& cfg);
 ordering::OrderingConfig ordering_config(const config::Config& cfg);
 // The model for the config, initialized from run.seed (deterministic across runs).
 models::AimVit build_aim(const config::Config& cfg);
