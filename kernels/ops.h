@@ -29,8 +29,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_cpu(const at::Tens
 std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order_cuda(const at::Tensor& tokens, int64_t gh,
                                                                    int64_t gw, c10::string_view source,
                                                                    const at::Tensor& noise);
-// Validates the op's arguments with TORCH_CHECK (the op can be called directly, bypassing the C++ entry
-// point's InputError checks); returns true for source "gap", false for "cls".
+// The ops validate their arguments with TORCH_CHECK (they can be called directly, bypassing the C++ entry
+// points' InputError checks). Shared by semantic_order and parts_order: tokens (N, L+1, D)
+// fp32/bf16/fp16/fp64 on `device`, gh*gw = L, noise (N, L) fp32/fp64 on the tokens' device.
+void check_token_op_args(const char* op, const at::Tensor& tokens, int64_t gh, int64_t gw,
+                         const at::Tensor& noise, c10::DeviceType device);
+// Returns true for source "gap", false for "cls".
 bool check_semantic_order_args(const at::Tensor& tokens, int64_t gh, int64_t gw, c10::string_view source,
                                const at::Tensor& noise, c10::DeviceType device);
 

@@ -1,10 +1,7 @@
-// Registers semaim's custom ops (TORCH_LIBRARY(semaim)) with their CPU twins and CUDA kernels. The C++ entry
-// points that validate input and call the dispatcher live with their users (src/ordering/kernel_ops.cpp,
-// kernels/permute_rows/permute_rows.cpp) and call link_ops(), which pulls this object (and its registrars)
-// out of the static library.
-// The CUDA impls are registered here, not in the .cu files: nothing references a .cu object file, so a
-// static library would drop its registrar; and nvcc then never compiles <torch/library.h>.
-// SEMAIM_WITH_CUDA: defined by the build when the kernels/*.cu files are compiled into semaim_kernels.
+// Registers semaim's custom ops (TORCH_LIBRARY(semaim)): CPU twins and CUDA kernels (kernels/README.md).
+// The CUDA impls are registered here, not in the .cu files: nothing references a .cu object, so the static
+// library would drop its registrar (and nvcc never compiles <torch/library.h>). The C++ entry points call
+// link_ops(), which pulls this object out of the library. SEMAIM_WITH_CUDA: set when the .cu files are built.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>

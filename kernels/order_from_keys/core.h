@@ -34,32 +34,11 @@ C10_HOST_DEVICE inline uint64_t sort_bits(int64_t v) {
   return static_cast<uint64_t>(v) ^ (uint64_t{1} << 63);
 }
 
-// torch's sort order for one key through its sort bits. Returns -1, 0, 1.
-template <typename key_t>
-C10_HOST_DEVICE inline int key_cmp(key_t a, key_t b) {
-  const auto ba = sort_bits(a), bb = sort_bits(b);
-  return ba < bb ? -1 : (bb < ba ? 1 : 0);
-}
-
-// order_from_keys' total order: key, then index (a stable argsort).
+// order_from_keys' total order: key in torch's sort order (its sort bits), then index (a stable argsort).
 template <typename key_t, typename I>
 C10_HOST_DEVICE inline bool key_before(key_t ka, I ia, key_t kb, I ib) {
-  const int c = key_cmp(ka, kb);
-  return c < 0 || (c == 0 && ia < ib);
-}
-
-// Smallest power of two >= n (n >= 1): the bitonic sort's slot count.
-C10_HOST_DEVICE inline int64_t next_pow2(int64_t n) {
-  int64_t p = 1;
-  while (p < n) p <<= 1;
-  return p;
-}
-
-// Sort slot comparison with padding: slots a, b >= l are padding and go last, by index.
-template <typename key_t, typename I>
-C10_HOST_DEVICE inline bool slot_before(const key_t* keys, I a, I b, I l) {
-  if (a >= l || b >= l) return a < b;
-  return key_before(keys[a], a, keys[b], b);
+  const auto ba = sort_bits(ka), bb = sort_bits(kb);
+  return ba < bb || (ba == bb && ia < ib);
 }
 
 }  // namespace semaim::kernels

@@ -26,8 +26,8 @@ constexpr int kThreads = 256;
 // one 32-byte L2 sector per element, but an image's block (0.6 MB fp32 for ViT-B) stays in L2 while its rows
 // are written, so memory traffic stays about the row form's.
 // Bytes: N*L*D*e reads of x + L*D*e of the table (it stays in L2: 196*768*4 = 0.6 MB for ViT-B) + N*L*D*e
-// writes + N*L*8 index. FLOPs: N*L*D adds with the table. H100 (~3 TB/s), N=256, L=196, D=768: fp32 ~308
-// MB -> ~100 us, bf16 ~154 MB -> ~50 us; the fused add saves the separate (N, L, D) read + write of x + pos.
+// writes + N*L*8 index. FLOPs: N*L*D adds with the table; the fused add saves the (N, L, D) read + write of
+// a separate x + pos.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     permute_rows_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ index,
@@ -46,8 +46,8 @@ __global__ void __launch_bounds__(kThreads)
 // out[p, j] = sum over n of x[n, index[n, p], j], the images in order in the op-math type.
 // Launch: a grid-stride loop of 256-thread blocks over the L*D outputs, one per thread and step, consecutive
 // threads on consecutive channels (coalesced reads of each image's source row, the index broadcast).
-// Bytes: N*L*D*e reads + L*D*e writes + N*L*8 index; FLOPs: N*L*D adds. H100: fp32 ViT-B at N=256 reads
-// ~154 MB -> ~50 us, where gathering into an (N, L, D) buffer and summing it would move ~462 MB.
+// Bytes: N*L*D*e reads + L*D*e writes + N*L*8 index (a third of gathering into an (N, L, D) buffer and
+// summing it); FLOPs: N*L*D adds.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     permute_rows_sum_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ index, int64_t n,

@@ -12,27 +12,6 @@ namespace semaim::kernels {
 
 // F.normalize's eps (cls_similarity): an all-zero token has similarity 0, not NaN.
 constexpr float kNormEps = 1e-12f;
-// Largest L the CUDA kernel sorts in shared memory (bitonic on 4096 slots); above it, global scratch.
-constexpr int64_t kSharedSortMaxL = 4096;
-
-// Running sums of one patch against the anchor: dot(p, a) and |p|^2, accumulated in acc_t (fp32 for
-// fp32/bf16/fp16 tokens).
-template <typename acc_t>
-struct CosAcc {
-  acc_t dot = 0, pp = 0;
-};
-
-template <typename acc_t>
-C10_HOST_DEVICE inline void cos_step(CosAcc<acc_t>& s, acc_t p, acc_t a) {
-  s.dot += p * a;
-  s.pp += p * p;
-}
-
-template <typename acc_t>
-C10_HOST_DEVICE inline void cos_merge(CosAcc<acc_t>& s, const CosAcc<acc_t>& o) {
-  s.dot += o.dot;
-  s.pp += o.pp;
-}
 
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t norm_clamped(acc_t sumsq) {
@@ -44,16 +23,26 @@ C10_HOST_DEVICE inline acc_t norm_clamped(acc_t sumsq) {
   return n > acc_t(kNormEps) ? n : acc_t(kNormEps);
 }
 
-// Cosine of a patch to the anchor from the accumulated sums and the anchor's |a|^2.
+// Running sums of one patch p against the anchor a: dot(p, a) and |p|^2, in acc_t (fp32 for fp32/bf16/fp16
+// tokens); cos() is the patch's cosine to the anchor given the anchor's |a|^2.
 template <typename acc_t>
-C10_HOST_DEVICE inline acc_t cos_finish(const CosAcc<acc_t>& s, acc_t aa) {
-  return s.dot / (norm_clamped(s.pp) * norm_clamped(aa));
-}
+struct CosAcc {
+  acc_t dot = 0, pp = 0;
+  C10_HOST_DEVICE void add(acc_t p, acc_t a) {
+    dot += p * a;
+    pp += p * p;
+  }
+  C10_HOST_DEVICE void add(const CosAcc& o) {
+    dot += o.dot;
+    pp += o.pp;
+  }
+  C10_HOST_DEVICE acc_t cos(acc_t aa) const { return dot / (norm_clamped(pp) * norm_clamped(aa)); }
+};
 
 // at::argmax's rule: NaN beats every number, equal values go to the lower index.
 // true iff candidate (va, ia) beats the current best (vb, ib).
-template <typename acc_t>
-C10_HOST_DEVICE inline bool argmax_beats(acc_t va, int64_t ia, acc_t vb, int64_t ib) {
+template <typename acc_t, typename I>
+C10_HOST_DEVICE inline bool argmax_beats(acc_t va, I ia, acc_t vb, I ib) {
   const bool na = va != va, nb = vb != vb;
   if (na || nb) return na && (!nb || ia < ib);
   return va > vb || (va == vb && ia < ib);
@@ -68,11 +57,10 @@ C10_HOST_DEVICE inline int64_t grid_d2(I i, I c, I gw) {
   return static_cast<int64_t>(dr) * dr + static_cast<int64_t>(dc) * dc;
 }
 
-// The semantic total order: grid distance from the center, then noise, then index -- rank_keys on
-// (distance, noise) in the reference. Slots i >= l are the sort's padding and go last.
+// The semantic total order: grid distance from the center, then noise, then index (rank_keys on
+// (distance, noise) in the reference).
 template <typename noise_t, typename I>
-C10_HOST_DEVICE inline bool semantic_before(I ia, I ib, const noise_t* noise, I center, I gw, I l) {
-  if (ia >= l || ib >= l) return ia < ib;  // a real patch (< l) precedes padding; padding by index
+C10_HOST_DEVICE inline bool semantic_before(I ia, I ib, const noise_t* noise, I center, I gw) {
   const int64_t da = grid_d2<I>(ia, center, gw), db = grid_d2<I>(ib, center, gw);
   if (da != db) return da < db;
   return key_before(noise[ia], ia, noise[ib], ib);

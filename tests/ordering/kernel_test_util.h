@@ -1,5 +1,5 @@
-// Shared fixtures of the ordering-kernel tests: the grids and dtypes every twin is held to, seeded generators, and
-// (from input_error.h) an InputError expectation that checks the message.
+// Shared fixtures of the ordering-kernel tests: the grids and dtypes every twin is held to, seeded
+// generators, and (from input_error.h) an InputError expectation that checks the message.
 #pragma once
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>

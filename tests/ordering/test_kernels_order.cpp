@@ -45,7 +45,8 @@ void expect_equal_to_reference(const at::Tensor& keys, const std::string& what) 
 
 TEST(OrderFromKeysKernel, CpuTwinEqualsStableArgsortWithTiesNaNAndSignedZeros) {
   uint64_t seed = 200;
-  const at::ScalarType dtypes[] = {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble, at::kLong, at::kInt};
+  const at::ScalarType dtypes[] = {at::kFloat, at::kBFloat16, at::kHalf,  at::kDouble,
+                                   at::kLong,  at::kInt,      at::kShort, at::kChar};
   for (int64_t l : {49, 196, 256, 1369, 66}) {
     for (int64_t n : {1, 3, 64}) {
       for (at::ScalarType dt : dtypes) {
@@ -153,6 +154,13 @@ TEST(OrderFromKeysKernel, CudaKernelEqualsCpuTwin) {
       EXPECT_TRUE(at::equal(g.order.cpu(), c.order)) << l << " " << c10::toString(dt);
       EXPECT_TRUE(at::equal(g.inverse.cpu(), c.inverse)) << l << " " << c10::toString(dt);
     }
+  }
+  // 1- and 2-byte keys at odd L: the shared-memory slots after them must stay 4-byte aligned.
+  for (at::ScalarType dt : {at::kChar, at::kShort}) {
+    const at::Tensor keys = tied_keys(5, 49, dt, 301);
+    const Permutation c = order_from_keys(keys), g = order_from_keys(keys.cuda());
+    EXPECT_TRUE(at::equal(g.order.cpu(), c.order)) << c10::toString(dt);
+    EXPECT_TRUE(at::equal(g.inverse.cpu(), c.inverse)) << c10::toString(dt);
   }
 }
 

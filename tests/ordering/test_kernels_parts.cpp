@@ -2,6 +2,7 @@
 // the ATen reference parts_keys exactly, ties included; the defining properties hold; bad input is rejected.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
@@ -163,6 +164,16 @@ TEST(PartsOrder, BadInputThrowsInputError) {
   EXPECT_THROW(parts_order(tok.to(at::kInt), 7, 7, 4, 5, noise), semaim::InputError);
   EXPECT_THROW(parts_order(at::randn({2, 49}), 7, 7, 4, 5, noise), semaim::InputError);
   EXPECT_THROW(parts_keys(tok, 7, 7, 4, 5, at::rand({3, 49})), semaim::InputError);
+  // The registered op, called directly, checks its arguments too (TORCH_CHECK).
+  const auto op = c10::Dispatcher::singleton()
+                      .findSchemaOrThrow("semaim::parts_order", "")
+                      .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, int64_t, int64_t, int64_t,
+                                                                int64_t, const at::Tensor&)>();
+  EXPECT_NO_THROW(op.call(tok, 7, 7, 4, 5, noise));
+  EXPECT_THROW(op.call(tok, 7, 6, 4, 5, noise), c10::Error);
+  EXPECT_THROW(op.call(tok, 7, 7, 50, 5, noise), c10::Error);
+  EXPECT_THROW(op.call(tok, 7, 7, 4, 5, noise.to(at::kHalf)), c10::Error);
+  EXPECT_THROW(op.call(tok.to(at::kInt), 7, 7, 4, 5, noise), c10::Error);
 }
 
 TEST(PartsOrder, MakeKeysUsesTheOpAndClampsK) {
