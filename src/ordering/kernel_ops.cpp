@@ -35,43 +35,44 @@ void check_device(const at::Tensor& t, const char* what) {
       kWhere, std::string(what) + " on device " + t.device().str() + ": semaim's kernels run on " + have);
 }
 
+// The checks both token ops share: tokens (N, L+1, D) of a float type on a device the kernels run on, a gh x
+// gw grid of L patches, noise (N, L) float32/float64 beside the tokens. -> L
+int64_t check_token_args(const std::string& op, const at::Tensor& tokens, int64_t gh, int64_t gw,
+                         const at::Tensor& noise) {
+  if (!tokens.defined() || tokens.dim() != 3 || tokens.size(1) < 2 || tokens.size(2) < 1)
+    throw InputError(kWhere, op + ": tokens must be (N, L+1, D) with L >= 1, got " +
+                                 (tokens.defined() ? shape_str(tokens) : std::string("none")));
+  const auto st = tokens.scalar_type();
+  if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf && st != at::kDouble)
+    throw InputError(kWhere, op + ": tokens must be float32, bfloat16, float16 or float64, got " +
+                                 std::string(c10::toString(st)));
+  const int64_t n = tokens.size(0), l = tokens.size(1) - 1;
+  if (gh < 1 || gw < 1 || gh * gw != l)
+    throw InputError(kWhere, op + ": the " + std::to_string(gh) + "x" + std::to_string(gw) +
+                                 " grid does not match tokens " + shape_str(tokens) +
+                                 " (need gh*gw = L = " + std::to_string(l) + ")");
+  if (!noise.defined() || noise.dim() != 2 || noise.size(0) != n || noise.size(1) != l)
+    throw InputError(kWhere, op + ": noise must be (N, L) = (" + std::to_string(n) + ", " +
+                                 std::to_string(l) + "), got " +
+                                 (noise.defined() ? shape_str(noise) : std::string("none")));
+  if (noise.scalar_type() != at::kFloat && noise.scalar_type() != at::kDouble)
+    throw InputError(kWhere, op + ": noise must be float32 or float64, got " +
+                                 std::string(c10::toString(noise.scalar_type())));
+  check_device(tokens, (op + ": tokens").c_str());
+  if (noise.device() != tokens.device())
+    throw InputError(
+        kWhere, op + ": noise is on " + noise.device().str() + " but tokens are on " + tokens.device().str());
+  return l;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order(const at::Tensor& tokens, int64_t gh,
                                                               int64_t gw, const std::string& source,
                                                               const at::Tensor& noise) {
-  if (!tokens.defined() || tokens.dim() != 3 || tokens.size(1) < 2 || tokens.size(2) < 1) {
-    throw InputError(kWhere, "semantic_order: tokens must be (N, L+1, D) with L >= 1, got " +
-                                 (tokens.defined() ? shape_str(tokens) : std::string("none")));
-  }
-  const auto st = tokens.scalar_type();
-  if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf && st != at::kDouble) {
-    throw InputError(kWhere, "semantic_order: tokens must be float32, bfloat16, float16 or float64, got " +
-                                 std::string(c10::toString(st)));
-  }
-  const int64_t n = tokens.size(0), l = tokens.size(1) - 1;
-  if (gh < 1 || gw < 1 || gh * gw != l) {
-    throw InputError(kWhere, "semantic_order: the " + std::to_string(gh) + "x" + std::to_string(gw) +
-                                 " grid does not match tokens " + shape_str(tokens) +
-                                 " (need gh*gw = L = " + std::to_string(l) + ")");
-  }
-  if (source != "cls" && source != "gap") {
+  check_token_args("semantic_order", tokens, gh, gw, noise);
+  if (source != "cls" && source != "gap")
     throw InputError(kWhere, "semantic_order: unknown similarity source '" + source + "' (valid: cls, gap)");
-  }
-  if (!noise.defined() || noise.dim() != 2 || noise.size(0) != n || noise.size(1) != l) {
-    throw InputError(kWhere, "semantic_order: noise must be (N, L) = (" + std::to_string(n) + ", " +
-                                 std::to_string(l) + "), got " +
-                                 (noise.defined() ? shape_str(noise) : std::string("none")));
-  }
-  if (noise.scalar_type() != at::kFloat && noise.scalar_type() != at::kDouble) {
-    throw InputError(kWhere, "semantic_order: noise must be float32 or float64, got " +
-                                 std::string(c10::toString(noise.scalar_type())));
-  }
-  check_device(tokens, "semantic_order: tokens");
-  if (noise.device() != tokens.device()) {
-    throw InputError(kWhere, "semantic_order: noise is on " + noise.device().str() + " but tokens are on " +
-                                 tokens.device().str());
-  }
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("semaim::semantic_order", "")
                              .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
@@ -81,36 +82,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> semantic_order(const at::Tensor& 
 
 std::tuple<at::Tensor, at::Tensor> parts_order(const at::Tensor& tokens, int64_t gh, int64_t gw, int64_t k,
                                                int64_t iters, const at::Tensor& noise) {
-  if (!tokens.defined() || tokens.dim() != 3 || tokens.size(1) < 2 || tokens.size(2) < 1) {
-    throw InputError(kWhere, "parts_order: tokens must be (N, L+1, D) with L >= 1, got " +
-                                 (tokens.defined() ? shape_str(tokens) : std::string("none")));
-  }
-  const auto st = tokens.scalar_type();
-  if (st != at::kFloat && st != at::kBFloat16 && st != at::kHalf && st != at::kDouble) {
-    throw InputError(kWhere, "parts_order: tokens must be float32, bfloat16, float16 or float64, got " +
-                                 std::string(c10::toString(st)));
-  }
-  const int64_t n = tokens.size(0), l = tokens.size(1) - 1;
-  if (gh < 1 || gw < 1 || gh * gw != l) {
-    throw InputError(kWhere, "parts_order: the " + std::to_string(gh) + "x" + std::to_string(gw) +
-                                 " grid does not match tokens " + shape_str(tokens) +
-                                 " (need gh*gw = L = " + std::to_string(l) + ")");
-  }
-  check_parts_args(l, k, iters);
-  if (!noise.defined() || noise.dim() != 2 || noise.size(0) != n || noise.size(1) != l) {
-    throw InputError(kWhere, "parts_order: noise must be (N, L) = (" + std::to_string(n) + ", " +
-                                 std::to_string(l) + "), got " +
-                                 (noise.defined() ? shape_str(noise) : std::string("none")));
-  }
-  if (noise.scalar_type() != at::kFloat && noise.scalar_type() != at::kDouble) {
-    throw InputError(kWhere, "parts_order: noise must be float32 or float64, got " +
-                                 std::string(c10::toString(noise.scalar_type())));
-  }
-  check_device(tokens, "parts_order: tokens");
-  if (noise.device() != tokens.device()) {
-    throw InputError(kWhere, "parts_order: noise is on " + noise.device().str() + " but tokens are on " +
-                                 tokens.device().str());
-  }
+  check_parts_args(check_token_args("parts_order", tokens, gh, gw, noise), k, iters);
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("semaim::parts_order", "")
                              .typed<std::tuple<at::Tensor, at::Tensor>(
