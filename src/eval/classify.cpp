@@ -4,9 +4,24 @@
 #include <algorithm>
 
 #include "semaim/core/errors.h"
-#include "semaim/data/loader.h"
 
 namespace semaim::eval {
+
+std::unique_ptr<data::Loader> eval_loader(std::shared_ptr<const data::Dataset> set,
+                                          const data::AugmentConfig& eval_tf, int64_t batch_size,
+                                          int64_t num_workers, bool fail_on_bad_image) {
+  data::LoaderConfig lc;
+  lc.batch_size = batch_size;
+  lc.num_workers = num_workers;
+  lc.shuffle = false;
+  lc.drop_last = false;
+  lc.augment = eval_tf;
+  lc.augment.random = false;
+  lc.fail_on_bad_image = fail_on_bad_image;
+  auto loader = std::make_unique<data::Loader>(std::move(set), lc);
+  loader->start_epoch(0);
+  return loader;
+}
 
 // logits: (B, K), labels: (B) -> counts
 ClassifyCounts score_batch(const at::Tensor& logits, const at::Tensor& labels) {
@@ -32,25 +47,16 @@ ClassifyCounts evaluate_classifier(const LogitsFn& logits, std::shared_ptr<const
                                    int64_t num_workers, bool fail_on_bad_image) {
   ClassifyCounts total;
   if (set->size() == 0) return total;
-  data::LoaderConfig lc;
-  lc.batch_size = batch_size;
-  lc.num_workers = num_workers;
-  lc.shuffle = false;
-  lc.drop_last = false;
-  lc.augment = eval_tf;
-  lc.augment.random = false;
-  lc.fail_on_bad_image = fail_on_bad_image;
-  data::Loader loader(std::move(set), lc);
-  loader.start_epoch(0);
+  auto loader = eval_loader(std::move(set), eval_tf, batch_size, num_workers, fail_on_bad_image);
   at::NoGradGuard no_grad;
-  while (auto b = loader.next()) {
+  while (auto b = loader->next()) {
     const ClassifyCounts c = score_batch(logits(b->images), b->labels);
     total.loss_sum += c.loss_sum;
     total.correct1 += c.correct1;
     total.correct5 += c.correct5;
     total.count += c.count;
   }
-  total.bad_images = loader.bad_images();
+  total.bad_images = loader->bad_images();
   return total;
 }
 

@@ -11,7 +11,7 @@
 #include "semaim/core/errors.h"
 #include "semaim/core/lr_schedule.h"
 #include "semaim/core/timing.h"
-#include "semaim/data/loader.h"
+#include "semaim/eval/classify.h"
 
 namespace semaim::eval {
 namespace {
@@ -50,21 +50,12 @@ Features extract_features(const FeatureFn& features, std::shared_ptr<const data:
   if (feature_batch <= 0) throw InputError("linprobe.feature_batch", "must be positive");
   const std::shared_ptr<const data::Dataset> part = data::take_first(std::move(set), limit);
   const int64_t n = part->size();
-  data::LoaderConfig lc;
-  lc.batch_size = feature_batch;
-  lc.num_workers = num_workers;
-  lc.shuffle = false;
-  lc.drop_last = false;
-  lc.augment = eval_tf;
-  lc.augment.random = false;
-  lc.fail_on_bad_image = fail_on_bad_image;
-  data::Loader loader(part, lc);
-  loader.start_epoch(0);
+  const auto loader = eval_loader(part, eval_tf, feature_batch, num_workers, fail_on_bad_image);
   torch::NoGradGuard no_grad;
   Features f;
   f.y = at::empty({n}, at::TensorOptions().dtype(at::kLong));
   int64_t start = 0;
-  while (auto batch = loader.next()) {
+  while (auto batch = loader->next()) {
     const int64_t count = batch->images.size(0);
     const at::Tensor pooled = pool_tokens(features(batch->images), pool);
     if (pooled.dim() != 2 || pooled.size(0) != count) {
@@ -76,7 +67,7 @@ Features extract_features(const FeatureFn& features, std::shared_ptr<const data:
     f.y.narrow(0, start, count).copy_(batch->labels);
     start += count;
   }
-  f.bad_images = loader.bad_images();
+  f.bad_images = loader->bad_images();
   return f;
 }
 
@@ -141,7 +132,8 @@ LinprobeResult fit_linear_probe(const at::Tensor& train_x, const at::Tensor& tra
     const at::Tensor perm = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
     for (int64_t s = 0; s < steps; ++s, ++it) {
       for (auto& group : opt.param_groups()) {
-        static_cast<torch::optim::SGDOptions&>(group.options()).lr(core::lr_at(sched, static_cast<double>(it)));
+        static_cast<torch::optim::SGDOptions&>(group.options())
+            .lr(core::lr_at(sched, static_cast<double>(it)));
       }
       const at::Tensor idx = perm.narrow(0, s * batch, batch);
       const at::Tensor logits = head(bn(xtr.index_select(0, idx)));

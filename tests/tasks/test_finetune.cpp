@@ -63,6 +63,13 @@ semaim::io::NamedTensors final_weights(const FinetuneResult& r) {
   return semaim::io::load_safetensors(CheckpointManager::resolve(r.last_checkpoint).weights).tensors;
 }
 
+// A short, quiet pretraining run (the encoder the other tasks start from).
+PretrainResult pretrain_quietly(const Config& c) {
+  PretrainOptions po;
+  po.quiet = true;
+  return pretrain(c, po);
+}
+
 FinetuneOptions quiet() {
   FinetuneOptions o;
   o.quiet = true;
@@ -124,9 +131,7 @@ TEST(Finetune, ResumeWithMixupAndDropPathIsBitwiseEqualToAnUninterruptedRun) {
 TEST(Finetune, StartsFromThePretrainedEncoderOfARun) {
   TempDir tmp;
   Config c = tiny_config(tmp.path(), "pre");
-  PretrainOptions po;
-  po.quiet = true;
-  const PretrainResult pre = pretrain(c, po);
+  const PretrainResult pre = pretrain_quietly(c);
   Config ft = tiny_config(tmp.path(), "ft");
   ft.apply_overrides({"finetune.init=" + pre.run_dir, "finetune.max_steps=1", "finetune.base_lr=0.0"});
   const FinetuneResult r = finetune(ft, quiet());
@@ -150,9 +155,7 @@ TEST(Finetune, StartsFromThePretrainedEncoderOfARun) {
 TEST(Finetune, KnnOfAPretrainedAndARandomEncoder) {
   TempDir tmp;
   Config c = tiny_config(tmp.path(), "pre");
-  PretrainOptions po;
-  po.quiet = true;
-  pretrain(c, po);
+  pretrain_quietly(c);
   LinprobeOptions o;
   o.quiet = true;
   const KnnResult r = knn(c, o);
@@ -203,9 +206,7 @@ TEST(Finetune, ImageNetRecipesHoldTheReferenceValues) {
 TEST(Finetune, ReferenceLinearProbeTrainsOnlyTheHead) {
   TempDir tmp;
   Config c = tiny_config(tmp.path(), "pre");
-  PretrainOptions po;
-  po.quiet = true;
-  const PretrainResult pre = pretrain(c, po);
+  const PretrainResult pre = pretrain_quietly(c);
   c.apply_overrides({"linprobe.protocol=reference", "linprobe.optimizer=sgd", "linprobe.epochs=3",
                      "linprobe.batch_size=64", "linprobe.base_lr=0.4", "linprobe.pool=cls",
                      "linprobe.train_limit=1024", "linprobe.test_limit=300", "linprobe.feature_batch=100"});

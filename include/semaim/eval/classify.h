@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "semaim/data/dataset.h"
+#include "semaim/data/loader.h"
 #include "semaim/data/transforms.h"
 
 namespace semaim::eval {
@@ -24,6 +25,12 @@ struct ClassifyCounts {
 
 // Logits of normalized images: (B, C, H, W) -> (B, K); called under NoGradGuard.
 using LogitsFn = std::function<at::Tensor(const at::Tensor& images)>;
+
+// An in-order, unshuffled loader of every sample of `set` under the evaluation transform (eval_tf.random is
+// ignored), started at epoch 0: what every evaluation reads.
+std::unique_ptr<data::Loader> eval_loader(std::shared_ptr<const data::Dataset> set,
+                                          const data::AugmentConfig& eval_tf, int64_t batch_size,
+                                          int64_t num_workers, bool fail_on_bad_image);
 
 // Top-1 / top-5 hits and the summed cross-entropy of one batch. logits: (B, K), labels: (B) -> counts
 ClassifyCounts score_batch(const at::Tensor& logits, const at::Tensor& labels);
