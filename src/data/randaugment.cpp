@@ -257,21 +257,90 @@ void sample(const cv::Mat& src, double xin, double yin, Resample resample, uint8
   }
   const int xs[4] = {col(x - 1), col(x), col(x + 1), col(x + 2)};
   const uint8_t* rows[4] = {row(y - 1), row(y), row(y + 1), row(y + 2)};
+  // cubic(v1, v2, v3, v4, 0) is exactly v2, so at a whole-pixel position (the shears keep one coordinate on
+  // the grid) the passes it would discard are skipped with the same bytes out.
   for (int ch = 0; ch < c; ++ch) {
-    double v[4];
+    double v[4] = {0, 0, 0, 0};
     for (int j = 0; j < 4; ++j) {
+      if (dy == 0.0 && j != 1) continue;
       const uint8_t* r = rows[j] + ch;
-      v[j] = cubic(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx);
+      v[j] = dx == 0.0 ? r[xs[1]] : cubic(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx);
     }
-    const double s = cubic(v[0], v[1], v[2], v[3], dy);
+    const double s = dy == 0.0 ? v[1] : cubic(v[0], v[1], v[2], v[3], dy);
     out[ch] = s <= 0.0 ? 0 : s >= 255.0 ? 255 : static_cast<uint8_t>(s);
   }
+}
+
+// PIL's bicubic affine when the input column depends on the output column only and the input row on the
+// output row only (m1 == m3 == 0: the translations): each source row's horizontal pass is computed once and
+// shared by the up to four output rows that read it, with sample()'s arithmetic value for value.
+cv::Mat affine_bicubic_separable(const cv::Mat& src, const std::array<double, 6>& m,
+                                 const std::vector<uint8_t>& fill) {
+  const int w = src.cols, h = src.rows, c = src.channels();
+  struct Tap {
+    bool inside = false;
+    int at[4] = {0, 0, 0, 0};  // clamped source indices (columns pre-multiplied by c)
+    double d = 0;
+  };
+  // m1 * 0.5 and m3 * 0.5 are the same signed zeros the full expression adds, so `in` is bit-identical.
+  auto taps = [](int n, int limit, int stride, auto coordinate) {
+    std::vector<Tap> t(static_cast<size_t>(n));
+    for (int k = 0; k < n; ++k) {
+      const double in = coordinate(k + 0.5);
+      Tap& tap = t[static_cast<size_t>(k)];
+      tap.inside = !(in < 0.0 || in >= limit);
+      const int i = static_cast<int>(std::floor(in - 0.5));
+      tap.d = (in - 0.5) - i;
+      for (int j = 0; j < 4; ++j) tap.at[j] = std::clamp(i - 1 + j, 0, limit - 1) * stride;
+    }
+    return t;
+  };
+  const auto cols = taps(w, w, c, [&](double xi) { return m[0] * xi + m[1] * 0.5 + m[2]; });
+  const auto rows = taps(h, h, 1, [&](double yi) { return m[3] * 0.5 + m[4] * yi + m[5]; });
+  std::vector<std::vector<double>> pass(static_cast<size_t>(h));  // per source row: (w, c), filled lazily
+  auto horizontal = [&](int r) -> const double* {
+    auto& p = pass[static_cast<size_t>(r)];
+    if (p.empty()) {
+      p.assign(static_cast<size_t>(w * c), 0.0);
+      const uint8_t* s = src.ptr<uint8_t>(r);
+      for (int x = 0; x < w; ++x) {
+        const Tap& t = cols[static_cast<size_t>(x)];
+        if (!t.inside) continue;
+        for (int ch = 0; ch < c; ++ch)
+          p[static_cast<size_t>(x * c + ch)] =
+              cubic(s[t.at[0] + ch], s[t.at[1] + ch], s[t.at[2] + ch], s[t.at[3] + ch], t.d);
+      }
+    }
+    return p.data();
+  };
+  cv::Mat out(src.size(), src.type());
+  for (int y = 0; y < h; ++y) {
+    uint8_t* d = out.ptr<uint8_t>(y);
+    const Tap& ty = rows[static_cast<size_t>(y)];
+    const double* v[4] = {nullptr, nullptr, nullptr, nullptr};
+    if (ty.inside)
+      for (int j = 0; j < 4; ++j) v[j] = horizontal(ty.at[j]);
+    for (int x = 0; x < w; ++x, d += c) {
+      if (!ty.inside || !cols[static_cast<size_t>(x)].inside) {
+        for (int ch = 0; ch < c; ++ch) d[ch] = fill[static_cast<size_t>(fill.size() == 1 ? 0 : ch)];
+        continue;
+      }
+      for (int ch = 0; ch < c; ++ch) {
+        const int i = x * c + ch;
+        const double s = cubic(v[0][i], v[1][i], v[2][i], v[3][i], ty.d);
+        d[ch] = s <= 0.0 ? 0 : s >= 255.0 ? 255 : static_cast<uint8_t>(s);
+      }
+    }
+  }
+  return out;
 }
 
 // PIL Image.transform(size, AFFINE, m, resample, fillcolor): output pixel (x, y) reads the input at
 // (m0 (x+.5) + m1 (y+.5) + m2, m3 (x+.5) + m4 (y+.5) + m5); a point outside the image takes `fill`.
 cv::Mat affine(const cv::Mat& src, const std::array<double, 6>& m, const std::vector<uint8_t>& fill,
                Resample resample) {
+  if (resample == Resample::kBicubic && m[1] == 0.0 && m[3] == 0.0)
+    return affine_bicubic_separable(src, m, fill);
   const int w = src.cols, h = src.rows, c = src.channels();
   cv::Mat out(src.size(), src.type());
   for (int y = 0; y < h; ++y) {
