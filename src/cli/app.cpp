@@ -21,6 +21,8 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitInput = 2;
+// A stop signal saved the run: requeue it with --resume auto (EX_TEMPFAIL, docs/reliability.md).
+constexpr int kExitPreempted = 75;
 constexpr const char* kExampleConfig = "configs/pretrain/aim-fmnist-p4_1xb128-semantic_fmnist.yaml";
 
 // Arguments shared by the subcommands that read a config.
@@ -180,6 +182,9 @@ int run(int argc, char** argv) {
     for (const auto& [c, s] : parsed)
       if (*c) return s->run(args);
     return kExitInput;
+  } catch (const Preempted& e) {
+    std::cerr << "semaim: preempted: " << e.what() << std::endl;
+    return kExitPreempted;
   } catch (const InputError& e) {
     std::cerr << "semaim: error: " << e.what() << std::endl;
     return kExitInput;

@@ -3,7 +3,12 @@
 #include "semaim/config/config.h"
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -19,7 +24,7 @@ namespace fs = std::filesystem;
 std::string type_name(ValueType t) {
   switch (t) {
     case ValueType::kInt:
-      return "an integer";
+      return "a base-10 integer";
     case ValueType::kFloat:
       return "a number";
     case ValueType::kBool:
@@ -27,7 +32,7 @@ std::string type_name(ValueType t) {
     case ValueType::kString:
       return "a string";
     case ValueType::kIntList:
-      return "a list of integers";
+      return "a list of base-10 integers";
     case ValueType::kFloatList:
       return "a list of numbers";
     case ValueType::kStringList:
@@ -43,30 +48,37 @@ std::string describe(const YAML::Node& n) {
   return "nothing (null)";
 }
 
+// A YAML 1.2 decimal integer, [-+]?[0-9]+: "010" is ten, as YAML reads it. Hexadecimal and octal spellings
+// (0x10, 0o10) are not integers here, in a file and in --set alike, so both paths read the same number.
 bool parse_int(const std::string& s, int64_t& out) {
-  if (s.empty()) return false;
-  size_t pos = 0;
-  try {
-    long long v = std::stoll(s, &pos, 0);
-    if (pos != s.size()) return false;
-    out = v;
-    return true;
-  } catch (...) {
-    return false;
-  }
+  const size_t sign = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
+  if (s.size() == sign || s.find_first_not_of("0123456789", sign) != std::string::npos) return false;
+  const char* first = s.data() + (s[0] == '+' ? 1 : 0);
+  const char* last = s.data() + s.size();
+  const auto [end, ec] = std::from_chars(first, last, out);  // errc::result_out_of_range beyond int64
+  return ec == std::errc() && end == last;
 }
 
+// A YAML float in decimal or exponent notation (hex floats are not numbers here). The spellings of infinity
+// and NaN (YAML's .inf and .nan in any case, C's inf, infinity, nan) parse, so that the caller can say that
+// the value is not finite rather than not a number.
 bool parse_float(const std::string& s, double& out) {
-  if (s.empty()) return false;
-  size_t pos = 0;
-  try {
-    double v = std::stod(s, &pos);
-    if (pos != s.size()) return false;
-    out = v;
+  const bool signed_text = !s.empty() && (s[0] == '+' || s[0] == '-');
+  std::string word = s.substr(signed_text ? 1 : 0);
+  std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (!word.empty() && word[0] == '.') word.erase(0, 1);
+  if (word == "inf" || word == "infinity") {
+    out = s[0] == '-' ? -HUGE_VAL : HUGE_VAL;
     return true;
-  } catch (...) {
-    return false;
   }
+  if (word == "nan") {
+    out = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
+  if (s.empty() || s.find_first_not_of("0123456789+-.eE") != std::string::npos) return false;
+  char* end = nullptr;
+  out = std::strtod(s.c_str(), &end);  // overflow gives +-HUGE_VAL, which the caller rejects as not finite
+  return end == s.c_str() + s.size();
 }
 
 std::string fault_prefix(const std::string& origin, const std::string& key) {
@@ -82,78 +94,79 @@ void check_range(const KeySpec& spec, double v, const std::string& origin) {
   }
 }
 
+InputError wrong_type(const KeySpec& spec, const YAML::Node& n, const std::string& origin) {
+  return InputError(fault_prefix(origin, spec.key),
+                    "expected " + type_name(spec.type) + ", got " + describe(n));
+}
+
+// One integer of an int or int-list key, range-checked.
+int64_t to_int(const KeySpec& spec, const YAML::Node& whole, const YAML::Node& e, const std::string& origin) {
+  int64_t v;
+  if (!e.IsScalar() || !parse_int(e.Scalar(), v)) throw wrong_type(spec, whole, origin);
+  check_range(spec, static_cast<double>(v), origin);
+  return v;
+}
+
+// One number of a float or float-list key: finite (NaN would pass every comparison of a range check, and no
+// key means anything by an infinity), then range-checked.
+double to_float(const KeySpec& spec, const YAML::Node& whole, const YAML::Node& e,
+                const std::string& origin) {
+  double v;
+  if (!e.IsScalar() || !parse_float(e.Scalar(), v)) throw wrong_type(spec, whole, origin);
+  if (!std::isfinite(v))
+    throw InputError(fault_prefix(origin, spec.key), "value '" + e.Scalar() + "' is not a finite number");
+  check_range(spec, v, origin);
+  return v;
+}
+
+std::string to_choice(const KeySpec& spec, const std::string& s, const std::string& origin) {
+  if (spec.choices.empty() || std::find(spec.choices.begin(), spec.choices.end(), s) != spec.choices.end())
+    return s;
+  std::string list;
+  for (const auto& c : spec.choices) list += (list.empty() ? "" : ", ") + c;
+  std::string hint = closest_match(s, spec.choices);
+  throw InputError(
+      fault_prefix(origin, spec.key),
+      "'" + s + "' is not one of {" + list + "}" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+}
+
 Value convert(const KeySpec& spec, const YAML::Node& n, const std::string& origin) {
-  auto bad = [&]() -> InputError {
-    return InputError(fault_prefix(origin, spec.key),
-                      "expected " + type_name(spec.type) + ", got " + describe(n));
-  };
+  const bool list = spec.type == ValueType::kIntList || spec.type == ValueType::kFloatList ||
+                    spec.type == ValueType::kStringList;
+  if (list ? !n.IsSequence() : !n.IsScalar()) throw wrong_type(spec, n, origin);
   switch (spec.type) {
-    case ValueType::kInt: {
-      int64_t v;
-      if (!n.IsScalar() || !parse_int(n.Scalar(), v)) throw bad();
-      check_range(spec, static_cast<double>(v), origin);
-      return v;
-    }
-    case ValueType::kFloat: {
-      double v;
-      if (!n.IsScalar() || !parse_float(n.Scalar(), v)) throw bad();
-      check_range(spec, v, origin);
-      return v;
-    }
+    case ValueType::kInt:
+      return to_int(spec, n, n, origin);
+    case ValueType::kFloat:
+      return to_float(spec, n, n, origin);
     case ValueType::kBool: {
-      if (!n.IsScalar()) throw bad();
       const std::string s = n.Scalar();
       if (s == "true" || s == "True" || s == "yes") return true;
       if (s == "false" || s == "False" || s == "no") return false;
-      throw bad();
+      throw wrong_type(spec, n, origin);
     }
-    case ValueType::kString: {
-      if (!n.IsScalar()) throw bad();
-      std::string s = n.Scalar();
-      if (!spec.choices.empty() &&
-          std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end()) {
-        std::string list;
-        for (const auto& c : spec.choices) list += (list.empty() ? "" : ", ") + c;
-        std::string hint = closest_match(s, spec.choices);
-        throw InputError(fault_prefix(origin, spec.key),
-                         "'" + s + "' is not one of {" + list + "}" +
-                             (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
-      }
-      return s;
-    }
+    case ValueType::kString:
+      return to_choice(spec, n.Scalar(), origin);
     case ValueType::kIntList: {
-      if (!n.IsSequence()) throw bad();
       std::vector<int64_t> out;
-      for (const auto& e : n) {
-        int64_t v;
-        if (!e.IsScalar() || !parse_int(e.Scalar(), v)) throw bad();
-        check_range(spec, static_cast<double>(v), origin);
-        out.push_back(v);
-      }
+      for (const auto& e : n) out.push_back(to_int(spec, n, e, origin));
       return out;
     }
     case ValueType::kFloatList: {
-      if (!n.IsSequence()) throw bad();
       std::vector<double> out;
-      for (const auto& e : n) {
-        double v;
-        if (!e.IsScalar() || !parse_float(e.Scalar(), v)) throw bad();
-        check_range(spec, v, origin);
-        out.push_back(v);
-      }
+      for (const auto& e : n) out.push_back(to_float(spec, n, e, origin));
       return out;
     }
     case ValueType::kStringList: {
-      if (!n.IsSequence()) throw bad();
       std::vector<std::string> out;
       for (const auto& e : n) {
-        if (!e.IsScalar()) throw bad();
+        if (!e.IsScalar()) throw wrong_type(spec, n, origin);
         out.push_back(e.Scalar());
       }
       return out;
     }
   }
-  throw bad();
+  throw wrong_type(spec, n, origin);
 }
 
 // A key (or section) that is not in the schema: name its new name if it was renamed, else the closest valid
@@ -171,11 +184,16 @@ Value convert(const KeySpec& spec, const YAML::Node& n, const std::string& origi
                    "unknown key '" + key + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
 }
 
+// A config file's top-level mapping. A file without a single key (empty, only comments, or null) is refused:
+// a typo'd or truncated file must not run silently on the defaults, which `{}` asks for explicitly.
 YAML::Node parse_file(const std::string& path) {
-  if (!fs::exists(path)) throw InputError(path, "no such config file");
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) throw InputError(path, "no such config file" + (ec ? " (" + ec.message() + ")" : ""));
+  if (fs::is_directory(st)) throw InputError(path, "is a directory, not a config file");
   try {
     YAML::Node n = YAML::LoadFile(path);
-    if (n.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    if (n.IsNull()) throw InputError(path, "empty config (no keys; write {} to run on the defaults)");
     if (!n.IsMap()) throw InputError(path, "a config file must be a YAML mapping at the top level");
     return n;
   } catch (const YAML::ParserException& e) {
@@ -183,15 +201,27 @@ YAML::Node parse_file(const std::string& path) {
                                std::to_string(e.mark.column + 1) + ": " + e.msg);
   } catch (const YAML::BadFile&) {
     throw InputError(path, "cannot read the config file");
+  } catch (const std::ios_base::failure& e) {
+    throw InputError(path, std::string("cannot read the config file: ") + e.what());
   }
 }
 
-// Flattens one file's mapping into (dotted key -> node) leaves.
+std::string line_of(const YAML::Node& n) {
+  const YAML::Mark m = n.Mark();
+  return m.is_null() ? std::string() : " at line " + std::to_string(m.line + 1);
+}
+
+// Flattens one file's mapping into (dotted key -> node) leaves. yaml-cpp keeps every entry of a mapping that
+// repeats a key, so repeats are found here; one file must say each key once (layering is across files).
 void flatten(const Schema& schema, const YAML::Node& n, const std::string& prefix, const std::string& file,
              std::vector<std::pair<std::string, YAML::Node>>& out) {
+  std::set<std::string> seen;
   for (const auto& kv : n) {
-    const std::string k = kv.first.as<std::string>();
+    if (!kv.first.IsScalar())
+      throw InputError(file, "a key" + line_of(kv.first) + " is " + describe(kv.first) + ", not a name");
+    const std::string k = kv.first.Scalar();
     const std::string key = prefix.empty() ? k : prefix + "." + k;
+    if (!seen.insert(k).second) throw InputError(file, "duplicate key '" + key + "'" + line_of(kv.first));
     if (prefix.empty() && k == "_base_") continue;
     if (kv.second.IsMap() && !schema.find(key)) {
       if (!schema.has_section(key)) unknown_key(schema, key, file);
@@ -208,35 +238,43 @@ void flatten(const Schema& schema, const YAML::Node& n, const std::string& prefi
   }
 }
 
+std::vector<std::string> base_entries(const YAML::Node& root, const std::string& path) {
+  std::vector<std::string> bases;
+  const YAML::Node b = root["_base_"];
+  if (!b) return bases;
+  if (b.IsScalar()) {
+    bases.push_back(b.Scalar());
+  } else if (b.IsSequence()) {
+    for (const auto& e : b) {
+      if (!e.IsScalar()) throw InputError(path, "_base_ entries must be file paths");
+      bases.push_back(e.Scalar());
+    }
+  } else {
+    throw InputError(path, "_base_ must be a file path or a list of file paths");
+  }
+  return bases;
+}
+
 void load_chain(const std::string& path, Config& cfg, std::vector<std::string>& stack) {
-  const std::string canon = fs::weakly_canonical(path).string();
+  std::error_code ec;
+  const fs::path resolved = fs::weakly_canonical(path, ec);
+  const std::string canon = ec ? path : resolved.string();
   if (std::find(stack.begin(), stack.end(), canon) != stack.end())
     throw InputError(path, "_base_ inheritance cycle");
   stack.push_back(canon);
-  YAML::Node root = parse_file(path);
-  if (root["_base_"]) {
-    const YAML::Node b = root["_base_"];
-    std::vector<std::string> bases;
-    if (b.IsScalar()) {
-      bases.push_back(b.Scalar());
-    } else if (b.IsSequence()) {
-      for (const auto& e : b) {
-        if (!e.IsScalar()) throw InputError(path, "_base_ entries must be file paths");
-        bases.push_back(e.Scalar());
-      }
-    } else {
-      throw InputError(path, "_base_ must be a file path or a list of file paths");
-    }
-    const fs::path dir = fs::path(path).parent_path();
-    for (const auto& base : bases) {
-      fs::path bp = fs::path(base).is_absolute() ? fs::path(base) : dir / base;
-      if (!fs::exists(bp))
-        throw InputError(path, "_base_ file '" + base + "' does not exist (looked at " + bp.string() + ")");
-      load_chain(bp.string(), cfg, stack);
-    }
-  }
+  const YAML::Node root = parse_file(path);
   std::vector<std::pair<std::string, YAML::Node>> leaves;
   flatten(cfg.schema(), root, "", path, leaves);
+  const fs::path dir = fs::path(path).parent_path();
+  for (const auto& base : base_entries(root, path)) {
+    const fs::path bp = fs::path(base).is_absolute() ? fs::path(base) : dir / base;
+    const fs::file_status st = fs::status(bp, ec);
+    if (!fs::exists(st))
+      throw InputError(path, "_base_ file '" + base + "' does not exist (looked at " + bp.string() + ")");
+    if (fs::is_directory(st))
+      throw InputError(path, "_base_ '" + base + "' is a directory, not a config file (" + bp.string() + ")");
+    load_chain(bp.string(), cfg, stack);
+  }
   for (const auto& [key, node] : leaves) {
     YAML::Emitter em;
     em << YAML::Flow << node;

@@ -130,8 +130,11 @@ std::string Schema::markdown() const {
         "file; later\n"
      << "files and then `--set section.key=value` override earlier ones. Unknown keys, wrong types and "
         "out-of-range\n"
-     << "values are errors that name the file and the key. The resolved config is written to `<run "
-        "dir>/config.yaml`.\n";
+     << "values are errors that name the file and the key: numbers must be finite (no `nan`, `.inf`), "
+        "integers are\n"
+     << "written in base 10 (`010` is ten, `0x10` an error), and a file names each key once and holds at "
+        "least one\n"
+     << "(`{}` for none). The resolved config is written to `<run dir>/config.yaml`.\n";
   for (const auto& sec : sections_) {
     os << "\n## " << sec.name << "\n\n";
     if (!sec.doc.empty()) os << sec.doc << "\n\n";

@@ -51,8 +51,17 @@ struct Request {
 
 struct Result {
   int64_t origin_y, origin_x;
-  bool cmyk, adobe;
+  int64_t height, width;  // from the frame header libjpeg read
+  bool cmyk, adobe, too_large;
 };
+
+// BadImage when a header claims more than kMaxImagePixels, named as "width x height".
+void check_size(int64_t width, int64_t height, const std::string& where, const char* format) {
+  if (width * height <= kMaxImagePixels) return;
+  throw BadImage(where, std::string(format) + " header claims " + std::to_string(width) + " x " +
+                            std::to_string(height) + " pixels, more than the limit of " +
+                            std::to_string(kMaxImagePixels));
+}
 
 // All libjpeg calls live here; only trivially destructible locals, so the longjmp of on_error skips no
 // destructor. Returns nullptr, or libjpeg's message for a fatal error.
@@ -62,6 +71,13 @@ const char* run_libjpeg(jpeg_decompress_struct* cinfo, ErrorManager* err, const 
   jpeg_create_decompress(cinfo);
   jpeg_mem_src(cinfo, req.data, static_cast<unsigned long>(req.size));
   jpeg_read_header(cinfo, TRUE);
+  res->height = cinfo->image_height;
+  res->width = cinfo->image_width;
+  res->too_large = res->height * res->width > kMaxImagePixels;
+  if (res->too_large) {  // refused before libjpeg allocates anything of the image's size
+    jpeg_abort_decompress(cinfo);
+    return nullptr;
+  }
   res->cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
   res->adobe = cinfo->saw_Adobe_marker;
   cinfo->out_color_space = res->cmyk ? JCS_CMYK : JCS_RGB;
@@ -111,6 +127,7 @@ cv::Mat cmyk_to_rgb(const cv::Mat& cmyk, bool inverted) {
 }
 
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint32_t be32(const uint8_t* p) { return static_cast<uint32_t>(be16(p)) << 16 | be16(p + 2); }
 
 }  // namespace
 
@@ -167,6 +184,7 @@ JpegInfo read_jpeg_info(const std::vector<uint8_t>& bytes, const std::string& wh
       info.components = bytes[pos + 9];
       if (info.height == 0 || info.width == 0)
         throw BadImage(where, "JPEG frame header has a zero dimension");
+      check_size(info.width, info.height, where, "JPEG");
       return info;
     }
     pos += 2 + len;
@@ -207,6 +225,7 @@ DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::s
   const char* fault = run_libjpeg(&cinfo, &err, Request{bytes.data(), bytes.size(), box, scale}, &raw, &res);
   jpeg_destroy_decompress(&cinfo);
   if (fault) throw BadImage(where, std::string("corrupt JPEG: ") + fault);
+  if (res.too_large) check_size(res.width, res.height, where, "JPEG");
   if (err.premature_end) throw BadImage(where, "truncated JPEG (premature end of data)");
   region.rgb = res.cmyk ? cmyk_to_rgb(raw, res.adobe) : raw;
   region.origin_y = res.origin_y;
@@ -216,9 +235,12 @@ DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::s
 
 cv::Mat decode_rgb(const std::vector<uint8_t>& bytes, const std::string& where) {
   // A complete PNG ends with its IEND chunk; checked here so a truncated file is named as such (and libpng
-  // does not print its own error first).
+  // does not print its own error first). Its size is in the IHDR chunk that must come first.
   static const uint8_t kPngMagic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
   if (bytes.size() >= 8 && std::equal(kPngMagic, kPngMagic + 8, bytes.begin())) {
+    static const char kIhdr[4] = {'I', 'H', 'D', 'R'};
+    if (bytes.size() >= 24 && std::equal(kIhdr, kIhdr + 4, bytes.begin() + 12))
+      check_size(be32(&bytes[16]), be32(&bytes[20]), where, "PNG");
     static const char kIend[4] = {'I', 'E', 'N', 'D'};
     const auto tail = bytes.end() - static_cast<std::ptrdiff_t>(std::min<size_t>(bytes.size(), 64));
     if (std::search(tail, bytes.end(), kIend, kIend + 4) == bytes.end()) {

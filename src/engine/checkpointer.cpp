@@ -9,6 +9,7 @@
 
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
+#include "semaim/engine/config_drift.h"
 #include "semaim/io/atomic_file.h"
 #include "semaim/models/weights.h"
 
@@ -41,27 +42,59 @@ CheckpointPaths CheckpointManager::save(int64_t step, const io::NamedTensors& we
                                         const io::NamedTensors& state, const nlohmann::json& info,
                                         const std::map<std::string, std::string>& weights_metadata) {
   CheckpointPaths p = paths_for(dir_, step);
-  io::save_safetensors(p.weights, weights, weights_metadata);
-  io::save_safetensors(p.state, state, {{"info", info.dump()}});
-  nlohmann::json manifest = info;
-  manifest["step"] = step;
-  manifest["weights"] = fs::path(p.weights).filename().string();
-  manifest["state"] = fs::path(p.state).filename().string();
-  io::atomic_write(p.manifest, manifest.dump(2) + "\n");
-  // Prune: keep the newest keep_last complete checkpoints and the best; delete manifests first so a crash
-  // mid-prune never leaves a manifest pointing at a deleted file.
+  const bool existed = fs::exists(p.manifest);
+  try {
+    io::save_safetensors(p.weights, weights, weights_metadata);
+    io::save_safetensors(p.state, state, {{"info", info.dump()}});
+    nlohmann::json manifest = info;
+    manifest["step"] = step;
+    manifest["weights"] = fs::path(p.weights).filename().string();
+    manifest["state"] = fs::path(p.state).filename().string();
+    io::atomic_write(p.manifest, manifest.dump(2) + "\n");
+  } catch (...) {
+    // Without its manifest the step's files are garbage that would fill the disk again on a retry.
+    if (!existed && !fs::exists(p.manifest)) {
+      std::error_code ec;
+      fs::remove(p.weights, ec);
+      fs::remove(p.state, ec);
+    }
+    throw;
+  }
+  prune();
+  return p;
+}
+
+void CheckpointManager::prune() {
+  // Keep the newest keep_last complete checkpoints and the best; delete manifests first so a crash mid-prune
+  // never leaves a manifest pointing at a deleted file.
   auto all = complete();
   const auto keep_best = best();
-  if (static_cast<int64_t>(all.size()) > keep_last_) {
-    for (size_t i = 0; i + keep_last_ < all.size(); ++i) {
-      if (keep_best && keep_best->step == all[i].step) continue;
-      std::error_code ec;
-      fs::remove(all[i].manifest, ec);
-      fs::remove(all[i].weights, ec);
-      fs::remove(all[i].state, ec);
-    }
+  if (static_cast<int64_t>(all.size()) <= keep_last_) return;
+  for (size_t i = 0; i + keep_last_ < all.size(); ++i) {
+    if (keep_best && keep_best->step == all[i].step) continue;
+    std::error_code ec;
+    fs::remove(all[i].manifest, ec);
+    fs::remove(all[i].weights, ec);
+    fs::remove(all[i].state, ec);
   }
-  return p;
+}
+
+std::vector<std::string> CheckpointManager::remove_incomplete() const {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    bool stale = io::is_atomic_temp_name(name, "step-");
+    long long step = 0;
+    char tail[32] = {0};
+    if (!stale && std::sscanf(name.c_str(), "step-%lld.%31s", &step, tail) == 2 &&
+        (std::string(tail) == "weights.safetensors" || std::string(tail) == "state.safetensors"))
+      stale = !fs::exists(paths_for(dir_, step).manifest);
+    std::error_code rm;
+    if (stale && fs::remove(e.path(), rm)) removed.push_back(e.path().string());
+  }
+  for (const auto& r : removed) core::log_warn("removed " + r + ", left by an interrupted checkpoint save");
+  return removed;
 }
 
 std::vector<CheckpointPaths> CheckpointManager::complete() const {
@@ -87,6 +120,22 @@ std::optional<CheckpointPaths> CheckpointManager::latest() const {
   return all.back();
 }
 
+std::optional<CheckpointPaths> CheckpointManager::latest_intact() const {
+  auto all = complete();
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      read_manifest(it->manifest);
+      io::read_safetensors_shapes(it->weights);
+      io::read_safetensors_shapes(it->state);
+      return *it;
+    } catch (const InputError& e) {
+      core::log_warn("skipping the broken checkpoint " + it->manifest + " (" + e.what() +
+                     "); trying the one before it");
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<CheckpointPaths> CheckpointManager::best() const {
   if (best_.name.empty()) return std::nullopt;
   std::optional<CheckpointPaths> out;
@@ -110,8 +159,8 @@ CheckpointPaths CheckpointManager::resolve(const std::string& path) {
     fs::path dir = fs::path(path);
     if (fs::is_directory(dir / "checkpoints")) dir /= "checkpoints";
     CheckpointManager m(dir.string(), 1 << 30);
-    auto l = m.latest();
-    if (!l) throw InputError(path, "no complete checkpoint in this directory");
+    auto l = m.latest_intact();
+    if (!l) throw InputError(path, "no complete, intact checkpoint in this directory");
     return *l;
   }
   if (!fs::exists(path, ec)) throw InputError(path, "no such checkpoint file or directory");
@@ -138,6 +187,9 @@ nlohmann::json read_manifest(const std::string& path) {
   try {
     nlohmann::json j = nlohmann::json::parse(f);
     if (!j.is_object() || !j.contains("step")) throw InputError(path, "checkpoint manifest has no 'step'");
+    if (!j["step"].is_number_integer() || j["step"].get<int64_t>() < 0)
+      throw InputError(
+          path, "checkpoint manifest's 'step' must be a non-negative integer, got " + j["step"].dump());
     return j;
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path, std::string("checkpoint manifest is not valid JSON: ") + e.what());
@@ -149,7 +201,12 @@ Checkpointer::Checkpointer(CheckpointManager manager, std::map<std::string, std:
 
 std::optional<CheckpointPaths> Checkpointer::resume_from(const std::string& resume,
                                                          const std::string& run_dir) const {
-  if (resume == "auto") return manager_.latest();
+  if (resume == "auto") {
+    auto intact = manager_.latest_intact();
+    if (!intact && manager_.latest())
+      throw InputError(manager_.dir(), "no intact checkpoint to resume from (see the warnings above)");
+    return intact;
+  }
   if (!resume.empty()) return CheckpointManager::resolve(resume);
   if (manager_.latest())
     throw InputError(
@@ -159,12 +216,35 @@ std::optional<CheckpointPaths> Checkpointer::resume_from(const std::string& resu
   return std::nullopt;
 }
 
+namespace {
+
+// The state file's `info` metadata: a JSON object whose counters are integers.
+nlohmann::json state_info(const io::SafetensorsFile& st, const std::string& where) {
+  if (!st.metadata.count("info")) return nlohmann::json::object();
+  nlohmann::json info;
+  try {
+    info = nlohmann::json::parse(st.metadata.at("info"));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(where, std::string("metadata 'info' is not valid JSON: ") + e.what());
+  }
+  if (!info.is_object()) throw InputError(where, "metadata 'info' is not a JSON object");
+  for (const char* k : {"step", "skipped_total", "steps_per_epoch"})
+    if (info.contains(k) && !info[k].is_number_integer())
+      throw InputError(
+          where, std::string("metadata 'info' field '") + k + "' must be an integer, got " + info[k].dump());
+  return info;
+}
+
+}  // namespace
+
 void Checkpointer::restore(TrainState& state, const CheckpointPaths& from) const {
   auto w = io::load_safetensors(from.weights);
+  if (w.metadata.count("config") && weights_metadata_.count("config"))
+    check_config_drift(w.metadata.at("config"), weights_metadata_.at("config"), from.weights);
   models::load_weights(*state.model, w.tensors, {.where = from.weights});
   auto st = io::load_safetensors(from.state);
+  const nlohmann::json info = state_info(st, from.state);
   state.load_state_tensors(st.tensors, from.state);
-  auto info = nlohmann::json::parse(st.metadata.count("info") ? st.metadata.at("info") : "{}");
   state.step = info.value("step", int64_t{0});
   state.skipped_total = info.value("skipped_total", int64_t{0});
   if (info.value("steps_per_epoch", state.steps_per_epoch) != state.steps_per_epoch)
@@ -178,6 +258,10 @@ void Checkpointer::restore(TrainState& state, const CheckpointPaths& from) const
 CheckpointPaths Checkpointer::save(const TrainState& state, const std::string& reason, bool rank0,
                                    const nlohmann::json& metrics) {
   if (!rank0) return {};
+  if (!cleaned_) {
+    manager_.remove_incomplete();
+    cleaned_ = true;
+  }
   nlohmann::json info{{"step", state.step},
                       {"epoch", state.epoch()},
                       {"batch_in_epoch", state.batch_in_epoch()},

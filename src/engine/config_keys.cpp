@@ -46,6 +46,11 @@ void register_config_keys(config::Schema& s) {
          {"auto", "cpu", "cuda"}});
   s.add({"run.threads", T::kInt, "0",
          "ATen intra-op threads; 0 = all cores minus the data workers (at least 1).", 0});
+  s.add(
+      {"run.allow_config_change", T::kBool, "false",
+       "On --resume, continue although keys that change what the run computes (anything but threads, device, "
+       "data location and workers, log.*, checkpoint frequency, max_steps, accum_steps, dist.*) differ from "
+       "the checkpoint's config; the changes are logged. Off: such a resume is refused, naming the keys."});
 
   s.add_section("checkpoint");
   s.add({"checkpoint.every_epochs", T::kInt, "1", "Save at the end of every N-th epoch; 0 = only at the end.",

@@ -116,15 +116,24 @@ void Optimizer::load_state(const io::NamedTensors& state, const std::string& whe
         at::Tensor& dst = s.per_group[g][i];
         auto it = by_name.find(key);
         if (it == by_name.end()) throw InputError(where, "optimizer state has no tensor '" + key + "'");
-        if (it->second->sizes() != dst.sizes())
-          throw InputError(where, "optimizer state '" + key + "' has shape " + c10::str(it->second->sizes()) +
+        const at::Tensor& src = *it->second;
+        if (src.sizes() != dst.sizes())
+          throw InputError(where, "optimizer state '" + key + "' has shape " + c10::str(src.sizes()) +
                                       ", the model needs " + c10::str(dst.sizes()));
-        dst.copy_(*it->second);
+        if (src.is_floating_point() != dst.is_floating_point())
+          throw InputError(where, "optimizer state '" + key + "' has dtype " +
+                                      c10::toString(src.scalar_type()) + ", the optimizer needs " +
+                                      c10::toString(dst.scalar_type()));
+        if (src.is_floating_point() && !at::isfinite(src).all().item<bool>())
+          throw InputError(where, "optimizer state '" + key + "' holds NaN or Inf values");
+        dst.copy_(src);
       }
     }
   }
   auto it = by_name.find("optimizer_steps");
   if (it == by_name.end()) throw InputError(where, "optimizer state has no 'optimizer_steps'");
+  if (it->second->numel() != 1 || it->second->is_floating_point())
+    throw InputError(where, "'optimizer_steps' must be one integer");
   steps_ = it->second->item<int64_t>();
 }
 

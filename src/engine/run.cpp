@@ -84,6 +84,12 @@ RunContext RunContext::open(const config::Config& cfg, bool quiet) {
   return ctx;
 }
 
+void RunContext::lock_run_dir() {
+  if (!rank0() || (run_lock && run_lock->dir() == run.dir)) return;
+  run_lock.reset();
+  run_lock = std::make_unique<RunLock>(run.dir);
+}
+
 void RunContext::barrier() const {
   if (world() > 1) comm->barrier();
 }

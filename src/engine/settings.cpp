@@ -62,10 +62,33 @@ LogSettings LogSettings::read(const config::Config& cfg) {
   return s;
 }
 
+namespace {
+
+// The run directory is run.output_dir/<name>: the name must be one path component, so a run can neither write
+// outside run.output_dir nor into it directly, and short enough for every filesystem's name limit with room
+// for suffixes.
+constexpr size_t kMaxRunNameChars = 128;
+
+void check_run_name(const std::string& name, const config::Config& cfg) {
+  const bool from_stem = cfg.get_string("run.name").empty();
+  const std::string where =
+      from_stem ? "run.name (empty, so the config file's stem '" + name + "')" : "run.name";
+  if (name.empty()) throw InputError(where, "is empty");
+  if (name == "." || name == "..") throw InputError(where, "'" + name + "' is not a directory name");
+  if (name.find('/') != std::string::npos || name.find('\0') != std::string::npos)
+    throw InputError(where, "'" + name + "' must be a single directory name (no '/')");
+  if (name.size() > kMaxRunNameChars)
+    throw InputError(where, "is " + std::to_string(name.size()) + " characters long; at most " +
+                                std::to_string(kMaxRunNameChars) + " are allowed");
+}
+
+}  // namespace
+
 RunSettings RunSettings::read(const config::Config& cfg) {
   RunSettings s;
   std::string name = cfg.get_string("run.name");
   if (name.empty()) name = cfg.path().empty() ? "default" : std::filesystem::path(cfg.path()).stem().string();
+  check_run_name(name, cfg);
   s.dir = (std::filesystem::path(cfg.get_string("run.output_dir")) / name).string();
   s.device = cfg.get_string("run.device");
   s.seed = static_cast<uint64_t>(cfg.get_int("run.seed"));

@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
 #include "semaim/core/timing.h"
+#include "semaim/engine/config_drift.h"
 #include "semaim/engine/run.h"
 #include "semaim/engine/settings.h"
 #include "semaim/io/atomic_file.h"
@@ -101,12 +103,53 @@ void Sinks::flush() {
   for (auto& s : sinks_) s->flush();
 }
 
-Sinks open_run_sinks(const RunContext& ctx, const config::Config& cfg, const LogSettings& log,
+namespace {
+
+// Keeps the records of steps <= `step` (a resumed run recomputes the later ones; a torn last line of a killed
+// run is dropped too), rewriting the file atomically.
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  size_t dropped = 0;
+  while (std::getline(in, line)) {
+    const auto rec = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (rec.is_object() && rec.value("step", int64_t{0}) <= step)
+      kept += line + "\n";
+    else
+      ++dropped;
+  }
+  in.close();
+  if (dropped == 0) return;
+  io::atomic_write(path, kept);
+  core::log_info("removed " + std::to_string(dropped) + " record(s) after step " + std::to_string(step) +
+                 " from " + path + " (the resumed run writes them again)");
+}
+
+// config.yaml holds the run's config: written on a fresh start; on resume rewritten only when it differs,
+// with a warning naming the changed keys (a refused change never gets here: Checkpointer::restore throws
+// first).
+void write_run_config(const std::string& path, const std::string& yaml, int64_t step) {
+  std::ifstream in(path);
+  if (step > 0 && in) {
+    const std::string old{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (old == yaml) return;
+    core::log_warn("rewriting " + path +
+                   " with the resumed run's config: " + describe(config_differences(old, yaml, path)));
+  }
+  io::atomic_write(path, yaml);
+}
+
+}  // namespace
+
+Sinks open_run_sinks(RunContext& ctx, const config::Config& cfg, const LogSettings& log,
                      const std::string& prefix, int64_t step) {
   Sinks sinks;
   if (!ctx.rank0()) return sinks;
+  ctx.lock_run_dir();
   const std::filesystem::path dir(ctx.run.dir);
-  io::atomic_write((dir / "config.yaml").string(), cfg.to_yaml());
+  write_run_config((dir / "config.yaml").string(), cfg.to_yaml(), step);
+  truncate_metrics((dir / "metrics.jsonl").string(), step);
   sinks.add(std::make_unique<JsonlSink>((dir / "metrics.jsonl").string()));
   if (log.tensorboard) sinks.add(std::make_unique<TensorBoardSink>(ctx.run.dir, prefix));
   sinks.text("config", "```yaml\n" + cfg.to_yaml() + "```\n", step);  // TensorBoard renders Markdown

@@ -33,6 +33,12 @@ void TrainState::load_state_tensors(const io::NamedTensors& tensors, const std::
   }
   if (rng != nullptr) {
     at::Generator g = at::detail::getDefaultCPUGenerator();
+    const at::Tensor now = g.get_state();
+    if (rng->scalar_type() != now.scalar_type() || !rng->sizes().equals(now.sizes()))
+      throw InputError(where, "'rng.cpu' has dtype " + std::string(c10::toString(rng->scalar_type())) +
+                                  " and shape " + c10::str(rng->sizes()) +
+                                  ", ATen's CPU generator state is " + c10::toString(now.scalar_type()) +
+                                  " " + c10::str(now.sizes()));
     g.set_state(*rng);
   }
 }

@@ -6,6 +6,7 @@
 
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
+#include "semaim/engine/stop_signals.h"
 
 namespace semaim::engine {
 
@@ -35,6 +36,7 @@ Trainer::Trainer(RunContext& ctx, TrainState& state, Checkpointer& ckpt, Sinks& 
 
 TrainSummary Trainer::run(data::Loader& loader,
                           const std::function<StepResult(data::Loader&, double)>& step_fn) {
+  const StopSignals signals;  // a stop signal ends the run after the step in progress, with a checkpoint
   const auto t_start = core::Clock::now();
   t_train_ = core::Clock::now();
   start_step_ = state_.step;
@@ -44,6 +46,7 @@ TrainSummary Trainer::run(data::Loader& loader,
     loader.start_epoch(epoch, state_.batch_in_epoch());
     Window w;
     while (state_.step < cfg_.total_steps && state_.step / spe == epoch) {
+      stop_if_signalled();
       ctx_.faults.check(ctx_.rank(), state_.step);
       const double lr = core::lr_at(cfg_.schedule, static_cast<double>(state_.step) / spe);
       const StepResult r = step_fn(loader, lr);
@@ -62,6 +65,21 @@ TrainSummary Trainer::run(data::Loader& loader,
   summary_.seconds = core::seconds_since(t_start);
   summary_.images_per_sec = images_done_ / std::max(core::seconds_since(t_train_), 1e-9);
   return summary_;
+}
+
+void Trainer::stop_if_signalled() {
+  const int signal = StopSignals::pending();
+  // One scalar per step agrees on the stop, so every rank saves the same step even when the signal reached
+  // the ranks at different times (or only some of them).
+  const bool stop = ctx_.world() > 1 ? ctx_.sum_over_ranks(signal != 0 ? 1.0 : 0.0) > 0 : signal != 0;
+  if (!stop) return;
+  save("preempted");
+  console_.finish();
+  const std::string by = signal != 0 ? signal_name(signal) : "a stop signal on another rank";
+  const std::string saved =
+      ctx_.rank0() ? "checkpoint " + summary_.last_checkpoint : "rank 0 saved its checkpoint";
+  throw Preempted(signal, "stopped by " + by + " at step " + std::to_string(state_.step) + ": " + saved +
+                              "; continue with --resume auto");
 }
 
 void Trainer::on_skip() {

@@ -80,12 +80,14 @@ class FdStreamBuf : public std::streambuf {
   int error_ = 0;
 };
 
+constexpr const char* kTempInfix = ".tmp.";
+
 // Unique sibling name: pid + process-wide counter + random, so concurrent writers (threads, ranks sharing
 // a directory) never collide; O_EXCL guards the rest.
 std::string temp_name_for(const std::string& path) {
   static std::atomic<uint64_t> counter{0};
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1)) + "." +
+  return path + kTempInfix + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1)) + "." +
          std::to_string(rng() & 0xffffffu);
 }
 
@@ -160,6 +162,21 @@ void atomic_write_stream(const std::string& path, const std::function<void(std::
   if (::rename(tmp.path().c_str(), path.c_str()) != 0) fail(path, "rename from '" + tmp.path() + "'", errno);
   tmp.release();
   fsync_parent_dir(path);
+}
+
+bool is_atomic_temp_name(const std::string& file_name, const std::string& target_prefix) {
+  const size_t at = file_name.rfind(kTempInfix);
+  if (at == std::string::npos || at == 0 || file_name.rfind(target_prefix, 0) != 0) return false;
+  // The tail is "<pid>.<counter>.<random>": digits and two dots.
+  const std::string tail = file_name.substr(at + std::string(kTempInfix).size());
+  int dots = 0;
+  for (char c : tail) {
+    if (c == '.')
+      ++dots;
+    else if (c < '0' || c > '9')
+      return false;
+  }
+  return dots == 2 && tail.front() != '.' && tail.back() != '.';
 }
 
 void atomic_write(const std::string& path, const std::string& bytes) {

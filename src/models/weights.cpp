@@ -71,6 +71,19 @@ std::string first_keys(const std::vector<std::string>& keys, size_t shown = 3) {
   return out;
 }
 
+// A source tensor must hold numbers of the module's kind (floating-point precisions convert, an integer or
+// bool tensor of the right byte size does not) and, when floating, only finite values.
+void check_source_values(const std::string& key, const at::Tensor& src, const at::Tensor& dst,
+                         const LoadOptions& options) {
+  const bool float_src = at::isFloatingType(src.scalar_type()),
+             float_dst = at::isFloatingType(dst.scalar_type());
+  if (float_src != float_dst || (!float_src && src.scalar_type() != dst.scalar_type()))
+    throw InputError(options.where, "weight '" + key + "' has dtype " + c10::toString(src.scalar_type()) +
+                                        " but the model needs " + c10::toString(dst.scalar_type()));
+  if (float_src && !at::isfinite(src).all().item<bool>())
+    throw InputError(options.where, "weight '" + key + "' holds NaN or Inf values");
+}
+
 void throw_if_strict_fault(const LoadReport& r, const LoadOptions& options) {
   std::vector<std::string> faults;
   if (!r.missing.empty() && !options.allow_missing)
@@ -199,6 +212,7 @@ LoadReport load_weights(torch::nn::Module& m, const io::NamedTensors& weights, c
       continue;
     }
     const at::Tensor& src = *it->second;
+    check_source_values(key, src, dst, options);
     const bool same_shape = src.sizes() == dst.sizes();
     // An explicit source grid may differ from the target's even when the token counts agree.
     if (options.resample_pos_embed && is_pos_embed_key(key) && (!same_shape || options.source_grid)) {

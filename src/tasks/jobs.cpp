@@ -3,7 +3,10 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -122,13 +125,62 @@ eval::LinprobeResult linprobe(const config::Config& cfg, const LinprobeOptions& 
   return r;
 }
 
+namespace {
+
+// Refuses an output path that is (or names the same file as) one of the checkpoint's files: writing it would
+// destroy the checkpoint being exported.
+void check_export_target(const engine::CheckpointPaths& ck, const std::string& out) {
+  for (const std::string& f : {ck.weights, ck.state, ck.manifest}) {
+    std::error_code ec;
+    const bool same = fs::weakly_canonical(out, ec) == fs::weakly_canonical(f, ec) ||
+                      (fs::exists(out, ec) && fs::equivalent(out, f, ec));
+    if (same) throw InputError(out, "is the checkpoint's own file " + f + "; choose another output path");
+  }
+}
+
+// The encoder keys a checkpoint must hold: those of a ViT of its depth (the arch metadata, else the highest
+// block index present); the key names depend on nothing else, so a minimal-width encoder lists them.
+std::vector<std::string> required_encoder_keys(const io::SafetensorsFile& w, const io::NamedTensors& enc) {
+  int64_t depth = 0;
+  if (w.metadata.count("arch")) {
+    const auto arch = nlohmann::json::parse(w.metadata.at("arch"), nullptr, /*allow_exceptions=*/false);
+    if (arch.is_object() && arch.contains("depth") && arch["depth"].is_number_integer())
+      depth = arch["depth"].get<int64_t>();
+  }
+  if (depth <= 0)
+    for (const auto& [k, t] : enc)
+      if (k.rfind("blocks.", 0) == 0) depth = std::max<int64_t>(depth, std::atoll(k.c_str() + 7) + 1);
+  models::VitConfig c;
+  c.img_size = c.patch_size = 1;
+  c.in_chans = c.num_heads = 1;
+  c.embed_dim = 4;  // the sin-cos position table needs a multiple of 4
+  c.depth = std::max<int64_t>(depth, 1);
+  std::vector<std::string> keys;
+  for (const auto& [k, t] : models::module_weights(*models::VitEncoder(c))) keys.push_back(k);
+  return keys;
+}
+
+}  // namespace
+
 int64_t export_encoder(const std::string& checkpoint, const std::string& out) {
   engine::CheckpointPaths ck = engine::CheckpointManager::resolve(checkpoint);
+  check_export_target(ck, out);
   auto w = io::load_safetensors(ck.weights);
   io::NamedTensors enc;
   for (auto& [k, t] : w.tensors)
     if (models::AimVitImpl::is_encoder_key(k)) enc.emplace_back(k, t);
   if (enc.empty()) throw InputError(ck.weights, "no encoder weights (timm keys) in this file");
+  std::set<std::string> present;
+  for (const auto& [k, t] : enc) {
+    present.insert(k);
+    if (!t.is_floating_point())
+      throw InputError(ck.weights, "encoder weight '" + k + "' has dtype " + c10::toString(t.scalar_type()) +
+                                       ", not a floating-point type");
+    if (!at::isfinite(t).all().item<bool>())
+      throw InputError(ck.weights, "encoder weight '" + k + "' holds NaN or Inf values");
+  }
+  for (const auto& k : required_encoder_keys(w, enc))
+    if (!present.count(k)) throw InputError(ck.weights, "encoder weight '" + k + "' is missing");
   std::map<std::string, std::string> meta;
   for (const char* k : {"arch", "model"})
     if (w.metadata.count(k)) meta[k] = w.metadata.at(k);

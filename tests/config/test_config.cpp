@@ -28,12 +28,14 @@ const Schema& test_schema() {
     s.add_section("run");
     s.add({"run.name", T::kString, "\"\"", "Run name."});
     s.add({"run.seed", T::kInt, "0", "Seed.", 0});
+    s.add({"run.timeout_seconds", T::kFloat, "600.0", "A float without a range."});
     s.add_section("model");
     s.add({"model.name", T::kString, "small", "Model size."});
     s.add({"model.head", T::kString, "mlp", "Head.", {}, {}, {"mlp", "linear"}});
     s.add_section("data");
     s.add({"data.hflip", T::kFloat, "0.5", "Flip probability.", 0.0, 1.0});
     s.add({"data.transforms", T::kStringList, "[crop, hflip]", "Transforms."});
+    s.add({"data.std", T::kFloatList, "[0.5]", "A float list without a range."});
     s.add_section("ordering");
     s.add({"ordering.strategy", T::kString, "semantic", "Ordering.", {}, {}, {"raster", "semantic"}});
     s.add({"ordering.center_windows", T::kIntList, "[]", "Windows.", 1});
@@ -257,4 +259,103 @@ TEST(ConfigClosest, FindsNearbyKeysAndRejectsFarOnes) {
   EXPECT_EQ(semaim::config::closest_match("pretrain.epoch", c), "pretrain.epochs");
   EXPECT_EQ(semaim::config::closest_match("model.dpeth", c), "model.depth");
   EXPECT_EQ(semaim::config::closest_match("zzzzzzzzzzzzzzzzzzzz", c), "");
+}
+
+// Bad-input defects of the loader (issue 21): non-finite floats, base-0 integers, empty files, duplicate
+// keys, a `_base_` that is a directory.
+
+TEST_F(ConfigFiles, NonFiniteFloatsAreRejectedWithOrWithoutARange) {
+  auto ok = write("ok.yaml", "pretrain:\n  epochs: 3\n");
+  for (const std::string set :
+       {"pretrain.base_lr=nan", "pretrain.base_lr=inf", "pretrain.base_lr=-inf", "run.timeout_seconds=nan",
+        "run.timeout_seconds=.inf", "run.timeout_seconds=1e999", "data.std=[0.5, inf]",
+        "pretrain.betas=[nan, 0.9]"}) {
+    const std::string msg = error_of([&] { load(ok, {set}); });
+    const std::string key = set.substr(0, set.find('='));
+    const std::string value = set.substr(set.find('=') + 1);
+    EXPECT_NE(msg.find("'" + key + "'"), std::string::npos) << set << ": " << msg;
+    EXPECT_NE(msg.find("not a finite number"), std::string::npos) << set << ": " << msg;
+    if (value[0] != '[') EXPECT_NE(msg.find("'" + value + "'"), std::string::npos) << set << ": " << msg;
+  }
+  for (const std::string text : {"run:\n  timeout_seconds: .nan\n", "run:\n  timeout_seconds: -.Inf\n",
+                                 "data:\n  std: [.inf]\n", "pretrain:\n  min_lr: .NaN\n"}) {
+    auto path = write("nf.yaml", text);
+    const std::string msg = error_of([&] { load(path); });
+    EXPECT_NE(msg.find("nf.yaml"), std::string::npos) << text << msg;
+    EXPECT_NE(msg.find("not a finite number"), std::string::npos) << text << msg;
+  }
+  // Finite values in every notation still load.
+  Config c = load(ok, {"run.timeout_seconds=-2.5e-3", "data.std=[.5, 1, +2.0E1]"});
+  EXPECT_DOUBLE_EQ(c.get_float("run.timeout_seconds"), -2.5e-3);
+  EXPECT_EQ(c.get_floats("data.std"), (std::vector<double>{0.5, 1.0, 20.0}));
+  EXPECT_NE(error_of([&] { load(ok, {"run.timeout_seconds=0x1p3"}); }).find("expected a number"),
+            std::string::npos);
+}
+
+TEST_F(ConfigFiles, IntegersAreBaseTenInFilesAndOverrides) {
+  auto ok = write("ok.yaml", "pretrain:\n  epochs: 3\n");
+  EXPECT_EQ(load(ok, {"pretrain.epochs=010"}).get_int("pretrain.epochs"), 10);
+  EXPECT_EQ(load(ok, {"pretrain.epochs=+7"}).get_int("pretrain.epochs"), 7);
+  EXPECT_EQ(load(ok, {"ordering.center_windows=[03, 9]"}).get_ints("ordering.center_windows"),
+            (std::vector<int64_t>{3, 9}));
+  auto zero = write("zero.yaml", "pretrain:\n  epochs: 010\n");
+  EXPECT_EQ(load(zero).get_int("pretrain.epochs"), 10);
+  // Hexadecimal and octal prefixes are errors from a file and from --set alike.
+  for (const std::string v : {"0x10", "0o10", "10abc", "1.5", "1e3", "+-3", "99999999999999999999"}) {
+    const std::string set = error_of([&] { load(ok, {"pretrain.epochs=" + v}); });
+    EXPECT_NE(set.find("'pretrain.epochs'"), std::string::npos) << v << ": " << set;
+    EXPECT_NE(set.find("'" + v + "'"), std::string::npos) << v << ": " << set;
+    auto path = write("int.yaml", "pretrain:\n  epochs: " + v + "\n");
+    const std::string file = error_of([&] { load(path); });
+    EXPECT_NE(file.find("int.yaml"), std::string::npos) << v << ": " << file;
+    EXPECT_NE(file.find("base-10 integer"), std::string::npos) << v << ": " << file;
+  }
+}
+
+TEST_F(ConfigFiles, EmptyOrCommentOnlyFileIsAnErrorNamingTheFile) {
+  for (const std::string text : {"", "# nothing but a comment\n\n", "~\n"}) {
+    auto path = write("empty.yaml", text);
+    const std::string msg = error_of([&] { load(path); });
+    EXPECT_NE(msg.find("empty.yaml"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("empty config"), std::string::npos) << msg;
+  }
+  write("_base_/blank.yaml", "# to be filled\n");
+  auto child = write("child.yaml", "_base_: _base_/blank.yaml\npretrain:\n  epochs: 3\n");
+  EXPECT_NE(error_of([&] { load(child); }).find("blank.yaml: empty config"), std::string::npos);
+  // An explicit empty mapping is the way to ask for the defaults.
+  auto braces = write("braces.yaml", "{}\n");
+  EXPECT_EQ(load(braces).to_yaml(), Config::defaults(test_schema()).to_yaml());
+}
+
+TEST_F(ConfigFiles, DuplicateKeysNameTheFileTheKeyAndTheLine) {
+  auto leaf = write("dup.yaml", "pretrain:\n  epochs: 1\n  batch_size: 8\n  epochs: 2\n");
+  const std::string m1 = error_of([&] { load(leaf); });
+  EXPECT_NE(m1.find("dup.yaml"), std::string::npos) << m1;
+  EXPECT_NE(m1.find("duplicate key 'pretrain.epochs' at line 4"), std::string::npos) << m1;
+  auto section = write("dup2.yaml", "pretrain:\n  epochs: 1\nrun:\n  seed: 2\npretrain:\n  batch_size: 8\n");
+  const std::string m2 = error_of([&] { load(section); });
+  EXPECT_NE(m2.find("dup2.yaml"), std::string::npos) << m2;
+  EXPECT_NE(m2.find("duplicate key 'pretrain' at line 5"), std::string::npos) << m2;
+  write("_base_/b.yaml", "pretrain:\n  epochs: 1\n");
+  auto base = write("dup3.yaml", "_base_: _base_/b.yaml\n_base_: _base_/b.yaml\n");
+  EXPECT_NE(error_of([&] { load(base); }).find("duplicate key '_base_' at line 2"), std::string::npos);
+  // The same key in two files of a chain is layering, not a duplicate.
+  auto layered = write("layered.yaml", "_base_: _base_/b.yaml\npretrain:\n  epochs: 5\n");
+  EXPECT_EQ(load(layered).get_int("pretrain.epochs"), 5);
+}
+
+TEST_F(ConfigFiles, BaseOrConfigThatIsADirectoryIsAnErrorNamingIt) {
+  auto dir_base = write("d.yaml", "_base_: _base_\n");
+  const std::string m = error_of([&] { load(dir_base); });
+  EXPECT_NE(m.find("_base_"), std::string::npos) << m;
+  EXPECT_NE(m.find("is a directory"), std::string::npos) << m;
+  const std::string top = error_of([&] { load((tmp_.path() / "_base_").string()); });
+  EXPECT_NE(top.find("_base_"), std::string::npos) << top;
+  EXPECT_NE(top.find("is a directory"), std::string::npos) << top;
+}
+
+TEST_F(ConfigFiles, NonScalarKeysAreErrorsNamingTheFile) {
+  auto path = write("k.yaml", "? [a, b]\n: 1\n");
+  const std::string m = error_of([&] { load(path); });
+  EXPECT_NE(m.find("k.yaml"), std::string::npos) << m;
 }

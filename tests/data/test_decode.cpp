@@ -6,6 +6,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "corpus.h"
@@ -170,6 +171,123 @@ TEST(Decode, EveryBrokenFileIsABadImageNamingTheFileAndFault) {
       EXPECT_NE(msg.find(files[i].path), std::string::npos) << msg;
       EXPECT_NE(msg.find(broken[i].second), std::string::npos) << msg;
     }
+  }
+}
+
+// Headers that claim a decompression-bomb size (issue 21): rejected from the header, before any decoding.
+
+// SOI, a baseline frame header (3 components, 4:4:4) of the given size, EOI: enough for the size check.
+std::vector<uint8_t> jpeg_header(uint16_t height, uint16_t width) {
+  std::vector<uint8_t> b = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08};
+  for (uint16_t v : {height, width}) {
+    b.push_back(static_cast<uint8_t>(v >> 8));
+    b.push_back(static_cast<uint8_t>(v & 0xFF));
+  }
+  b.push_back(3);
+  for (uint8_t c : {1, 2, 3}) b.insert(b.end(), {c, 0x11, 0x00});
+  b.insert(b.end(), {0xFF, 0xD9});
+  return b;
+}
+
+// A real JPEG whose frame header is rewritten to claim height x width; its scan data stays as it was.
+std::vector<uint8_t> with_frame_size(std::vector<uint8_t> b, uint16_t height, uint16_t width) {
+  for (size_t pos = 2; pos + 9 < b.size() && b[pos] == 0xFF; pos += 2 + (b[pos + 2] << 8 | b[pos + 3])) {
+    if (b[pos + 1] == 0xC0 || b[pos + 1] == 0xC1 || b[pos + 1] == 0xC2) {
+      b[pos + 5] = static_cast<uint8_t>(height >> 8), b[pos + 6] = static_cast<uint8_t>(height & 0xFF);
+      b[pos + 7] = static_cast<uint8_t>(width >> 8), b[pos + 8] = static_cast<uint8_t>(width & 0xFF);
+      return b;
+    }
+  }
+  ADD_FAILURE() << "no frame header found";
+  return b;
+}
+
+uint32_t crc32(const uint8_t* p, size_t n) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return c ^ 0xFFFFFFFFu;
+}
+
+// A PNG signature, a valid IHDR chunk of the given size (8-bit RGB) and IEND: no image data.
+std::vector<uint8_t> png_header(uint32_t width, uint32_t height) {
+  std::vector<uint8_t> b = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  auto be32 = [&](uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
+  };
+  be32(13);
+  const size_t type_at = b.size();
+  b.insert(b.end(), {'I', 'H', 'D', 'R'});
+  be32(width);
+  be32(height);
+  b.insert(b.end(), {8, 2, 0, 0, 0});
+  be32(crc32(&b[type_at], b.size() - type_at));
+  be32(0);
+  b.insert(b.end(), {'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82});
+  return b;
+}
+
+std::string bad_image_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const BadImage& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Decode, JpegHeaderClaimingAHugeSizeIsABadImageBeforeDecoding) {
+  const auto bomb = jpeg_header(65500, 65500);
+  const auto patched = with_frame_size(read_file_bytes(corpus("checks/gray.jpg")), 65500, 65500);
+  ASSERT_EQ(read_jpeg_info(with_frame_size(patched, 10, 20), "x").width, 20);
+  for (const std::string& msg :
+       {bad_image_message([&] { read_jpeg_info(bomb, "bomb.jpg"); }), bad_image_message([&] {
+          decode_jpeg_region(patched, "bomb.jpg", CropBox{0, 0, 64, 64}, 1);
+        })}) {
+    EXPECT_NE(msg.find("bomb.jpg"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("65500 x 65500"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(kMaxImagePixels)), std::string::npos) << msg;
+  }
+  // The limit is on width x height: just under it the header is read, just over it is refused.
+  const JpegInfo ok = read_jpeg_info(jpeg_header(13000, 13000), "ok.jpg");
+  EXPECT_EQ(ok.height * ok.width, 169000000);
+  ASSERT_LE(ok.height * ok.width, kMaxImagePixels);
+  ASSERT_GT(int64_t{14000} * 13000, kMaxImagePixels);
+  EXPECT_NE(
+      bad_image_message([&] { read_jpeg_info(jpeg_header(14000, 13000), "x.jpg"); }).find("13000 x 14000"),
+      std::string::npos);
+}
+
+TEST(Decode, PngHeaderClaimingAHugeSizeIsABadImageBeforeDecoding) {
+  for (const auto& [w, h] : {std::pair<uint32_t, uint32_t>{65500, 65500}, {20000, 10000}}) {
+    const std::string msg = bad_image_message([&] { decode_rgb(png_header(w, h), "bomb.png"); });
+    EXPECT_NE(msg.find("bomb.png"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(w) + " x " + std::to_string(h)), std::string::npos) << msg;
+  }
+}
+
+TEST(Decode, HugeImageInADatasetIsABadImageTheLoaderCanSkip) {
+  semaim::test::TempDir tmp;
+  const std::string jpg = tmp.file("bomb.JPEG"), png = tmp.file("bomb_png.JPEG");
+  for (const auto& [path, bytes] :
+       {std::pair{jpg, jpeg_header(65500, 65500)}, {png, png_header(65500, 65500)}}) {
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+  const FileDataset ds("bombs", {ImageFile{jpg, 0}, ImageFile{png, 0}}, {"x"});
+  AugmentConfig cfg;
+  cfg.out_size = 32;
+  cfg.mean = {0.5};
+  cfg.std = {0.5};
+  const Pipeline p = Pipeline::build(cfg, 3);
+  std::vector<float> out(3 * 32 * 32);
+  for (int64_t i = 0; i < 2; ++i) {
+    std::mt19937_64 rng(0);
+    const std::string msg = bad_image_message([&] { ds.load_into(i, p, rng, out.data()); });
+    EXPECT_NE(msg.find(i == 0 ? jpg : png), std::string::npos) << msg;
+    EXPECT_NE(msg.find("65500 x 65500"), std::string::npos) << msg;
   }
 }
 

@@ -1,14 +1,16 @@
 // The shared training loop on a toy task (a linear classifier on random images): steps and epochs from a
 // resumed position, evaluation hooks and the best checkpoint, skips and the divergence stop, records reaching
-// every sink.
+// every sink, a stop signal's checkpoint.
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
+#include <csignal>
 #include <fstream>
 #include <limits>
 
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
+#include "semaim/engine/stop_signals.h"
 #include "semaim/engine/trainer.h"
 #include "temp_dir.h"
 
@@ -29,7 +31,7 @@ class MemorySink final : public engine::MetricSink {
 
 struct Toy {
   TempDir tmp;
-  torch::nn::Linear model{4, 3};
+  torch::nn::Linear model{nullptr};  // built after the seed: every Toy starts from the same weights
   std::unique_ptr<engine::Sgd> opt;
   engine::TrainState state;
   std::unique_ptr<engine::Checkpointer> ckpt;
@@ -42,6 +44,7 @@ struct Toy {
 
   explicit Toy(int64_t keep_last = 2) {
     torch::manual_seed(0);
+    model = torch::nn::Linear(4, 3);
     engine::GroupRule rule;
     opt = std::make_unique<engine::Sgd>(
         engine::make_param_groups({{"weight", model->weight}, {"bias", model->bias}}, rule),
@@ -148,4 +151,34 @@ TEST(Trainer, StopsWithADivergedCheckpointAfterTooManyConsecutiveSkips) {
   auto m = engine::read_manifest(t.ckpt->manager().latest()->manifest);
   EXPECT_EQ(m["reason"], "diverged");
   EXPECT_EQ(m["skipped_total"], 3);
+}
+
+TEST(Trainer, AStopSignalEndsTheRunAfterTheStepInProgressWithACheckpointThatResumesBitwise) {
+  Toy a;
+  engine::Trainer first(a.ctx, a.state, *a.ckpt, a.sinks, *a.console, a.loop(20));
+  const auto raise_at_5 = [&a](data::Loader& l, double lr) {
+    if (a.state.step == 5) std::raise(SIGTERM);  // arrives while step 5 runs
+    return a.step([](int64_t) { return false; })(l, lr);
+  };
+  try {
+    first.run(*a.loader, raise_at_5);
+    FAIL() << "expected semaim::Preempted";
+  } catch (const Preempted& e) {
+    EXPECT_EQ(e.signal(), SIGTERM);
+    EXPECT_NE(std::string(e.what()).find("SIGTERM at step 6"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(a.ckpt->manager().latest()->manifest), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(engine::StopSignals::pending(), 0);  // the handlers are gone with the run
+  ASSERT_EQ(a.ckpt->manager().latest()->step, 6);
+  EXPECT_EQ(engine::read_manifest(a.ckpt->manager().latest()->manifest)["reason"], "preempted");
+  Toy b;
+  b.ckpt->restore(b.state, *a.ckpt->manager().latest());
+  engine::Trainer resumed(b.ctx, b.state, *b.ckpt, b.sinks, *b.console, b.loop(20));
+  resumed.run(*b.loader, b.step([](int64_t) { return false; }));
+  Toy c;
+  engine::Trainer straight(c.ctx, c.state, *c.ckpt, c.sinks, *c.console, c.loop(20));
+  straight.run(*c.loader, c.step([](int64_t) { return false; }));
+  EXPECT_TRUE(torch::equal(b.model->weight, c.model->weight));
+  EXPECT_TRUE(torch::equal(b.model->bias, c.model->bias));
 }

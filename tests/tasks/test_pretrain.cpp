@@ -1,8 +1,10 @@
 // The pretraining task on real Fashion-MNIST images with a tiny model: resume is bitwise exact, non-finite
-// losses are skipped and stop the run with a checkpoint, and a run leaves its config, metrics, TensorBoard
+// losses are skipped and stop the run with a checkpoint, a stop signal saves the step and the resumed run is
+// bitwise the same, a changed config is refused on resume, and a run leaves its config, metrics, TensorBoard
 // events and summary behind.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -201,4 +203,59 @@ TEST(Pretrain, TensorBoardEventsHoldEveryScalarOfMetricsJsonl) {
   EXPECT_GE(compared, 2 * 9);
   ASSERT_TRUE(events["texts"].contains("config"));
   EXPECT_NE(events["texts"]["config"][0]["text"].get<std::string>().find("ordering:"), std::string::npos);
+}
+
+TEST(Pretrain, AStopSignalSavesTheStepInProgressAndTheResumedRunIsBitwiseEqualToAnUninterruptedOne) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  PretrainOptions quiet;
+  quiet.quiet = true;
+  Config straight = tiny_config(d, "straight");
+  straight.apply_overrides({"pretrain.max_steps=6"});
+  const auto a = pretrain(straight, quiet);
+  Config split = tiny_config(d, "split");
+  split.apply_overrides({"pretrain.max_steps=6"});
+  PretrainOptions signalled = quiet;
+  auto raised = std::make_shared<bool>(false);
+  signalled.loss_hook = [raised](const at::Tensor& loss, int64_t step) {
+    if (step == 2 && !*raised) std::raise(SIGUSR1);  // once (a second signal would exit), while step 2 runs
+    *raised |= step == 2;
+    return loss;
+  };
+  EXPECT_THROW(pretrain(split, signalled), semaim::Preempted);
+  CheckpointManager m((d / "split" / "checkpoints").string(), 10);
+  ASSERT_TRUE(m.latest().has_value());
+  EXPECT_EQ(m.latest()->step, 3);
+  EXPECT_EQ(read_manifest(m.latest()->manifest)["reason"], "preempted");
+  PretrainOptions resume = quiet;
+  resume.resume = "auto";
+  const auto b = pretrain(split, resume);
+  ASSERT_EQ(b.steps, 6);
+  auto wa = final_weights(a), wb = final_weights(b);
+  ASSERT_EQ(wa.size(), wb.size());
+  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(torch::equal(wa[i].second, wb[i].second)) << wa[i].first;
+}
+
+TEST(Pretrain, AResumeWithAChangedSeedIsRefusedUnlessAllowedAndKeepsTheRunsConfig) {
+  TempDir tmp;
+  const fs::path d = tmp.path();
+  PretrainOptions o;
+  o.quiet = true;
+  Config c = tiny_config(d, "s", "raster");
+  c.apply_overrides({"pretrain.max_steps=1"});
+  pretrain(c, o);
+  const std::string before = Config::load(schema(), (d / "s" / "config.yaml").string()).to_yaml();
+  Config changed = tiny_config(d, "s", "raster");
+  changed.apply_overrides({"pretrain.max_steps=2", "run.seed=7"});
+  o.resume = "auto";
+  try {
+    pretrain(changed, o);
+    FAIL() << "expected an InputError";
+  } catch (const semaim::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("run.seed: 0 -> 7"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(Config::load(schema(), (d / "s" / "config.yaml").string()).to_yaml(), before);
+  changed.apply_overrides({"run.allow_config_change=true"});
+  EXPECT_EQ(pretrain(changed, o).steps, 2);
+  EXPECT_EQ(Config::load(schema(), (d / "s" / "config.yaml").string()).get_int("run.seed"), 7);
 }

@@ -1,4 +1,5 @@
-// Typed errors: InputError (bad config, data file, checkpoint; CLI exit 2) and RuntimeFailure (exit 1).
+// Typed errors: InputError (bad config, data file, checkpoint; CLI exit 2), RuntimeFailure (exit 1) and
+// Preempted (a stop signal, the run saved; exit 75).
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -17,6 +18,17 @@ class InputError : public std::runtime_error {
 class RuntimeFailure : public std::runtime_error {
  public:
   explicit RuntimeFailure(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+// A training run stopped by a signal (SIGTERM, SIGINT, SIGUSR1, SIGHUP) after saving a checkpoint of the step
+// it finished; the CLI exits with 75 (EX_TEMPFAIL: try again, i.e. requeue and --resume auto).
+class Preempted : public std::runtime_error {
+ public:
+  Preempted(int signal, const std::string& msg) : std::runtime_error(msg), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
 };
 
 }  // namespace semaim

@@ -20,13 +20,19 @@ class BadImage : public InputError {
   using InputError::InputError;
 };
 
+// The largest image (width x height) decoded: PIL's DecompressionBombError threshold (2 x
+// Image.MAX_IMAGE_PIXELS), so every image the reference pipeline loads loads here too. A header claiming more
+// is a BadImage before any pixel is decoded (a few bytes must not make a worker allocate gigabytes).
+constexpr int64_t kMaxImagePixels = 178956970;
+
 // The whole file, or BadImage when it cannot be read or is empty.
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 
 // True when the bytes start with a JPEG start-of-image marker.
 bool is_jpeg(const std::vector<uint8_t>& bytes);
 
-// A JPEG's size from its start-of-frame marker, without decoding. BadImage when no frame header is found.
+// A JPEG's size from its start-of-frame marker, without decoding. BadImage when no frame header is found or
+// it claims more than kMaxImagePixels.
 struct JpegInfo {
   int64_t height = 0, width = 0, components = 0;
 };
@@ -45,12 +51,13 @@ int reduced_scale(const CropBox& box, int64_t min_h, int64_t min_w);
 
 // Decodes the rows and columns of `box` (source pixels) of a JPEG at 1/scale, skipping the rows above and
 // below it and the column blocks beside it. Truncated data (no end-of-image marker, or libjpeg's premature
-// end warning) and corrupt headers throw BadImage naming `where`.
+// end warning), corrupt headers and a size over kMaxImagePixels throw BadImage naming `where`.
 DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::string& where,
                                  const CropBox& box, int scale);
 
 // Full decode of any format OpenCV reads, as RGB (alpha dropped, 16-bit scaled to 8-bit). BadImage if
-// OpenCV cannot decode it.
+// OpenCV cannot decode it, or if a PNG's IHDR claims more than kMaxImagePixels (other formats are bounded
+// by OpenCV's own limit, OPENCV_IO_MAX_IMAGE_PIXELS).
 cv::Mat decode_rgb(const std::vector<uint8_t>& bytes, const std::string& where);
 
 }  // namespace semaim::data

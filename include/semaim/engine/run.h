@@ -13,6 +13,7 @@
 #include "semaim/config/config.h"
 #include "semaim/data/loader.h"
 #include "semaim/dist/comm.h"
+#include "semaim/engine/run_lock.h"
 #include "semaim/engine/settings.h"
 
 namespace semaim::engine {
@@ -32,13 +33,18 @@ struct RunContext {
   at::Device device{at::kCPU};
   std::unique_ptr<dist::Communicator> comm;
   FaultPoints faults;
-  bool quiet = false;  // this rank prints nothing (non-zero ranks, tests)
+  bool quiet = false;                 // this rank prints nothing (non-zero ranks, tests)
+  std::unique_ptr<RunLock> run_lock;  // rank 0 of a training run: held while the run writes run.dir
 
   // Threads, device, communicator and run directory for `cfg`; quiet mutes the console of every rank.
   static RunContext open(const config::Config& cfg, bool quiet);
   int rank() const { return comm->rank(); }
   int world() const { return comm->world_size(); }
   bool rank0() const { return comm->rank() == 0; }
+  // Rank 0 takes the lock of run.dir (the directory a training run writes, after any subdirectory was chosen)
+  // for the context's lifetime; InputError naming the directory and the holder's pid when another process
+  // holds it. Other ranks, and a context already holding the lock of run.dir, do nothing.
+  void lock_run_dir();
   // Every rank waits for every other (no-op on one rank).
   void barrier() const;
   // The mean (or sum) of a value over ranks.

@@ -88,10 +88,12 @@ class Config;
 }
 namespace semaim::engine {
 
-// A run's file sinks on rank 0: writes the resolved config to <run dir>/config.yaml, appends to
-// metrics.jsonl, and with log.tensorboard writes TensorBoard events (scalars as `<prefix>/<field>`, the
-// config as text at `step`). Other ranks get no sinks.
-Sinks open_run_sinks(const RunContext& ctx, const config::Config& cfg, const LogSettings& log,
+// A run's file sinks on rank 0, which first takes the run directory's lock (RunContext::lock_run_dir): writes
+// the resolved config to <run dir>/config.yaml (on resume only when it changed, with a warning), keeps the
+// metrics.jsonl records up to `step` (the resumed step) and appends to it, and with log.tensorboard writes
+// TensorBoard events (scalars as `<prefix>/<field>`, the config as text at `step`; an earlier attempt's event
+// file keeps its points past `step`, see docs/reliability.md). Other ranks get no sinks.
+Sinks open_run_sinks(RunContext& ctx, const config::Config& cfg, const LogSettings& log,
                      const std::string& prefix, int64_t step);
 
 // The console line of a record: "epoch E step S/T loss ... lr ... grad ... N img/s data-wait P% ETA h:mm:ss",

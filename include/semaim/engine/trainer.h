@@ -57,7 +57,8 @@ class Trainer {
           LoopSettings settings);
   void add_eval(EvalHook hook) { evals_.push_back(std::move(hook)); }
   // Runs until settings.total_steps. step_fn performs one optimizer step at the given lr on the loader's next
-  // accum_steps micro-batches (its StepRunner does the update) and reports it.
+  // accum_steps micro-batches (its StepRunner does the update) and reports it. A stop signal (StopSignals)
+  // on any rank ends the run after the step in progress: a checkpoint of that step, then semaim::Preempted.
   TrainSummary run(data::Loader& loader, const std::function<StepResult(data::Loader&, double lr)>& step_fn);
 
  private:
@@ -69,6 +70,8 @@ class Trainer {
   nlohmann::json run_evals();
   void save(const std::string& reason, const nlohmann::json& metrics = nlohmann::json::object());
   void on_skip();
+  // Saves and throws Preempted when any rank received a stop signal.
+  void stop_if_signalled();
 
   RunContext& ctx_;
   TrainState& state_;

@@ -15,4 +15,8 @@ void atomic_write(const std::string& path, const std::string& bytes);
 // memory). If `writer` throws, its exception propagates unchanged after the temp file is removed.
 void atomic_write_stream(const std::string& path, const std::function<void(std::ostream&)>& writer);
 
+// True for a file name (no directory) that is a temporary file of atomic_write for `target_prefix*`: what a
+// killed writer leaves behind ("<target>.tmp.<pid>.<n>.<random>").
+bool is_atomic_temp_name(const std::string& file_name, const std::string& target_prefix = "");
+
 }  // namespace semaim::io
