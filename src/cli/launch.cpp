@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -36,10 +37,15 @@ struct Rank {
   int code = 0;
 };
 
-// SIGINT / SIGTERM to the launcher: the ranks run in their own process groups, so the terminal's Ctrl-C does
-// not reach them; the poll loop forwards it.
-volatile sig_atomic_t g_signal = 0;
-void on_signal(int sig) { g_signal = sig; }
+// Stop signals to the launcher: the ranks run in their own process groups, so the terminal's Ctrl-C does not
+// reach them; the poll loop forwards each signal.
+volatile sig_atomic_t g_signal = 0, g_signals = 0;
+void on_signal(int sig) {
+  g_signal = sig;
+  g_signals = g_signals + 1;
+}
+
+constexpr int kExitPreempted = 75;  // every rank saved and stopped (engine::Trainer on a stop signal)
 
 void emit(int rank, const std::string& line) {
   std::string out = "[rank " + std::to_string(rank) + "] " + line + "\n";
@@ -141,23 +147,30 @@ void forward_output(std::vector<Rank>& ranks, int first_global) {
   }
 }
 
-// Fail-fast shutdown: SIGTERM to every rank's process group once, SIGKILL after the grace period.
+// Shutdown: fail-fast (a rank failed: SIGTERM to every rank's process group, SIGKILL after the grace period)
+// or a forwarded stop signal (the ranks save; SIGKILL only after the stop grace period).
 struct Shutdown {
   bool stopping = false;
   bool killed = false;
   int failed_code = 0;
+  double grace = 0;
   std::chrono::steady_clock::time_point since;
 
-  void begin(std::vector<Rank>& ranks, int code) {
+  void begin(std::vector<Rank>& ranks, int code, int sig, double grace_seconds) {
     stopping = true;
     failed_code = code;
+    grace = grace_seconds;
     since = std::chrono::steady_clock::now();
-    for (Rank& s : ranks) ::kill(-s.pid, SIGTERM);  // whole groups: a rank's children hold its pipe
+    forward(ranks, sig);
   }
-  void escalate(std::vector<Rank>& ranks, double grace_seconds) {
+  static void forward(std::vector<Rank>& ranks, int sig) {
+    for (Rank& s : ranks)
+      if (!s.exited) ::kill(-s.pid, sig);  // whole groups: a rank's children hold its pipe
+  }
+  void escalate(std::vector<Rank>& ranks) {
     if (!stopping || killed) return;
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-    if (waited > grace_seconds) {
+    if (waited > grace) {
       for (Rank& s : ranks) ::kill(-s.pid, SIGKILL);
       killed = true;
     }
@@ -165,7 +178,7 @@ struct Shutdown {
 };
 
 // Reaps finished ranks without blocking; the first failure stops the rest.
-void reap_ranks(std::vector<Rank>& ranks, int first_global, Shutdown& shutdown) {
+void reap_ranks(std::vector<Rank>& ranks, int first_global, Shutdown& shutdown, double grace_seconds) {
   for (size_t i = 0; i < ranks.size(); ++i) {
     Rank& r = ranks[i];
     if (r.exited) continue;
@@ -173,10 +186,11 @@ void reap_ranks(std::vector<Rank>& ranks, int first_global, Shutdown& shutdown) 
     if (::waitpid(r.pid, &status, WNOHANG) != r.pid) continue;
     r.exited = true;
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (r.code != 0 && !shutdown.stopping) {
+    // 75: the rank saved and stopped on a stop signal (its peers do the same step); not a failure to spread.
+    if (r.code != 0 && r.code != kExitPreempted && !shutdown.stopping) {
       std::fprintf(stderr, "semaim launch: rank %d exited with code %d; stopping the other ranks\n",
                    first_global + static_cast<int>(i), r.code);
-      shutdown.begin(ranks, r.code);
+      shutdown.begin(ranks, r.code, SIGTERM, grace_seconds);
     }
   }
 }
@@ -208,15 +222,23 @@ int launch(const LaunchOptions& o) {
   const int first_global = o.node_rank * o.nproc_per_node;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1, SIGHUP}) ::sigaction(sig, &sa, nullptr);
   Shutdown shutdown;
+  int forwarded = 0;  // stop signals passed on to the ranks
   while (!finished(ranks)) {
     forward_output(ranks, first_global);
-    reap_ranks(ranks, first_global, shutdown);
-    if (g_signal != 0 && !shutdown.stopping) shutdown.begin(ranks, 128 + g_signal);
-    shutdown.escalate(ranks, o.grace_seconds);
+    reap_ranks(ranks, first_global, shutdown, o.grace_seconds);
+    if (g_signals > forwarded) {
+      forwarded = g_signals;
+      if (!shutdown.stopping)
+        shutdown.begin(ranks, 128 + g_signal, g_signal, o.stop_grace_seconds);
+      else
+        Shutdown::forward(ranks, g_signal);  // a second signal: the ranks exit at once
+    }
+    shutdown.escalate(ranks);
   }
+  if (std::all_of(ranks.begin(), ranks.end(), [](const Rank& r) { return r.code == kExitPreempted; }))
+    return kExitPreempted;
   return shutdown.failed_code;
 }
 

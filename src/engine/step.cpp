@@ -101,4 +101,27 @@ void StepRunner::zero_grad() {
     opt_.zero_grad();
 }
 
+TrainWiring::TrainWiring(torch::nn::Module& model, torch::nn::Module* ema_model,
+                         std::unique_ptr<Optimizer> optimizer,
+                         const std::vector<std::pair<std::string, at::Tensor>>& params,
+                         const TrainSettings& train, const config::Config& cfg, RunContext& ctx,
+                         int64_t steps_per_epoch)
+    : opt(std::move(optimizer)) {
+  if (ema_model) {
+    ema.emplace(model, *ema_model, train.ema_decay);
+    ema->reset();
+  }
+  reducer = make_reducer(params, cfg, ctx);
+  if (reducer && ema) ema->reset();
+  std::vector<at::Tensor> tensors;
+  for (const auto& [n, p] : params) tensors.push_back(p);
+  runner = std::make_unique<StepRunner>(tensors, *opt, train.accum_steps, train.clip_grad, reducer.get(),
+                                        ctx.comm.get(), ema ? &*ema : nullptr);
+  state.model = &model;
+  state.optimizer = opt.get();
+  state.ema = ema_model;
+  state.steps_per_epoch = steps_per_epoch;
+  state.accum_steps = train.accum_steps;
+}
+
 }  // namespace semaim::engine

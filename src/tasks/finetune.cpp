@@ -147,16 +147,12 @@ std::unique_ptr<engine::Optimizer> make_optimizer(const FinetuneSettings& s,
                                        engine::SgdOptions{s.momentum});
 }
 
-// The classifier (its encoder from `init` unless resuming), its EMA copy, the optimizer, the reducer with
-// several ranks, wired into a train state and a step runner.
+// The classifier (its encoder from `init` unless resuming) and its EMA copy, the task's optimizer, wired into
+// the engine (reducer, step runner, train state).
 struct Trainables {
   models::VitClassifier model{nullptr};
   std::optional<models::VitClassifier> ema_model;
-  std::optional<engine::ModelEma> ema;
-  std::unique_ptr<engine::Optimizer> opt;
-  std::unique_ptr<dist::Reducer> reducer;
-  std::unique_ptr<engine::StepRunner> runner;
-  engine::TrainState state;
+  std::unique_ptr<engine::TrainWiring> w;
 
   Trainables(const config::Config& cfg, const FinetuneSettings& s, engine::RunContext& ctx,
              int64_t steps_per_epoch, const std::string& init) {
@@ -169,22 +165,11 @@ struct Trainables {
       ema_model.emplace(s.model);
       (*ema_model)->to(ctx.device);
       (*ema_model)->eval();
-      ema.emplace(*model, **ema_model, s.train.ema_decay);
-      ema->reset();
     }
     const auto params = trainable(*model);
-    opt = make_optimizer(s, params);
-    reducer = engine::make_reducer(params, cfg, ctx);
-    if (reducer && ema) ema->reset();
-    std::vector<at::Tensor> tensors;
-    for (const auto& [n, p] : params) tensors.push_back(p);
-    runner = std::make_unique<engine::StepRunner>(tensors, *opt, s.train.accum_steps, s.train.clip_grad,
-                                                  reducer.get(), ctx.comm.get(), ema ? &*ema : nullptr);
-    state.model = model.get();
-    state.optimizer = opt.get();
-    state.ema = ema_model ? ema_model->get() : nullptr;
-    state.steps_per_epoch = steps_per_epoch;
-    state.accum_steps = s.train.accum_steps;
+    w = std::make_unique<engine::TrainWiring>(*model, ema_model ? ema_model->get() : nullptr,
+                                              make_optimizer(s, params), params, s.train, cfg, ctx,
+                                              steps_per_epoch);
   }
 };
 
@@ -201,15 +186,15 @@ engine::StepResult finetune_step(const FinetuneSettings& s, const engine::RunCon
   for (int64_t micro = 0; micro < s.train.accum_steps; ++micro) {
     auto b = data.next();
     if (!b) throw RuntimeFailure("data loader ended the epoch early (internal error)");
-    t.runner->begin_micro(micro);
+    t.w->runner->begin_micro(micro);
     at::Tensor loss;
     {
       engine::AutocastGuard ac(ctx.device.type(), s.train.bf16);
       loss = classification_loss(t.model->forward(b->images.to(ctx.device, true)), *b, s.smoothing);
     }
-    t.runner->backward(loss);
+    t.w->runner->backward(loss);
   }
-  return t.runner->finish(lr);
+  return t.w->runner->finish(lr);
 }
 
 // Top-1 / top-5 / loss of `model` on this rank's shard of the validation split, summed over ranks.
@@ -315,6 +300,7 @@ FinetuneResult train_classifier(const config::Config& cfg, bool probe, const std
     if (ctx.rank0()) fs::create_directories(ctx.run.dir);
     ctx.barrier();
   }
+  ctx.lock_run_dir();  // a second process on this run fails here, before loading anything
   const models::VitConfig vit = vit_config(cfg);
   auto train_set = data::load_dataset(cfg, "train", vit.in_chans);
   const FinetuneSettings s = FinetuneSettings::read(cfg, probe, *train_set);
@@ -334,14 +320,14 @@ FinetuneResult train_classifier(const config::Config& cfg, bool probe, const std
       weights_metadata(cfg, s.model));
   const auto from = ckpt.resume_from(opts.resume, ctx.run.dir);
   Trainables t(cfg, s, ctx, steps_per_epoch, from ? std::string() : init);
-  if (from) ckpt.restore(t.state, *from);
+  if (from) ckpt.restore(t.w->state, *from);
   FinetuneResult result;
-  engine::Sinks sinks = engine::open_run_sinks(ctx, cfg, s.log, s.section, t.state.step);
+  engine::Sinks sinks = engine::open_run_sinks(ctx, cfg, s.log, s.section, t.w->state.step);
   const engine::LoopSettings loop =
       engine::loop_settings(s.train, s.checkpoint, s.log, steps_per_epoch, eff_batch);
   engine::ConsoleSink console(s.log.progress, ctx.quiet, loop.total_steps);
   log_start(cfg, s, ctx, loader, loop, init);
-  engine::Trainer trainer(ctx, t.state, ckpt, sinks, console, loop);
+  engine::Trainer trainer(ctx, t.w->state, ckpt, sinks, console, loop);
   trainer.add_eval(make_eval_hook(cfg, s, ctx, t, result));
   const engine::TrainSummary sum =
       trainer.run(loader, [&](data::Loader& data, double lr) { return finetune_step(s, ctx, t, data, lr); });

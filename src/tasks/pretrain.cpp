@@ -87,17 +87,11 @@ void write_summary(const engine::RunContext& ctx, const config::Config& cfg, con
                  std::to_string(r.images_per_sec) + " img/s");
 }
 
-// The model, its EMA copy, the optimizer and with several ranks the gradient reducer (after checking that
-// every rank holds the same parameters, rank 0's values are broadcast), wired into a train state and a step
-// runner.
+// The model and its EMA copy, AdamW over them, wired into the engine (reducer, step runner, train state).
 struct Trainables {
   models::AimVit model{nullptr};
   std::optional<models::AimVit> ema_model;
-  std::optional<engine::ModelEma> ema;
-  std::unique_ptr<engine::AdamW> opt;
-  std::unique_ptr<dist::Reducer> reducer;
-  std::unique_ptr<engine::StepRunner> runner;
-  engine::TrainState state;
+  std::unique_ptr<engine::TrainWiring> w;
 
   Trainables(const config::Config& cfg, const PretrainSettings& s, engine::RunContext& ctx,
              int64_t steps_per_epoch) {
@@ -107,25 +101,15 @@ struct Trainables {
     if (s.train.ema) {
       ema_model.emplace(s.model);
       (*ema_model)->to(ctx.device);
-      ema.emplace(*model, **ema_model, s.train.ema_decay);
-      ema->reset();
     }
     const auto params = trainable(*model);
     engine::GroupRule rule;
     rule.weight_decay = s.train.weight_decay;
-    opt = std::make_unique<engine::AdamW>(engine::make_param_groups(params, rule),
-                                          engine::AdamWOptions{s.train.beta1, s.train.beta2, s.train.eps});
-    reducer = engine::make_reducer(params, cfg, ctx);
-    if (reducer && ema) ema->reset();
-    std::vector<at::Tensor> tensors;
-    for (const auto& [n, p] : params) tensors.push_back(p);
-    runner = std::make_unique<engine::StepRunner>(tensors, *opt, s.train.accum_steps, s.train.clip_grad,
-                                                  reducer.get(), ctx.comm.get(), ema ? &*ema : nullptr);
-    state.model = model.get();
-    state.optimizer = opt.get();
-    state.ema = ema_model ? ema_model->get() : nullptr;
-    state.steps_per_epoch = steps_per_epoch;
-    state.accum_steps = s.train.accum_steps;
+    auto opt =
+        std::make_unique<engine::AdamW>(engine::make_param_groups(params, rule),
+                                        engine::AdamWOptions{s.train.beta1, s.train.beta2, s.train.eps});
+    w = std::make_unique<engine::TrainWiring>(*model, ema_model ? ema_model->get() : nullptr, std::move(opt),
+                                              params, s.train, cfg, ctx, steps_per_epoch);
   }
 };
 
@@ -139,8 +123,8 @@ engine::StepResult pretrain_step(const PretrainSettings& s, const engine::RunCon
     if (!b) throw RuntimeFailure("data loader ended the epoch early (internal error)");
     at::Tensor imgs = b->images.to(ctx.device, /*non_blocking=*/true);
     // The global micro-batch index: W ranks draw the orderings one rank with W times the accumulation would.
-    const auto counter = static_cast<uint64_t>((t.state.step * accum + micro) * ctx.world() + ctx.rank());
-    t.runner->begin_micro(micro);
+    const auto counter = static_cast<uint64_t>((t.w->state.step * accum + micro) * ctx.world() + ctx.rank());
+    t.w->runner->begin_micro(micro);
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(core::step_seed(ctx.run.seed, counter));
     at::Tensor tokens;
     if (ordering::needs_tokens(s.ordering.strategy)) {
@@ -156,10 +140,10 @@ engine::StepResult pretrain_step(const PretrainSettings& s, const engine::RunCon
       engine::AutocastGuard ac(ctx.device.type(), s.train.bf16);
       loss = t.model->forward_loss_ordered(imgs, ord.order, ord.inverse, s.target);
     }
-    if (opts.loss_hook) loss = opts.loss_hook(loss, t.state.step);
-    t.runner->backward(loss);
+    if (opts.loss_hook) loss = opts.loss_hook(loss, t.w->state.step);
+    t.w->runner->backward(loss);
   }
-  return t.runner->finish(lr);
+  return t.w->runner->finish(lr);
 }
 
 }  // namespace
@@ -167,6 +151,7 @@ engine::StepResult pretrain_step(const PretrainSettings& s, const engine::RunCon
 PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) {
   const PretrainSettings s = PretrainSettings::read(cfg);
   engine::RunContext ctx = engine::RunContext::open(cfg, opts.quiet);
+  ctx.lock_run_dir();  // a second process on this run fails here, before loading anything
   data::Loader loader = engine::make_train_loader(
       cfg, ctx, s.train.batch_size,
       data::augment_config(cfg, s.model.vit.img_size, s.model.vit.in_chans, /*random=*/true),
@@ -182,8 +167,8 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   engine::Checkpointer ckpt(
       engine::CheckpointManager((fs::path(ctx.run.dir) / "checkpoints").string(), s.checkpoint.keep_last),
       weights_metadata(cfg, s.model));
-  if (auto from = ckpt.resume_from(opts.resume, ctx.run.dir)) ckpt.restore(t.state, *from);
-  engine::Sinks sinks = engine::open_run_sinks(ctx, cfg, s.log, "pretrain", t.state.step);
+  if (auto from = ckpt.resume_from(opts.resume, ctx.run.dir)) ckpt.restore(t.w->state, *from);
+  engine::Sinks sinks = engine::open_run_sinks(ctx, cfg, s.log, "pretrain", t.w->state.step);
   const engine::LoopSettings loop =
       engine::loop_settings(s.train, s.checkpoint, s.log, steps_per_epoch, eff_batch);
   engine::ConsoleSink console(s.log.progress, ctx.quiet, loop.total_steps);
@@ -193,7 +178,7 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
                  std::to_string(eff_batch) + " (" + std::to_string(ctx.world()) + " rank(s), " +
                  ctx.comm->backend() + "), lr " + std::to_string(loop.schedule.base_lr) + ", ordering " +
                  cfg.get_string("ordering.strategy") + ", run dir " + ctx.run.dir);
-  engine::Trainer trainer(ctx, t.state, ckpt, sinks, console, loop);
+  engine::Trainer trainer(ctx, t.w->state, ckpt, sinks, console, loop);
   const engine::TrainSummary sum = trainer.run(
       loader, [&](data::Loader& data, double lr) { return pretrain_step(s, ctx, t, opts, data, lr); });
   PretrainResult result{ctx.run.dir,       sum.last_checkpoint, sum.steps,

@@ -49,6 +49,21 @@ TEST(Launch, AFailingRankStopsTheOthersAndItsCodeIsTheExitCode) {
   EXPECT_TRUE(contains(r.output, "[rank 2] up 2")) << r.output;
 }
 
+TEST(Launch, AStopSignalIsForwardedToEveryRankAndSeventyFiveComesBack) {
+  // Each rank saves (here: prints) and exits 75 on SIGUSR1, as a training rank does; the launcher must pass the
+  // signal on (the ranks sit in their own process groups) and report 75, not kill them.
+  semaim::test::TempDir tmp;
+  const std::string rank = tmp.file("rank.sh");
+  std::ofstream(rank) << "trap 'echo saved $RANK; exit 75' USR1\necho up $RANK\n"
+                         "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\nexit 3\n";
+  // No `timeout` in front: the signal must reach the launcher itself (the ranks end by themselves after 30 s).
+  const auto r = run_command("sh -c '" + std::string(SEMAIM_BINARY) + " launch --nproc-per-node 2 -- sh " + rank +
+                             " & pid=$!; sleep 2; kill -USR1 $pid; wait $pid; echo code=$?'");
+  EXPECT_TRUE(contains(r.output, "code=75")) << r.output;
+  EXPECT_TRUE(contains(r.output, "[rank 0] saved 0")) << r.output;
+  EXPECT_TRUE(contains(r.output, "[rank 1] saved 1")) << r.output;
+}
+
 TEST(Launch, SemaimSubcommandsRunInEveryRankAndBadOptionsExitTwo) {
   const auto c = run_command(kLaunch + "--nproc-per-node 2 -- config --set pretrain.epochs=7");
   EXPECT_EQ(c.exit_code, 0) << c.output;

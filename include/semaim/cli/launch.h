@@ -13,11 +13,16 @@ struct LaunchOptions {
   int master_port = 29500;
   // A semaim subcommand and its arguments (run by this binary), or any other program and its arguments.
   std::vector<std::string> command;
-  double grace_seconds = 5;  // after SIGTERM, the survivors get this long before SIGKILL
+  double grace_seconds = 5;  // a rank failed: after SIGTERM, the survivors get this long before SIGKILL
+  // SIGTERM, SIGINT, SIGUSR1 or SIGHUP to the launcher is forwarded to every rank, which finish their step,
+  // save and exit 75; they get this long (the checkpoint write) before SIGKILL. A second signal is forwarded
+  // too (the ranks then exit at once).
+  double stop_grace_seconds = 600;
 };
 
-// Runs the job; returns 0 when every rank exits 0, else the first failing rank's exit code (128 + signal for
-// a rank killed by a signal). Bad options throw InputError.
+// Runs the job; returns 0 when every rank exits 0, 75 when a forwarded stop signal made every rank save and
+// exit 75, else the first failing rank's exit code (128 + signal for a rank killed by a signal). Bad options
+// throw InputError.
 int launch(const LaunchOptions& opts);
 
 // The environment of one rank: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR,

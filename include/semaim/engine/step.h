@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -15,6 +16,8 @@
 #include "semaim/dist/reducer.h"
 #include "semaim/engine/optimizer.h"
 #include "semaim/engine/run.h"
+#include "semaim/engine/settings.h"
+#include "semaim/engine/train_state.h"
 
 namespace semaim::engine {
 
@@ -72,6 +75,25 @@ class StepRunner {
   ModelEma* ema_;
   bool finite_ = true;
   double loss_ = 0;
+};
+
+// What every task wires the same way around its model once the model (and its EMA copy) exist: the EMA
+// updater (the copy reset to the model), the optimizer, with several ranks the reducer (rank 0's weights
+// broadcast, the EMA reset again), the step runner, and the train state pointing at them.
+struct TrainWiring {
+  // ema_model: null without EMA; params: the model's trainable parameters in module order, which `optimizer`
+  // updates.
+  TrainWiring(torch::nn::Module& model, torch::nn::Module* ema_model, std::unique_ptr<Optimizer> optimizer,
+              const std::vector<std::pair<std::string, at::Tensor>>& params, const TrainSettings& train,
+              const config::Config& cfg, RunContext& ctx, int64_t steps_per_epoch);
+  TrainWiring(const TrainWiring&) = delete;
+  TrainWiring& operator=(const TrainWiring&) = delete;
+
+  std::optional<ModelEma> ema;
+  std::unique_ptr<Optimizer> opt;
+  std::unique_ptr<dist::Reducer> reducer;
+  std::unique_ptr<StepRunner> runner;
+  TrainState state;
 };
 
 }  // namespace semaim::engine

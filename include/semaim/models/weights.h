@@ -50,7 +50,9 @@ struct LoadReport {
   std::string table() const;
 };
 
-// Copies `weights` into m by key name as `options` says and reports what did not match.
+// Copies `weights` into m by key name as `options` says and reports what did not match. A tensor whose kind
+// differs (integer or bool where the module holds floats) or that holds NaN or infinity is an InputError naming
+// options.where and the key, before anything is copied; float precisions convert.
 LoadReport load_weights(torch::nn::Module& m, const io::NamedTensors& weights,
                         const LoadOptions& options = {});
 
