@@ -12,6 +12,7 @@ TENSORBOARD_VERSION="2.21.0"
 # Wheels whose bundled photographs seed the sample image corpus (tools/make_corpus.py); never installed.
 PHOTO_WHEELS=("scikit-image==0.26.0" "scikit-learn==1.9.1")
 CORPUS_VERSION="v1"
+SEGDATA_VERSION="v1"  # tools/make_segdata.py: bump when its output changes
 : "${SEMAIM_VENV:=${XDG_CACHE_HOME:-$HOME/.cache}/semaim/venv-torch-${TORCH_VERSION}}"
 export SEMAIM_VENV
 
@@ -19,7 +20,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libopencv-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev zlib1g-dev
-  libjpeg62-turbo-dev dataset-fashion-mnist python3-venv
+  libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist python3-venv
   protobuf-compiler libprotobuf-dev
 )
 
@@ -70,6 +71,16 @@ if [ ! -f "$SEMAIM_CORPUS/.complete" ]; then
   echo "[setup] building the sample image corpus at $SEMAIM_CORPUS (about 20 s, once per machine)"
   "$SEMAIM_VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/make_corpus.py" --wheels "$wheels" --out "$SEMAIM_CORPUS"
   installed+=("corpus: $SEMAIM_CORPUS")
+fi
+
+# fmnist-seg: the small semantic-segmentation dataset (ADE20K layout) for tests and the segmentation main job.
+: "${SEMAIM_SEGDATA:=${XDG_CACHE_HOME:-$HOME/.cache}/semaim/fmnist-seg-${SEGDATA_VERSION}}"
+export SEMAIM_SEGDATA
+if [ ! -f "$SEMAIM_SEGDATA/.complete" ]; then
+  echo "[setup] building the fmnist-seg dataset at $SEMAIM_SEGDATA (a few seconds, once per machine)"
+  "$SEMAIM_VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/make_segdata.py" --corpus "$SEMAIM_CORPUS" \
+    --out "$SEMAIM_SEGDATA"
+  installed+=("segmentation data: $SEMAIM_SEGDATA")
 fi
 
 if ((${#installed[@]})); then

@@ -14,6 +14,7 @@
 #include "semaim/tasks/jobs.h"
 #include "semaim/tasks/pretrain.h"
 #include "semaim/tasks/schema.h"
+#include "semaim/tasks/segment.h"
 
 namespace semaim::cli {
 namespace {
@@ -31,6 +32,8 @@ struct Args {
   std::vector<std::string> sets;
   bool quiet = false, random_init = false, docs = false;
   LaunchOptions launch;
+  tasks::SegmentEvaluateOptions seg_eval;
+  CLI::App* seg_evaluate = nullptr;
 
   config::Config load() const {
     if (config_path.empty()) {
@@ -119,6 +122,32 @@ const std::vector<Subcommand>& subcommands() {
        [](CLI::App& c, Args& a) { frozen_args(c, a, "knn"); },
        [](const Args& a) {
          tasks::knn(a.load(), frozen_options(a));
+         return kExitOk;
+       }},
+      {"segment", "Semantic segmentation: `segment evaluate` scores label PNGs as mmseg's IoU metric does",
+       [](CLI::App& c, Args& a) {
+         c.require_subcommand(1);
+         a.seg_evaluate = c.add_subcommand(
+             "evaluate", "mIoU, mAcc, aAcc and per-class IoU / Acc of predicted label PNGs against ground truth");
+         CLI::App& e = *a.seg_evaluate;
+         eval::LabelFolders& f = a.seg_eval.folders;
+         e.add_option("--pred", f.pred_dir, "Folder of predicted label PNGs")->required()->check(CLI::ExistingDirectory);
+         e.add_option("--gt", f.gt_dir, "Folder of ground-truth label PNGs")->required()->check(CLI::ExistingDirectory);
+         e.add_flag("--reduce-zero-label", f.reduce_zero_label,
+                    "Ground truth 0 is ignored and v becomes v-1 (ADE20K)");
+         e.add_option("--num-classes", f.num_classes, "Classes 0..K-1 (default: the largest label seen + 1)")
+             ->check(CLI::PositiveNumber);
+         e.add_option("--ignore-index", f.ignore_index, "Label value not scored")->check(CLI::Range(0, 255));
+         e.add_option("--pred-suffix", f.pred_suffix, "Prediction file suffix");
+         e.add_option("--gt-suffix", f.gt_suffix, "Ground-truth file suffix");
+         e.add_option("--class-names", a.seg_eval.class_names, "Text file, one class name per line")
+             ->check(CLI::ExistingFile);
+         e.add_option("--csv", a.seg_eval.out_csv, "Write the per-class table as CSV");
+         e.add_option("--json", a.seg_eval.out_json, "Write the scores as JSON");
+         e.add_flag("--quiet", a.seg_eval.quiet, "No table on stdout");
+       },
+       [](const Args& a) {
+         if (a.seg_evaluate && *a.seg_evaluate) tasks::segment_evaluate(a.seg_eval);
          return kExitOk;
        }},
       {"export", "Write a checkpoint's encoder (timm key names) as safetensors",

@@ -50,6 +50,10 @@ class Range final : public Dataset {
   Geometry load_into(int64_t i, const Pipeline& p, std::mt19937_64& rng, float* dst) const override {
     return base_->load_into(begin_ + i, p, rng, dst);
   }
+  Geometry load_with_target(int64_t i, const Pipeline& p, std::mt19937_64& rng, float* dst,
+                            Target* target) const override {
+    return base_->load_with_target(begin_ + i, p, rng, dst, target);
+  }
 
  private:
   std::shared_ptr<const Dataset> base_;
@@ -62,6 +66,13 @@ Target Dataset::target(int64_t i) const {
   Target t;
   t.label = label(i);
   return t;
+}
+
+Geometry Dataset::load_with_target(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst,
+                                   Target* target) const {
+  const Geometry g = load_into(i, pipeline, rng, dst);
+  *target = this->target(i);
+  return g;
 }
 
 std::shared_ptr<const Dataset> take_first(std::shared_ptr<const Dataset> set, int64_t n) {

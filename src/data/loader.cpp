@@ -125,8 +125,9 @@ struct Loader::State {
       }
       std::mt19937_64 rng(core::mix_seed(cfg.seed, kSampleTag, epoch, static_cast<uint64_t>(idx)));
       Geometry g;
+      Target source_target;
       try {
-        g = data->load_into(j, pipeline, rng, dst);
+        g = data->load_with_target(j, pipeline, rng, dst, &source_target);
       } catch (const BadImage& e) {
         if (cfg.fail_on_bad_image) throw InputError(std::string(e.what()) + " (data.on_bad_image: fail)");
         bool first = false;
@@ -138,7 +139,7 @@ struct Loader::State {
         if (j == idx) ++*bad_count;
         continue;
       }
-      *target = transform_target(g, data->target(j), data->source(j));
+      *target = transform_target(g, source_target, data->source(j));
       return j;
     }
     throw InputError(data->name(), "no sample of the dataset decodes");

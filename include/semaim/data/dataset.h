@@ -35,6 +35,11 @@ class Dataset {
   // randomness from rng. -> the geometry record of the sample. Throws BadImage (decode.h) when sample i
   // cannot be decoded.
   virtual Geometry load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const = 0;
+  // load_into and the target of sample i (in source pixels) together: what the loader calls. A dataset whose
+  // target lives in its own file (a label map) reads it once here and throws BadImage when it does not fit the
+  // image, so the loader's data.on_bad_image policy covers it too. Default: load_into, then target(i).
+  virtual Geometry load_with_target(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst,
+                                    Target* target) const;
 };
 
 // Images held in memory as (N, C, H, W) uint8, optionally with a target per image (boxes, masks, label
