@@ -1,4 +1,5 @@
-// The run directory's lock: flock(2) on <run dir>/.lock with the holder's pid written into it.
+// The run directory's lock: flock(2) on <run dir>/.lock with the holder's pid written into it; the holder removes
+// what killed writers of metrics.jsonl and config.yaml left behind.
 #include "semaim/engine/run_lock.h"
 
 #include <fcntl.h>
@@ -11,8 +12,26 @@
 #include <system_error>
 
 #include "semaim/core/errors.h"
+#include "semaim/core/log.h"
+#include "semaim/io/atomic_file.h"
 
 namespace semaim::engine {
+
+namespace {
+
+// Temporary files of atomic writes (metrics.jsonl's rewrite on resume, config.yaml) directly in the run
+// directory: a writer killed mid-write leaves one behind, and only the lock holder may write there.
+void remove_stale_temp_files(const std::string& run_dir) {
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& e : std::filesystem::directory_iterator(run_dir, ec))
+    if (e.is_regular_file(ec) && io::is_atomic_temp_name(e.path().filename().string()) &&
+        std::filesystem::remove(e.path(), ec))
+      ++removed;
+  if (removed) core::log_warn(run_dir + ": removed " + std::to_string(removed) + " temporary file(s) of killed writes");
+}
+
+}  // namespace
 
 RunLock::RunLock(const std::string& run_dir) : dir_(run_dir) {
   const std::string path = (std::filesystem::path(run_dir) / ".lock").string();
@@ -42,6 +61,7 @@ RunLock::RunLock(const std::string& run_dir) : dir_(run_dir) {
     const ssize_t ignored = ::pwrite(fd_, pid.data(), pid.size(), 0);
     (void)ignored;
   }
+  remove_stale_temp_files(run_dir);
 }
 
 RunLock::~RunLock() {

@@ -107,6 +107,19 @@ TEST(RunLock, ASecondHolderFailsNamingTheDirectoryAndThePidUntilTheFirstIsReleas
   EXPECT_NO_THROW({ engine::RunLock again(dir); });
 }
 
+TEST(RunLock, TheHolderRemovesTempFilesOfKilledMetricsAndConfigWrites) {
+  TempDir tmp;
+  const fs::path dir = tmp.path();
+  for (const char* name : {"metrics.jsonl.tmp.9838.0.9119518", "config.yaml.tmp.12.3.77", "metrics.jsonl",
+                           "notes.tmp.txt"})
+    std::ofstream(dir / name) << "x";
+  engine::RunLock lock(dir.string());
+  EXPECT_FALSE(fs::exists(dir / "metrics.jsonl.tmp.9838.0.9119518"));
+  EXPECT_FALSE(fs::exists(dir / "config.yaml.tmp.12.3.77"));
+  EXPECT_TRUE(fs::exists(dir / "metrics.jsonl"));
+  EXPECT_TRUE(fs::exists(dir / "notes.tmp.txt"));
+}
+
 TEST(RunLock, ARunContextLocksItsRunDirectoryOnceAndAgainWhenItChanges) {
   TempDir tmp;
   fs::create_directories(tmp.path() / "sub");

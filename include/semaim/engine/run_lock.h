@@ -10,7 +10,8 @@ namespace semaim::engine {
 class RunLock {
  public:
   // InputError naming run_dir and the holder's pid when another process (or another RunLock of this one)
-  // holds it; RuntimeFailure when the lock file cannot be opened.
+  // holds it; RuntimeFailure when the lock file cannot be opened. Once held, temporary files of killed atomic
+  // writes directly in run_dir (io::is_atomic_temp_name) are removed.
   explicit RunLock(const std::string& run_dir);
   ~RunLock();
   RunLock(const RunLock&) = delete;
