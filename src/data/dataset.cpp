@@ -216,11 +216,33 @@ std::shared_ptr<FileDataset> FileDataset::unlabeled_folder(const std::string& ro
 }
 
 Geometry FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const {
+  return load_impl(i, pipeline, rng, dst, nullptr);
+}
+
+Geometry FileDataset::load_labelled(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst,
+                                    const at::Tensor& label_map) const {
+  return load_impl(i, pipeline, rng, dst, &label_map);
+}
+
+namespace {
+
+void check_label_size(const at::Tensor* label_map, int64_t h, int64_t w, const std::string& path) {
+  if (label_map && (label_map->size(0) != h || label_map->size(1) != w))
+    throw BadImage(path, "its label map is " + std::to_string(label_map->size(1)) + "x" +
+                             std::to_string(label_map->size(0)) + " but the image is " + std::to_string(w) + "x" +
+                             std::to_string(h));
+}
+
+}  // namespace
+
+Geometry FileDataset::load_impl(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst,
+                                const at::Tensor* label_map) const {
   const std::string& path = files_[static_cast<size_t>(i)].path;
   const std::vector<uint8_t> bytes = read_file_bytes(path);
   if (is_jpeg(bytes)) {
     const JpegInfo info = read_jpeg_info(bytes, path);
-    const Geometry g = pipeline.plan(info.height, info.width, rng);
+    check_label_size(label_map, info.height, info.width, path);
+    const Geometry g = pipeline.plan(info.height, info.width, rng, label_map);
     if (!crop_aware_) {  // the whole image at full scale, then the crop in memory
       const DecodedRegion r = decode_jpeg_region(bytes, path, CropBox{0, 0, info.height, info.width}, 1);
       if (r.rgb.rows != info.height || r.rgb.cols != info.width)
@@ -245,7 +267,8 @@ Geometry FileDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt1993
     return g;
   }
   const cv::Mat rgb = decode_rgb(bytes, path);
-  return pipeline.run(rgb, rng, dst);
+  check_label_size(label_map, rgb.rows, rgb.cols, path);
+  return pipeline.run(rgb, rng, dst, label_map);
 }
 
 }  // namespace semaim::data

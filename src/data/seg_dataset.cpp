@@ -100,13 +100,12 @@ Geometry SegDataset::load_into(int64_t i, const Pipeline& pipeline, std::mt19937
 
 Geometry SegDataset::load_with_target(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst,
                                       Target* target) const {
-  const Geometry g = load_into(i, pipeline, rng, dst);
   *target = this->target(i);
-  if (target->label_map.size(0) != g.src_h || target->label_map.size(1) != g.src_w)
-    throw BadImage(label_path(i), "label map is " + std::to_string(target->label_map.size(1)) + "x" +
-                                      std::to_string(target->label_map.size(0)) + " but its image " + source(i) +
-                                      " is " + std::to_string(g.src_w) + "x" + std::to_string(g.src_h));
-  return g;
+  try {
+    return images_->load_labelled(i, pipeline, rng, dst, target->label_map);
+  } catch (const BadImage& e) {
+    throw BadImage(label_path(i) + " / " + e.what());
+  }
 }
 
 }  // namespace semaim::data

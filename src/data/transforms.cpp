@@ -13,6 +13,7 @@
 #include "semaim/core/errors.h"
 #include "semaim/core/rng.h"
 #include "semaim/data/randaugment.h"
+#include "semaim/data/seg_transforms.h"
 
 namespace semaim::data {
 namespace {
@@ -38,9 +39,12 @@ struct NameInfo {
 constexpr NameInfo kNames[] = {{"random_resized_crop", Kind::kSizing},
                                {"resize", Kind::kSizing},
                                {"center_crop", Kind::kSizing},
+                               {"random_resize", Kind::kSizing},
+                               {"random_crop", Kind::kSizing},
                                {"hflip", Kind::kFlip},
                                {"pad", Kind::kPad},
                                {"rand_augment", Kind::kPixel},
+                               {"photometric", Kind::kPixel},
                                {"normalize", Kind::kNormalize},
                                {"random_erasing", Kind::kTensor}};
 
@@ -153,6 +157,8 @@ std::shared_ptr<const GeometryTransform> make_geometry(const std::string& name, 
     return std::make_shared<Resize>(size);
   }
   if (name == "center_crop") return std::make_shared<CenterCrop>(cfg.out_size);
+  if (name == "random_resize") return make_random_resize(cfg);
+  if (name == "random_crop") return make_random_crop(cfg);
   if (name == "hflip") return std::make_shared<HorizontalFlip>(cfg.hflip);
   if (name == "pad")
     return std::make_shared<Pad>(cfg.pad_size > 0 ? cfg.pad_size : cfg.out_size, cfg.ignore_index);
@@ -190,6 +196,10 @@ void add_sample_transform(const std::string& name, const AugmentConfig& cfg, int
     pixel.push_back(
         std::make_shared<RandAugment>(parse_rand_augment(cfg.auto_augment), fill_color(cfg, channels), r));
   }
+  if (name == "photometric") {
+    if (channels != 3) throw InputError("augment.transforms", "photometric needs 3-channel images");
+    pixel.push_back(make_photometric());
+  }
   if (name == "random_erasing") tensor.push_back(std::make_shared<RandomErasing>(erasing_spec(cfg)));
 }
 
@@ -219,6 +229,10 @@ void validate_augment(const AugmentConfig& cfg, int64_t channels) {
   for (double s : cfg.std) {
     if (!(s > 0)) fail("std", "must be positive");
   }
+  if (!(cfg.seg_scale[0] >= 1 && cfg.seg_scale[1] >= 1)) fail("seg_scale", "both edges must be at least 1");
+  if (!(cfg.ratio_range[0] > 0 && cfg.ratio_range[0] <= cfg.ratio_range[1]))
+    fail("ratio_range", "need 0 < ratio_range[0] <= ratio_range[1]");
+  if (!(cfg.cat_max_ratio > 0 && cfg.cat_max_ratio <= 1)) fail("cat_max_ratio", "need 0 < cat_max_ratio <= 1");
   cv_interpolation(cfg.interpolation);
   parse_rand_augment(cfg.auto_augment);
   RandomErasing{erasing_spec(cfg)};  // checks reprob, remode, recount
@@ -286,12 +300,16 @@ Pipeline Pipeline::build(const AugmentConfig& cfg, int64_t channels) {
     if (auto g = make_geometry(n, cfg)) p.geometry_.push_back(std::move(g));
     add_sample_transform(n, cfg, channels, p.pixel_, p.tensor_);
   }
-  if (sizing != "random_resized_crop" && sizing != "resize, center_crop" && sizing != "center_crop") {
+  const bool seg_crop = sizing == "random_resize, random_crop" || sizing == "random_crop";
+  if (sizing != "random_resized_crop" && sizing != "resize, center_crop" && sizing != "center_crop" && !seg_crop) {
     throw InputError("augment.transforms",
                      "geometry [" + sizing +
                          "] does not end at out_size x out_size; use "
-                         "[random_resized_crop], [resize, center_crop] or [center_crop]");
+                         "[random_resized_crop], [resize, center_crop], [center_crop] or [random_resize, "
+                         "random_crop] with pad");
   }
+  if (seg_crop && !seen.count("pad"))
+    throw InputError("augment.transforms", "random_crop keeps windows smaller than out_size: list pad after it");
   for (int64_t c = 0; c < channels; ++c) {
     const size_t ci = cfg.mean.size() == 1 ? 0 : static_cast<size_t>(c);
     p.scale_.push_back(p.normalize_ ? static_cast<float>(1.0 / (255.0 * cfg.std[ci]))
@@ -310,12 +328,17 @@ std::vector<std::string> Pipeline::names() const {
   return v;
 }
 
-Geometry Pipeline::plan(int64_t height, int64_t width, std::mt19937_64& rng) const {
+Geometry Pipeline::plan(int64_t height, int64_t width, std::mt19937_64& rng, const at::Tensor* label_map) const {
   Geometry g;
   g.src_h = g.resize_h = height;
   g.src_w = g.resize_w = width;
   g.box = g.window = CropBox{0, 0, height, width};
-  for (const auto& t : geometry_) t->plan(g, rng);
+  for (const auto& t : geometry_) {
+    if (label_map)
+      t->plan_with_label(g, rng, *label_map);
+    else
+      t->plan(g, rng);
+  }
   return g;
 }
 
@@ -354,8 +377,8 @@ void Pipeline::finish(const cv::Mat& src, const CropBox& region, const Geometry&
   for (const auto& t : tensor_) t->apply(dst, c, out, out, rng);
 }
 
-Geometry Pipeline::run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const {
-  const Geometry g = plan(src.rows, src.cols, rng);
+Geometry Pipeline::run(const cv::Mat& src, std::mt19937_64& rng, float* dst, const at::Tensor* label_map) const {
+  const Geometry g = plan(src.rows, src.cols, rng, label_map);
   finish(src, g.box, g, rng, dst);
   return g;
 }

@@ -94,10 +94,18 @@ class FileDataset final : public Dataset {
   std::string source(int64_t i) const override { return files_[static_cast<size_t>(i)].path; }
   Geometry load_into(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst) const override;
 
+  // load_into for a sample with a label map (source pixels, (H, W)) that geometry steps may read (random_crop).
+  // BadImage naming the image when the label map's size differs from the image's.
+  Geometry load_labelled(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst,
+                         const at::Tensor& label_map) const;
+
   void set_crop_aware(bool on) { crop_aware_ = on; }
   const std::vector<ImageFile>& files() const { return files_; }
 
  private:
+  Geometry load_impl(int64_t i, const Pipeline& pipeline, std::mt19937_64& rng, float* dst,
+                     const at::Tensor* label_map) const;
+
   std::string name_;
   std::vector<ImageFile> files_;
   std::vector<std::string> classes_;

@@ -33,6 +33,11 @@ struct AugmentConfig {
   std::vector<std::string> transforms;
   int64_t pad_size = 0;        // `pad`: side of the square canvas the window is padded to (0: out_size)
   int64_t ignore_index = 255;  // `pad`: label-map value of the padded pixels
+  // `random_resize` (mmseg RandomResize): the image rescaled, aspect kept, to fit seg_scale (long, short edges)
+  // times a ratio drawn from ratio_range. `random_crop`: an out_size window, redrawn up to 10 times while one
+  // class covers cat_max_ratio of it (1: never).
+  std::array<double, 2> seg_scale{2048, 512}, ratio_range{0.5, 2.0};
+  double cat_max_ratio = 0.75;
   // `rand_augment`: timm's RandAugment string (fill: mean * 255 rounded; resampling: `interpolation`).
   std::string auto_augment = "rand-m9-mstd0.5-inc1";
   // `random_erasing`: timm's RandomErasing probability, fill mode (pixel | const | rand) and most boxes.
@@ -51,6 +56,11 @@ class GeometryTransform {
   virtual ~GeometryTransform() = default;
   virtual std::string name() const = 0;
   virtual void plan(Geometry& g, std::mt19937_64& rng) const = 0;
+  // The same with the sample's label map (source pixels) at hand, for steps that look at it (random_crop's
+  // cat_max_ratio). Default: plan.
+  virtual void plan_with_label(Geometry& g, std::mt19937_64& rng, const at::Tensor& label_map) const {
+    plan(g, rng);
+  }
 };
 
 // Works on the resized (and flipped) uint8 HWC window (RandAugment). img may view the source's pixels: a
@@ -89,14 +99,15 @@ class Pipeline {
   std::vector<std::string> names() const;
 
   // Draws the geometry record for a source of (height, width) (all randomness of the geometry, the flip
-  // included, comes from rng, before finish draws anything).
-  Geometry plan(int64_t height, int64_t width, std::mt19937_64& rng) const;
+  // included, comes from rng, before finish draws anything). label_map: (height, width), the sample's labels
+  // in source pixels when it has them.
+  Geometry plan(int64_t height, int64_t width, std::mt19937_64& rng, const at::Tensor* label_map = nullptr) const;
   // src holds the geometry's box at `region` (its own pixel coordinates; src may be a reduced-scale
   // decode of the box). Writes channels * out_size() * out_size() floats (CHW) into dst.
   void finish(const cv::Mat& src, const CropBox& region, const Geometry& g, std::mt19937_64& rng,
               float* dst) const;
   // plan + finish on an in-memory image: src (H, W) with `channels` interleaved channels. -> the record
-  Geometry run(const cv::Mat& src, std::mt19937_64& rng, float* dst) const;
+  Geometry run(const cv::Mat& src, std::mt19937_64& rng, float* dst, const at::Tensor* label_map = nullptr) const;
 
  private:
   std::vector<std::shared_ptr<const GeometryTransform>> geometry_;
