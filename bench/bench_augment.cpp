@@ -16,25 +16,22 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
 #include "semaim/core/rng.h"
 #include "semaim/core/timing.h"
 #include "semaim/data/dataset.h"
-#include "semaim/data/decode.h"
 #include "semaim/data/loader.h"
 #include "semaim/data/mixup.h"
 #include "semaim/data/settings.h"
+#include "semaim/tasks/finetune.h"
 #include "semaim/tasks/schema.h"
 #include "semaim_paths.h"
 
@@ -42,19 +39,14 @@ using namespace semaim;
 
 namespace {
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
 struct Options {
   std::string config_path =
       std::string(SEMAIM_SOURCE_DIR) + "/configs/finetune/vit-base-p16_16xb64-100e_in1k.yaml";
   std::vector<std::string> sets;
-  std::string corpus = env_or("SEMAIM_CORPUS", env_or("HOME", "/root") + "/.cache/semaim/corpus-v1");
-  std::string python = env_or("HOME", "/root") + "/.cache/semaim/venv-torch-2.11.0/bin/python";
+  std::string corpus = bench::default_corpus();
+  std::string python = bench::default_python();
   int64_t workers = 2, batch = 64, warmup = 2, repeats = 3;
-  bool timm = true, breakdown = false;
+  bool no_timm = false, breakdown = false;
 };
 
 // One semaim variant: the pipeline's transform list and whether batches are mixed.
@@ -63,19 +55,6 @@ struct Variant {
   bool rand_augment = true, mixing = true;
 };
 
-// The finetune task's Mixup settings (tasks/finetune.cpp mixup_config) for `classes` classes.
-data::MixupConfig mixup_config(const config::Config& cfg, int64_t classes) {
-  data::MixupConfig m;
-  m.mixup_alpha = cfg.get_float("finetune.mixup");
-  m.cutmix_alpha = cfg.get_float("finetune.cutmix");
-  m.prob = cfg.get_float("finetune.mixup_prob");
-  m.switch_prob = cfg.get_float("finetune.mixup_switch_prob");
-  m.label_smoothing = cfg.get_float("finetune.smoothing");
-  m.num_classes = classes;
-  m.validate(cfg.path());
-  return m;
-}
-
 // images/s of one epoch of semaim's loader after `warmup` batches, as the finetune task builds it.
 double run_semaim(const config::Config& cfg, const std::shared_ptr<const data::Dataset>& ds, const Options& o,
                   const Variant& v, int64_t epoch) {
@@ -83,7 +62,9 @@ double run_semaim(const config::Config& cfg, const std::shared_ptr<const data::D
   if (!v.rand_augment) std::erase(aug.transforms, std::string("rand_augment"));
   data::LoaderConfig lcfg = data::loader_config(cfg, o.batch, aug);
   if (v.mixing) {
-    auto mixer = std::make_shared<const data::Mixup>(mixup_config(cfg, data::count_classes(*ds)));
+    data::MixupConfig m = tasks::mixup_config(cfg, data::count_classes(*ds));
+    m.validate(cfg.path());
+    auto mixer = std::make_shared<const data::Mixup>(m);
     const auto seed = static_cast<uint64_t>(cfg.get_int("run.seed"));
     lcfg.post_batch = [mixer, seed](data::Batch& b) {
       std::mt19937_64 rng(
@@ -109,53 +90,24 @@ double run_timm(const Options& o, const std::string& root, const std::string& ex
       << "' --workers " << o.workers << " --batch " << o.batch << " --warmup " << o.warmup << " --seed "
       << epoch;
   if (!exclude.empty()) cmd << " --exclude '" << exclude << "'";
-  FILE* p = ::popen(cmd.str().c_str(), "r");
-  if (!p) throw RuntimeFailure("cannot run " + cmd.str());
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  const int rc = ::pclose(p);
-  if (rc != 0 || out.find('{') == std::string::npos)
-    throw RuntimeFailure("timm benchmark failed (" + std::to_string(rc) + "): " + cmd.str());
-  return nlohmann::json::parse(out.substr(out.find('{'))).at("images_per_s").get<double>();
+  return bench::run_python_json(cmd.str(), "timm benchmark").at("images_per_s").get<double>();
 }
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw InputError(a, "needs a value");
-      return argv[++i];
-    };
-    if (a == "--set") {
-      o.sets.push_back(next());
-    } else if (a == "--root") {
-      o.corpus = next();
-    } else if (a == "--workers") {
-      o.workers = std::stoll(next());
-    } else if (a == "--batch") {
-      o.batch = std::stoll(next());
-    } else if (a == "--warmup") {
-      o.warmup = std::stoll(next());
-    } else if (a == "--repeats") {
-      o.repeats = std::stoll(next());
-    } else if (a == "--python") {
-      o.python = next();
-    } else if (a == "--no-timm") {
-      o.timm = false;
-    } else if (a == "--breakdown") {
-      o.breakdown = true;
-    } else if (a == "--help" || a == "-h") {
-      std::cout << "usage: bench_augment [CONFIG.yaml] [--set key=value ...] [--root DIR] [--workers W] "
-                   "[--batch B] [--warmup K] [--repeats R] [--python PATH] [--no-timm] [--breakdown]\n";
-      std::exit(0);
-    } else if (a.rfind("--", 0) == 0) {
-      throw InputError(a, "unknown option");
-    } else {
-      o.config_path = a;
-    }
-  }
+  bench::parse_options(argc, argv,
+                       {{"--set", &o.sets},
+                        {"--root", &o.corpus},
+                        {"--workers", &o.workers},
+                        {"--batch", &o.batch},
+                        {"--warmup", &o.warmup},
+                        {"--repeats", &o.repeats},
+                        {"--python", &o.python},
+                        {"--no-timm", &o.no_timm},
+                        {"--breakdown", &o.breakdown}},
+                       &o.config_path,
+                       "usage: bench_augment [CONFIG.yaml] [--set key=value ...] [--root DIR] [--workers W] "
+                       "[--batch B] [--warmup K] [--repeats R] [--python PATH] [--no-timm] [--breakdown]");
   if (o.workers < 0 || o.batch < 2 || o.batch % 2 != 0 || o.warmup < 0 || o.repeats < 1)
     throw InputError("arguments", "workers >= 0, an even batch >= 2, warmup >= 0 and repeats >= 1 required");
   while (o.corpus.size() > 1 && o.corpus.back() == '/') o.corpus.pop_back();
@@ -165,32 +117,19 @@ Options parse(int argc, char** argv) {
 // The corpus's train split without the files broken.txt lists; `exclude` is set to that list's path.
 std::shared_ptr<const data::Dataset> corpus_files(const std::string& root, const std::string& corpus,
                                                   std::string& exclude) {
-  exclude = corpus + "/broken.txt";
-  std::set<std::string> broken;
-  if (std::ifstream in(exclude); in) {
-    for (std::string l; std::getline(in, l);)
-      if (!l.empty()) broken.insert(root + "/" + l);
-  } else {
-    exclude.clear();
-  }
-  const auto folder = data::FileDataset::image_folder(root);
-  std::vector<data::ImageFile> files;
-  size_t bytes = 0;
-  for (const auto& f : folder->files())
-    if (!broken.count(f.path)) {
-      files.push_back(f);
-      bytes += data::read_file_bytes(f.path).size();  // read once: every variant then hits the page cache
-    }
-  std::printf("%zu files (%.0f MB, page-cached) under %s\n", files.size(), static_cast<double>(bytes) / 1e6,
-              root.c_str());
-  return std::make_shared<data::FileDataset>("bench", files, folder->classes());
+  bench::CorpusFiles c = bench::corpus_files(root, corpus);
+  exclude = c.exclude;
+  std::printf("%zu files (%.0f MB, page-cached) under %s\n", c.files.size(),
+              static_cast<double>(c.bytes) / 1e6, root.c_str());
+  return std::make_shared<data::FileDataset>("bench", std::move(c.files), std::move(c.classes));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
+  return bench::run_main("bench_augment", [&] {
     const Options o = parse(argc, argv);
+    const bool with_timm = !o.no_timm;
     auto cfg = config::Config::load(tasks::schema(), o.config_path);
     cfg.apply_overrides(o.sets);
     cfg.apply_overrides({"data.num_workers=" + std::to_string(o.workers)});
@@ -215,12 +154,12 @@ int main(int argc, char** argv) {
     for (int64_t r = 0; r < o.repeats; ++r) {
       // The full recipe and timm back to back, alternating which goes first, so drift in the shared
       // machine's speed hits both; the breakdown variants after them.
-      if (o.timm && r % 2 == 1) timm.push_back(run_timm(o, root, exclude, r));
+      if (with_timm && r % 2 == 1) timm.push_back(run_timm(o, root, exclude, r));
       rates[0].push_back(run_semaim(cfg, ds, o, variants[0], r));
-      if (o.timm && r % 2 == 0) timm.push_back(run_timm(o, root, exclude, r));
+      if (with_timm && r % 2 == 0) timm.push_back(run_timm(o, root, exclude, r));
       for (size_t i = 1; i < variants.size(); ++i) rates[i].push_back(run_semaim(cfg, ds, o, variants[i], r));
       std::fprintf(stderr, "repeat %lld: semaim %.1f img/s, timm %.1f img/s\n", (long long)r, rates[0].back(),
-                   o.timm ? timm.back() : 0.0);
+                   with_timm ? timm.back() : 0.0);
     }
     std::printf(
         "| pipeline | images/s (median) | min | max | ratio to timm (medians) | per-repeat ratios (median, "
@@ -229,7 +168,7 @@ int main(int argc, char** argv) {
     auto row = [&](const std::string& name, const std::vector<double>& v) {
       const auto [mn, mx] = std::minmax_element(v.begin(), v.end());
       char ratio[32] = "-", paired[64] = "-";
-      if (o.timm) {
+      if (with_timm) {
         // Each repeat's semaim and timm epochs ran back to back: their ratio cancels most of the drift.
         std::vector<double> per;
         for (size_t k = 0; k < v.size(); ++k) per.push_back(v[k] / timm[k]);
@@ -242,14 +181,8 @@ int main(int argc, char** argv) {
       out[name] = v;
     };
     for (size_t i = 0; i < variants.size(); ++i) row(variants[i].name, rates[i]);
-    if (o.timm) row("timm create_transform + Mixup (DataLoader)", timm);
+    if (with_timm) row("timm create_transform + Mixup (DataLoader)", timm);
     std::printf("%s\n", out.dump().c_str());
     return 0;
-  } catch (const InputError& e) {
-    std::cerr << "bench_augment: error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "bench_augment: failed: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

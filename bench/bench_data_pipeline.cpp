@@ -12,16 +12,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "semaim_paths.h"
 #include "semaim/core/timing.h"
 #include "semaim/data/dataset.h"
@@ -31,11 +28,6 @@
 using namespace semaim;
 
 namespace {
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
 
 // images/s of semaim's loader over `files`: `warmup` batches untimed, then `batches` timed.
 double run_semaim(const std::vector<data::ImageFile>& files, int64_t threads, int64_t batch, int64_t size,
@@ -74,101 +66,79 @@ double run_torchvision(const std::string& python, const std::string& script, con
   cmd << "'" << python << "' '" << script << "' --root '" << root << "' --threads " << threads << " --batch "
       << batch << " --size " << size << " --batches " << batches << " --warmup " << warmup << " --repeats 1";
   if (!exclude.empty()) cmd << " --exclude '" << exclude << "'";
-  FILE* p = ::popen(cmd.str().c_str(), "r");
-  if (!p) throw std::runtime_error("cannot run " + cmd.str());
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  const int rc = ::pclose(p);
-  if (rc != 0)
-    throw std::runtime_error("torchvision benchmark failed (" + std::to_string(rc) + "): " + cmd.str());
-  return nlohmann::json::parse(out.substr(out.find('{'))).at("images_per_s").get<double>();
+  return bench::run_python_json(cmd.str(), "torchvision benchmark").at("images_per_s").get<double>();
+}
+
+struct Options {
+  std::string corpus = bench::default_corpus();
+  std::string root = corpus + "/train", python = bench::default_python();
+  std::vector<int64_t> thread_counts{1, 2};
+  int64_t batch = 64, size = 224, batches = 10, repeats = 3, warmup = 2;
+  bool no_torchvision = false;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  auto threads = [&o](const std::string& list) {
+    o.thread_counts.clear();
+    std::stringstream ss(list);
+    for (std::string t; std::getline(ss, t, ',');) o.thread_counts.push_back(std::stoll(t));
+  };
+  bench::parse_options(argc, argv,
+                       {{"--root", &o.root},
+                        {"--threads", threads},
+                        {"--batch", &o.batch},
+                        {"--size", &o.size},
+                        {"--batches", &o.batches},
+                        {"--repeats", &o.repeats},
+                        {"--python", &o.python},
+                        {"--no-torchvision", &o.no_torchvision}},
+                       nullptr,
+                       "usage: bench_data_pipeline [--root DIR] [--threads 1,2] [--batch 64] [--size 224] "
+                       "[--batches 10] [--repeats 3] [--python PATH] [--no-torchvision]");
+  while (o.root.size() > 1 && o.root.back() == '/') o.root.pop_back();
+  return o;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string corpus = env_or("SEMAIM_CORPUS", env_or("HOME", "/root") + "/.cache/semaim/corpus-v1");
-  std::string root = corpus + "/train", python = env_or("SEMAIM_VENV", "") + "/bin/python";
-  if (python == "/bin/python")
-    python = env_or("HOME", "/root") + "/.cache/semaim/venv-torch-2.11.0/bin/python";
-  std::vector<int64_t> thread_counts{1, 2};
-  int64_t batch = 64, size = 224, batches = 10, repeats = 3, warmup = 2;
-  bool torchvision = true;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto val = [&] {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return std::string(argv[++i]);
-    };
-    if (a == "--root")
-      root = val();
-    else if (a == "--batch")
-      batch = std::stoll(val());
-    else if (a == "--size")
-      size = std::stoll(val());
-    else if (a == "--batches")
-      batches = std::stoll(val());
-    else if (a == "--repeats")
-      repeats = std::stoll(val());
-    else if (a == "--python")
-      python = val();
-    else if (a == "--no-torchvision")
-      torchvision = false;
-    else if (a == "--threads") {
-      thread_counts.clear();
-      std::stringstream ss(val());
-      for (std::string t; std::getline(ss, t, ',');) thread_counts.push_back(std::stoll(t));
-    } else {
-      std::cerr << "unknown argument " << a << "\n";
-      return 2;
+  return bench::run_main("bench_data_pipeline", [&] {
+    const Options opt = parse(argc, argv);
+    at::set_num_threads(1);
+    const bench::CorpusFiles corpus = bench::corpus_files(opt.root, opt.corpus);
+    const std::vector<data::ImageFile>& files = corpus.files;
+    const int64_t batch = opt.batch, size = opt.size, batches = opt.batches, warmup = opt.warmup;
+    const std::string script = std::string(SEMAIM_SOURCE_DIR) + "/tools/bench_torchvision_pipeline.py";
+    std::printf(
+        "data pipeline: %zu files (%.0f MB, page-cached) under %s, batch %lld, %lldx%lld, %lld timed batches "
+        "after %lld, %lld repeats\n",
+        files.size(), static_cast<double>(corpus.bytes) / 1e6, opt.root.c_str(), (long long)batch,
+        (long long)size, (long long)size, (long long)batches, (long long)warmup, (long long)opt.repeats);
+    nlohmann::json rows = nlohmann::json::array();
+    std::printf(
+        "| threads | semaim img/s | semaim, full decode | torchvision + PIL img/s | semaim / torchvision | "
+        "crop-aware gain |\n|---|---|---|---|---|---|\n");
+    for (int64_t t : opt.thread_counts) {
+      std::vector<double> ours, full, tv;
+      for (int64_t r = 0; r < opt.repeats; ++r) {
+        ours.push_back(run_semaim(files, t, batch, size, batches, warmup, true, static_cast<uint64_t>(r)));
+        full.push_back(run_semaim(files, t, batch, size, batches, warmup, false, static_cast<uint64_t>(r)));
+        if (!opt.no_torchvision)
+          tv.push_back(run_torchvision(opt.python, script, opt.root, corpus.exclude, t, batch, size, batches,
+                                       warmup));
+      }
+      const double o = core::median(ours), f = core::median(full), v = core::median(tv);
+      char tv_rate[32] = "-", tv_ratio[32] = "-";
+      if (!opt.no_torchvision) {
+        std::snprintf(tv_rate, sizeof(tv_rate), "%.1f", v);
+        std::snprintf(tv_ratio, sizeof(tv_ratio), "%.2fx", o / v);
+      }
+      std::printf("| %lld | %.1f | %.1f | %s | %s | %.2fx |\n", (long long)t, o, f, tv_rate, tv_ratio, o / f);
+      std::fflush(stdout);
+      rows.push_back({{"threads", t}, {"semaim", ours}, {"semaim_full_decode", full}, {"torchvision", tv}});
     }
-  }
-  at::set_num_threads(1);
-  while (root.size() > 1 && root.back() == '/') root.pop_back();
-  std::string exclude = corpus + "/broken.txt";
-  std::set<std::string> broken;
-  if (std::ifstream in(exclude); in) {
-    for (std::string l; std::getline(in, l);)
-      if (!l.empty()) broken.insert(root + "/" + l);
-  } else {
-    exclude.clear();
-  }
-  std::vector<data::ImageFile> files;
-  const auto folder = data::FileDataset::image_folder(root);
-  for (const auto& f : folder->files())
-    if (!broken.count(f.path)) files.push_back(f);
-  // Every file read once up front: all variants then read from the page cache, whichever runs first.
-  size_t bytes = 0;
-  for (const auto& f : files) bytes += data::read_file_bytes(f.path).size();
-  const std::string script = std::string(SEMAIM_SOURCE_DIR) + "/tools/bench_torchvision_pipeline.py";
-  std::printf(
-      "data pipeline: %zu files (%.0f MB, page-cached) under %s, batch %lld, %lldx%lld, %lld timed batches "
-      "after %lld, %lld repeats\n",
-      files.size(), static_cast<double>(bytes) / 1e6, root.c_str(), (long long)batch, (long long)size,
-      (long long)size, (long long)batches, (long long)warmup, (long long)repeats);
-  nlohmann::json rows = nlohmann::json::array();
-  std::printf(
-      "| threads | semaim img/s | semaim, full decode | torchvision + PIL img/s | semaim / torchvision | "
-      "crop-aware gain |\n|---|---|---|---|---|---|\n");
-  for (int64_t t : thread_counts) {
-    std::vector<double> ours, full, tv;
-    for (int64_t r = 0; r < repeats; ++r) {
-      ours.push_back(run_semaim(files, t, batch, size, batches, warmup, true, static_cast<uint64_t>(r)));
-      full.push_back(run_semaim(files, t, batch, size, batches, warmup, false, static_cast<uint64_t>(r)));
-      if (torchvision)
-        tv.push_back(run_torchvision(python, script, root, exclude, t, batch, size, batches, warmup));
-    }
-    const double o = core::median(ours), f = core::median(full), v = core::median(tv);
-    char tv_rate[32] = "-", tv_ratio[32] = "-";
-    if (torchvision) {
-      std::snprintf(tv_rate, sizeof(tv_rate), "%.1f", v);
-      std::snprintf(tv_ratio, sizeof(tv_ratio), "%.2fx", o / v);
-    }
-    std::printf("| %lld | %.1f | %.1f | %s | %s | %.2fx |\n", (long long)t, o, f, tv_rate, tv_ratio, o / f);
-    std::fflush(stdout);
-    rows.push_back({{"threads", t}, {"semaim", ours}, {"semaim_full_decode", full}, {"torchvision", tv}});
-  }
-  std::printf("%s\n", nlohmann::json{{"bench", "data_pipeline"}, {"rows", rows}}.dump().c_str());
-  return 0;
+    std::printf("%s\n", nlohmann::json{{"bench", "data_pipeline"}, {"rows", rows}}.dump().c_str());
+    return 0;
+  });
 }

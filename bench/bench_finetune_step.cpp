@@ -14,13 +14,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
 #include "semaim/core/timing.h"
@@ -115,41 +115,31 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw InputError(a, "needs a value");
-      return argv[++i];
-    };
-    if (a == "--set") {
-      o.sets.push_back(next());
-    } else if (a == "--model") {
-      o.sets.push_back("model.name=" + next());
-    } else if (a == "--batch") {
-      o.sets.push_back("finetune.batch_size=" + next());
-    } else if (a == "--classes") {
-      o.classes = std::stoll(next());
-    } else if (a == "--steps") {
-      o.steps = std::stoll(next());
-    } else if (a == "--repeats") {
-      o.repeats = std::stoll(next());
-    } else if (a == "--warmup") {
-      o.warmup = std::stoll(next());
-    } else if (a == "--threads") {
-      o.threads = std::stoll(next());
-    } else if (a == "--precision") {
-      o.precisions.clear();
-      std::stringstream ss(next());
-      for (std::string p; std::getline(ss, p, ',');) {
-        if (p != "fp32" && p != "bf16") throw InputError("--precision", "fp32 or bf16, got '" + p + "'");
-        o.precisions.push_back(p);
-      }
-    } else if (a.rfind("--", 0) == 0) {
-      throw InputError(a, "unknown option");
-    } else {
-      o.config_path = a;
+  auto set = [&o](const std::string& key) {
+    return [&o, key](const std::string& v) { o.sets.push_back(key + "=" + v); };
+  };
+  auto precisions = [&o](const std::string& list) {
+    o.precisions.clear();
+    std::stringstream ss(list);
+    for (std::string p; std::getline(ss, p, ',');) {
+      if (p != "fp32" && p != "bf16") throw InputError("--precision", "fp32 or bf16, got '" + p + "'");
+      o.precisions.push_back(p);
     }
-  }
+  };
+  bench::parse_options(argc, argv,
+                       {{"--set", &o.sets},
+                        {"--model", set("model.name")},
+                        {"--batch", set("finetune.batch_size")},
+                        {"--classes", &o.classes},
+                        {"--steps", &o.steps},
+                        {"--repeats", &o.repeats},
+                        {"--warmup", &o.warmup},
+                        {"--threads", &o.threads},
+                        {"--precision", precisions}},
+                       &o.config_path,
+                       "usage: bench_finetune_step [CONFIG.yaml] [--set key=value ...] [--model NAME] "
+                       "[--batch B] [--classes K] [--steps N] [--repeats R] [--warmup W] [--threads T] "
+                       "[--precision fp32,bf16]");
   if (o.steps < 1 || o.repeats < 1 || o.warmup < 0 || o.threads < 1 || o.precisions.empty())
     throw InputError("arguments", "steps, repeats and threads must be positive, warmup not negative");
   return o;
@@ -158,15 +148,7 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    for (int i = 1; i < argc; ++i)
-      if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-        std::cout
-            << "usage: bench_finetune_step [CONFIG.yaml] [--set key=value ...] [--model NAME] [--batch B] "
-               "[--classes K] [--steps N] [--repeats R] [--warmup W] [--threads T] [--precision "
-               "fp32,bf16]\n";
-        return 0;
-      }
+  return bench::run_main("bench_finetune_step", [&] {
     const Options o = parse(argc, argv);
     auto cfg = o.config_path.empty() ? config::Config::defaults(tasks::schema())
                                      : config::Config::load(tasks::schema(), o.config_path);
@@ -208,11 +190,5 @@ int main(int argc, char** argv) {
     }
     std::printf("%s\n", out.dump().c_str());
     return 0;
-  } catch (const InputError& e) {
-    std::cerr << "bench_finetune_step: error: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "bench_finetune_step: failed: " << e.what() << "\n";
-    return 1;
-  }
+  });
 }

@@ -11,7 +11,6 @@ usage: bench_timm_augment.py --root DIR [--workers W] [--batch B] [--warmup K] [
 """
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -19,9 +18,8 @@ import torch
 from PIL import ImageOps
 from timm.data import Mixup, auto_augment, create_transform
 from torch.utils.data import DataLoader
-from torchvision import datasets
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+from bench_common import image_folder
 
 
 def posterize(img, bits_to_keep, **__):
@@ -43,24 +41,13 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--exclude", default="")
     args = ap.parse_args()
-    if not os.path.isdir(args.root):
-        print(f"bench_timm_augment: {args.root}: no such directory", file=sys.stderr)
-        sys.exit(2)
-    excluded = set()
-    if args.exclude:
-        with open(args.exclude) as f:
-            excluded = {os.path.normpath(os.path.join(args.root, l.strip())) for l in f if l.strip()}
-
-    def valid(path):
-        return path.lower().endswith(EXTENSIONS) and os.path.normpath(path) not in excluded
-
     for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
         auto_augment.NAME_TO_OP[name] = posterize  # before create_transform builds its ops
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     tf = create_transform(224, is_training=True, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25,
                           re_mode="pixel", interpolation="bicubic")
-    ds = datasets.ImageFolder(args.root, transform=tf, is_valid_file=valid)
+    ds = image_folder("bench_timm_augment", args.root, args.exclude, tf)
     mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=len(ds.classes))
     loader = DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, drop_last=True)
     it = iter(loader)

@@ -11,17 +11,16 @@ usage: bench_torchvision_pipeline.py --root DIR [--threads W] [--batch B] [--siz
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
 import torch
 from torch.utils.data import DataLoader
-from torchvision import datasets, transforms
+from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+from bench_common import image_folder
 
 
 def main():
@@ -35,17 +34,6 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--exclude", default="")
     args = ap.parse_args()
-    if not os.path.isdir(args.root):
-        print(f"bench_torchvision_pipeline: {args.root}: no such directory", file=sys.stderr)
-        sys.exit(2)
-    excluded = set()
-    if args.exclude:
-        with open(args.exclude) as f:
-            excluded = {os.path.normpath(os.path.join(args.root, l.strip())) for l in f if l.strip()}
-
-    def valid(path):
-        return path.lower().endswith(EXTENSIONS) and os.path.normpath(path) not in excluded
-
     torch.set_num_threads(1)
     torch.manual_seed(0)
     tf = transforms.Compose([
@@ -54,11 +42,7 @@ def main():
         transforms.ToTensor(),
         transforms.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
     ])
-    try:
-        ds = datasets.ImageFolder(args.root, transform=tf, is_valid_file=valid)
-    except (FileNotFoundError, RuntimeError) as e:
-        print(f"bench_torchvision_pipeline: {args.root}: {e}", file=sys.stderr)
-        sys.exit(2)
+    ds = image_folder("bench_torchvision_pipeline", args.root, args.exclude, tf)
     loader = DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.threads, drop_last=True,
                         persistent_workers=args.threads > 0, pin_memory=False)
     it = iter(loader)

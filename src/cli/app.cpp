@@ -33,7 +33,7 @@ struct Args {
   bool quiet = false, random_init = false, docs = false;
   LaunchOptions launch;
   tasks::SegmentEvaluateOptions seg_eval;
-  CLI::App* seg_evaluate = nullptr;
+  CLI::App *seg_evaluate = nullptr, *seg_train = nullptr;
 
   config::Config load() const {
     if (config_path.empty()) {
@@ -124,9 +124,13 @@ const std::vector<Subcommand>& subcommands() {
          tasks::knn(a.load(), frozen_options(a));
          return kExitOk;
        }},
-      {"segment", "Semantic segmentation: `segment evaluate` scores label PNGs as mmseg's IoU metric does",
+      {"segment",
+       "Semantic segmentation: `segment train CONFIG` (UperNet on the encoder), `segment evaluate` (label PNGs "
+       "scored as mmseg's IoU metric)",
        [](CLI::App& c, Args& a) {
          c.require_subcommand(1);
+         a.seg_train = c.add_subcommand("train", "Train and evaluate UperNet on the segment.* dataset and recipe");
+         training_args(*a.seg_train, a);
          a.seg_evaluate = c.add_subcommand(
              "evaluate", "mIoU, mAcc, aAcc and per-class IoU / Acc of predicted label PNGs against ground truth");
          CLI::App& e = *a.seg_evaluate;
@@ -148,6 +152,8 @@ const std::vector<Subcommand>& subcommands() {
        },
        [](const Args& a) {
          if (a.seg_evaluate && *a.seg_evaluate) tasks::segment_evaluate(a.seg_eval);
+         if (a.seg_train && *a.seg_train)
+           tasks::segment_train(a.load(), tasks::SegmentTrainOptions{a.resume, a.quiet});
          return kExitOk;
        }},
       {"export", "Write a checkpoint's encoder (timm key names) as safetensors",

@@ -1,6 +1,9 @@
 // The optimizer step: accumulation, rank averaging, non-finite skip, clipping, update, EMA.
 #include "semaim/engine/step.h"
 
+#include "semaim/core/errors.h"
+#include "semaim/engine/autocast.h"
+
 #include <cmath>
 
 namespace semaim::engine {
@@ -122,6 +125,22 @@ TrainWiring::TrainWiring(torch::nn::Module& model, torch::nn::Module* ema_model,
   state.ema = ema_model;
   state.steps_per_epoch = steps_per_epoch;
   state.accum_steps = train.accum_steps;
+}
+
+StepResult accumulate_step(TrainWiring& w, data::Loader& data, int64_t accum_steps, at::DeviceType device, bool bf16,
+                           double lr, const std::function<at::Tensor(const data::Batch& batch)>& loss_fn) {
+  for (int64_t micro = 0; micro < accum_steps; ++micro) {
+    auto b = data.next();
+    if (!b) throw RuntimeFailure("data loader ended the epoch early (internal error)");
+    w.runner->begin_micro(micro);
+    at::Tensor loss;
+    {
+      AutocastGuard ac(device, bf16);
+      loss = loss_fn(*b);
+    }
+    w.runner->backward(loss);
+  }
+  return w.runner->finish(lr);
 }
 
 }  // namespace semaim::engine

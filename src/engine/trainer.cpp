@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
 #include "semaim/engine/stop_signals.h"
+#include "semaim/io/atomic_file.h"
 
 namespace semaim::engine {
 
@@ -28,6 +30,35 @@ LoopSettings loop_settings(const TrainSettings& train, const CheckpointSettings&
   l.checkpoint = checkpoint;
   l.log = log;
   return l;
+}
+
+int64_t steps_per_epoch(const data::Loader& loader, const TrainSettings& train, int64_t effective_batch,
+                        const config::Config& cfg) {
+  const int64_t steps = loader.steps_per_epoch() / train.accum_steps;
+  if (steps < 1)
+    throw InputError(cfg.path().empty() ? "config" : cfg.path(),
+                     "the dataset (" + std::to_string(loader.size()) +
+                         " images) is smaller than one optimizer step of " + std::to_string(effective_batch) +
+                         " images (" + train.section + ".batch_size x " + train.section +
+                         ".accum_steps x ranks)");
+  return steps;
+}
+
+nlohmann::json summary_json(const std::string& run_dir, const TrainSummary& s) {
+  return {{"run_dir", run_dir},
+          {"steps", s.steps},
+          {"skipped_steps", s.skipped_steps},
+          {"first_loss", s.first_loss},
+          {"last_loss", s.last_loss},
+          {"images_per_sec", s.images_per_sec},
+          {"seconds", s.seconds},
+          {"checkpoint", s.last_checkpoint}};
+}
+
+void write_summary(const RunContext& ctx, const std::string& task, const nlohmann::json& summary) {
+  if (ctx.rank0())
+    io::atomic_write((std::filesystem::path(ctx.run.dir) / (task + "_summary.json")).string(),
+                     summary.dump(2) + "\n");
 }
 
 Trainer::Trainer(RunContext& ctx, TrainState& state, Checkpointer& ckpt, Sinks& sinks, ConsoleSink& console,

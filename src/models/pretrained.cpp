@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "semaim/core/errors.h"
+#include "semaim/core/log.h"
 #include "semaim/io/pth.h"
 #include "semaim/models/aim.h"
 
@@ -60,6 +61,30 @@ io::NamedTensors read_pretrained_weights(const std::string& path, const std::str
   return w;
 }
 
+namespace {
+
+// The patch embedding of a file made for another number of input channels, as timm's adapt_input_conv: RGB
+// weights summed for a one-channel model; one-channel weights repeated over C channels and divided by C, so
+// the model answers a gray image (equal channels) exactly as the file's model answered its one channel.
+void adapt_input_channels(const VitEncoderImpl& enc, io::NamedTensors& weights) {
+  const int64_t want = enc.vit_config().in_chans;
+  for (auto& [k, t] : weights) {
+    if (k != "patch_embed.proj.weight" || t.dim() != 4 || t.size(1) == want) continue;
+    const int64_t had = t.size(1);
+    if (want == 1 && t.size(1) == 3) {
+      t = t.sum(1, /*keepdim=*/true);
+    } else if (t.size(1) == 1) {
+      t = t.repeat({1, want, 1, 1}) / static_cast<double>(want);
+    } else {
+      continue;  // the strict load names the mismatch
+    }
+    core::log_info("patch_embed.proj.weight adapted from " + std::to_string(had) + " to " + std::to_string(want) +
+                   " input channels");
+  }
+}
+
+}  // namespace
+
 LoadReport load_pretrained_encoder(VitEncoderImpl& enc, const std::string& path,
                                    const PretrainedOptions& options) {
   const io::NamedTensors w = read_pretrained_weights(path, options.key);
@@ -70,10 +95,9 @@ LoadReport load_pretrained_encoder(VitEncoderImpl& enc, const std::string& path,
   bool shared = false;
   for (const auto& [k, t] : w) {
     // The classifier head is always the new task's (MAE main_finetune drops a pretrained one too).
-    // A model pooling through fc_norm has no final norm (timm / MAE global_pool): the file's norm.* is
-    // unused.
-    const bool unused = k.starts_with("head.") || (k.starts_with("norm.") && wanted.count("fc_norm.weight") &&
-                                                   !wanted.count("norm.weight"));
+    // A model without the final norm (pooling through fc_norm as timm / MAE global_pool, or dense heads reading
+    // the blocks' outputs) does not use the file's norm.*.
+    const bool unused = k.starts_with("head.") || (k.starts_with("norm.") && !wanted.count("norm.weight"));
     shared = shared || (!unused && wanted.count(k) > 0);
     if (!unused && (wanted.count(k) || encoder_like(k)))
       kept.emplace_back(k, t);
@@ -83,6 +107,7 @@ LoadReport load_pretrained_encoder(VitEncoderImpl& enc, const std::string& path,
   if (!shared)
     throw InputError(
         path, "shares no key with the ViT encoder (its keys: " + some_keys(w) + "): not a ViT checkpoint?");
+  adapt_input_channels(enc, kept);
   // Strict on what is left: another encoder's keys or shapes fail before anything is copied.
   LoadOptions load;
   load.where = path;

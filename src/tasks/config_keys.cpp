@@ -5,6 +5,16 @@
 #include "semaim/engine/config_keys.h"
 
 namespace semaim::tasks {
+namespace {
+
+// <section>.train_limit and <section>.test_limit of the tasks that run on frozen features.
+void register_limit_keys(config::Schema& s, const std::string& section) {
+  using T = config::ValueType;
+  s.add({section + ".train_limit", T::kInt, "0", "Use the first N training images; 0 = all.", 0});
+  s.add({section + ".test_limit", T::kInt, "0", "Use the first N test images; 0 = all.", 0});
+}
+
+}  // namespace
 
 void register_pretrain_keys(config::Schema& s) {
   s.add_section("pretrain", "SemAIM pretraining (`semaim pretrain`): AdamW with a half-cosine schedule.");
@@ -57,8 +67,7 @@ void register_linprobe_keys(config::Schema& s) {
          {},
          {},
          {"cls", "mean"}});
-  s.add({"linprobe.train_limit", T::kInt, "0", "Use the first N training images; 0 = all.", 0});
-  s.add({"linprobe.test_limit", T::kInt, "0", "Use the first N test images; 0 = all.", 0});
+  register_limit_keys(s, "linprobe");
   s.add({"linprobe.feature_batch", T::kInt, "500", "Images per feature-extraction (evaluation) forward.", 1});
 }
 
@@ -123,8 +132,7 @@ void register_knn_keys(config::Schema& s) {
          {"cls", "mean"}});
   s.add({"knn.batch_size", T::kInt, "256", "Images per feature-extraction forward.", 1});
   s.add({"knn.chunk_size", T::kInt, "256", "Test features per similarity chunk (bounds memory).", 1});
-  s.add({"knn.train_limit", T::kInt, "0", "Use the first N training images; 0 = all.", 0});
-  s.add({"knn.test_limit", T::kInt, "0", "Use the first N test images; 0 = all.", 0});
+  register_limit_keys(s, "knn");
 }
 
 }  // namespace semaim::tasks

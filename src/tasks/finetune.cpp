@@ -17,7 +17,6 @@
 #include "semaim/engine/autocast.h"
 #include "semaim/engine/trainer.h"
 #include "semaim/eval/classify.h"
-#include "semaim/io/atomic_file.h"
 #include "semaim/models/classifier.h"
 #include "semaim/models/losses.h"
 #include "semaim/tasks/init_weights.h"
@@ -72,7 +71,7 @@ struct FinetuneSettings {
       s.model.global_pool = cfg.get_string("finetune.global_pool");
       s.layer_decay = cfg.get_float("finetune.layer_decay");
       s.smoothing = cfg.get_float("finetune.smoothing");
-      s.mixup = mixup_config(cfg, s.model.num_classes, s.smoothing);
+      s.mixup = mixup_config(cfg, s.model.num_classes);
       s.eval_every_epochs = cfg.get_int("finetune.eval_every_epochs");
       s.eval_batch = cfg.get_int("finetune.eval_batch_size");
       s.eval_limit = cfg.get_int("finetune.eval_limit");
@@ -87,24 +86,6 @@ struct FinetuneSettings {
                                     std::to_string(s.train.batch_size));
     }
     return s;
-  }
-
-  static data::MixupConfig mixup_config(const config::Config& cfg, int64_t classes, double smoothing) {
-    data::MixupConfig m;
-    m.mixup_alpha = cfg.get_float("finetune.mixup");
-    m.cutmix_alpha = cfg.get_float("finetune.cutmix");
-    const std::vector<double> minmax = cfg.get_floats("finetune.cutmix_minmax");
-    if (!minmax.empty()) {
-      if (minmax.size() != 2 || !(minmax[0] < minmax[1]))
-        throw InputError(cfg.path().empty() ? "config" : cfg.path(),
-                         "finetune.cutmix_minmax must be [] or two increasing fractions");
-      m.cutmix_minmax = std::array<double, 2>{minmax[0], minmax[1]};
-    }
-    m.prob = cfg.get_float("finetune.mixup_prob");
-    m.switch_prob = cfg.get_float("finetune.mixup_switch_prob");
-    m.label_smoothing = smoothing;
-    m.num_classes = classes;
-    return m;
   }
 
   bool mixing() const {
@@ -183,18 +164,11 @@ at::Tensor classification_loss(const at::Tensor& logits, const data::Batch& b, d
 
 engine::StepResult finetune_step(const FinetuneSettings& s, const engine::RunContext& ctx, Trainables& t,
                                  data::Loader& data, double lr) {
-  for (int64_t micro = 0; micro < s.train.accum_steps; ++micro) {
-    auto b = data.next();
-    if (!b) throw RuntimeFailure("data loader ended the epoch early (internal error)");
-    t.w->runner->begin_micro(micro);
-    at::Tensor loss;
-    {
-      engine::AutocastGuard ac(ctx.device.type(), s.train.bf16);
-      loss = classification_loss(t.model->forward(b->images.to(ctx.device, true)), *b, s.smoothing);
-    }
-    t.w->runner->backward(loss);
-  }
-  return t.w->runner->finish(lr);
+  return engine::accumulate_step(*t.w, data, s.train.accum_steps, ctx.device.type(), s.train.bf16, lr,
+                                 [&](const data::Batch& b) {
+                                   return classification_loss(t.model->forward(b.images.to(ctx.device, true)), b,
+                                                              s.smoothing);
+                                 });
 }
 
 // Top-1 / top-5 / loss of `model` on this rank's shard of the validation split, summed over ranks.
@@ -218,24 +192,17 @@ eval::ClassifyCounts evaluate(models::VitClassifier& model, const engine::RunCon
 }
 
 // <run dir>/<section>_summary.json and the closing log line.
-void write_summary(const engine::RunContext& ctx, const FinetuneResult& r, const std::string& section) {
-  nlohmann::json j{{"run_dir", r.run_dir},
-                   {"steps", r.steps},
-                   {"skipped_steps", r.skipped_steps},
-                   {"first_loss", r.first_loss},
-                   {"last_loss", r.last_loss},
-                   {"images_per_sec", r.images_per_sec},
-                   {"seconds", r.seconds},
-                   {"top1", r.top1},
-                   {"top5", r.top5},
-                   {"val_loss", r.val_loss},
-                   {"n_val", r.n_val},
-                   {"best_top1", r.best_top1},
-                   {"checkpoint", r.last_checkpoint},
-                   {"best_checkpoint", r.best_checkpoint}};
+void write_summary(const engine::RunContext& ctx, const engine::TrainSummary& sum, const FinetuneResult& r,
+                   const std::string& section) {
+  nlohmann::json j = engine::summary_json(ctx.run.dir, sum);
+  j.update({{"top1", r.top1},
+            {"top5", r.top5},
+            {"val_loss", r.val_loss},
+            {"n_val", r.n_val},
+            {"best_top1", r.best_top1},
+            {"best_checkpoint", r.best_checkpoint}});
   if (r.ema_top1 >= 0) j["ema_top1"] = r.ema_top1;
-  if (ctx.rank0())
-    io::atomic_write((fs::path(r.run_dir) / (section + "_summary.json")).string(), j.dump(2) + "\n");
+  engine::write_summary(ctx, section, j);
   core::log_info(section + " done: " + std::to_string(r.steps) + " steps, top-1 " + std::to_string(r.top1) +
                  "% (best " + std::to_string(r.best_top1) + "%), top-5 " + std::to_string(r.top5) + "% on " +
                  std::to_string(r.n_val) + " validation images");
@@ -308,12 +275,7 @@ FinetuneResult train_classifier(const config::Config& cfg, bool probe, const std
       cfg, ctx, s.train.batch_size, data::augment_config(cfg, vit.img_size, vit.in_chans, /*random=*/true),
       data::take_first(train_set, s.train_limit), make_mixing(s, ctx));
   const int64_t eff_batch = s.train.batch_size * s.train.accum_steps * ctx.world();
-  const int64_t steps_per_epoch = loader.steps_per_epoch() / s.train.accum_steps;
-  if (steps_per_epoch < 1)
-    throw InputError(cfg.path().empty() ? "config" : cfg.path(),
-                     "the dataset (" + std::to_string(loader.size()) +
-                         " images) is smaller than one optimizer step of " + std::to_string(eff_batch) +
-                         " images (" + s.section + ".batch_size x " + s.section + ".accum_steps x ranks)");
+  const int64_t steps_per_epoch = engine::steps_per_epoch(loader, s.train, eff_batch, cfg);
   engine::Checkpointer ckpt(
       engine::CheckpointManager((fs::path(ctx.run.dir) / "checkpoints").string(), s.checkpoint.keep_last,
                                 engine::BestMetric{"top1", true}),
@@ -341,11 +303,29 @@ FinetuneResult train_classifier(const config::Config& cfg, bool probe, const std
     result.best_checkpoint = best->manifest;
     result.best_top1 = engine::read_manifest(best->manifest)["metrics"]["top1"].get<double>();
   }
-  write_summary(ctx, result, s.section);
+  write_summary(ctx, sum, result, s.section);
   return result;
 }
 
 }  // namespace
+
+data::MixupConfig mixup_config(const config::Config& cfg, int64_t classes) {
+  data::MixupConfig m;
+  m.mixup_alpha = cfg.get_float("finetune.mixup");
+  m.cutmix_alpha = cfg.get_float("finetune.cutmix");
+  const std::vector<double> minmax = cfg.get_floats("finetune.cutmix_minmax");
+  if (!minmax.empty()) {
+    if (minmax.size() != 2 || !(minmax[0] < minmax[1]))
+      throw InputError(cfg.path().empty() ? "config" : cfg.path(),
+                       "finetune.cutmix_minmax must be [] or two increasing fractions");
+    m.cutmix_minmax = std::array<double, 2>{minmax[0], minmax[1]};
+  }
+  m.prob = cfg.get_float("finetune.mixup_prob");
+  m.switch_prob = cfg.get_float("finetune.mixup_switch_prob");
+  m.label_smoothing = cfg.get_float("finetune.smoothing");
+  m.num_classes = classes;
+  return m;
+}
 
 FinetuneResult finetune(const config::Config& cfg, const FinetuneOptions& opts) {
   return train_classifier(cfg, /*probe=*/false, cfg.get_string("finetune.init"), "", opts);

@@ -15,6 +15,7 @@
 #include "semaim/data/settings.h"
 #include "semaim/engine/checkpointer.h"
 #include "semaim/engine/run.h"
+#include "semaim/engine/settings.h"
 #include "semaim/io/atomic_file.h"
 #include "semaim/models/weights.h"
 #include "semaim/tasks/finetune.h"
@@ -24,13 +25,16 @@
 namespace semaim::tasks {
 namespace {
 
+// The cached probe's settings: the shared training keys of linprobe.* as the reference protocol reads them,
+// plus the probe's own.
 eval::LinprobeConfig linprobe_config(const config::Config& cfg) {
+  const engine::TrainSettings train = engine::TrainSettings::read(cfg, "linprobe");
   eval::LinprobeConfig p;
-  p.epochs = cfg.get_int("linprobe.epochs");
-  p.batch_size = cfg.get_int("linprobe.batch_size");
-  p.base_lr = cfg.get_float("linprobe.base_lr");
+  p.epochs = train.epochs;
+  p.batch_size = train.batch_size;
+  p.base_lr = train.base_lr;
+  p.weight_decay = train.weight_decay;
   p.momentum = cfg.get_float("linprobe.momentum");
-  p.weight_decay = cfg.get_float("linprobe.weight_decay");
   p.pool = cfg.get_string("linprobe.pool");
   p.train_limit = cfg.get_int("linprobe.train_limit");
   p.test_limit = cfg.get_int("linprobe.test_limit");

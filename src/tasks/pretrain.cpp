@@ -14,7 +14,6 @@
 #include "semaim/dist/reducer.h"
 #include "semaim/engine/autocast.h"
 #include "semaim/engine/trainer.h"
-#include "semaim/io/atomic_file.h"
 #include "semaim/models/weights.h"
 #include "semaim/ordering/ordering.h"
 #include "semaim/tasks/models.h"
@@ -68,23 +67,16 @@ std::map<std::string, std::string> weights_metadata(const config::Config& cfg, c
           {"config", cfg.to_yaml()}};
 }
 
-void write_summary(const engine::RunContext& ctx, const config::Config& cfg, const PretrainResult& r) {
-  nlohmann::json summary{{"run_dir", r.run_dir},
-                         {"steps", r.steps},
-                         {"skipped_steps", r.skipped_steps},
-                         {"bad_images", r.bad_images},
-                         {"first_loss", r.first_loss},
-                         {"last_loss", r.last_loss},
-                         {"images_per_sec", r.images_per_sec},
-                         {"seconds", r.seconds},
-                         {"checkpoint", r.last_checkpoint},
-                         {"model", cfg.get_string("model.name")},
-                         {"ordering", cfg.get_string("ordering.strategy")}};
-  if (ctx.rank0())
-    io::atomic_write((fs::path(r.run_dir) / "pretrain_summary.json").string(), summary.dump(2) + "\n");
-  core::log_info("pretraining done: " + std::to_string(r.steps) + " steps, loss " +
-                 std::to_string(r.first_loss) + " -> " + std::to_string(r.last_loss) + ", " +
-                 std::to_string(r.images_per_sec) + " img/s");
+void write_summary(const engine::RunContext& ctx, const config::Config& cfg,
+                   const engine::TrainSummary& sum) {
+  nlohmann::json summary = engine::summary_json(ctx.run.dir, sum);
+  summary["bad_images"] = sum.bad_images;
+  summary["model"] = cfg.get_string("model.name");
+  summary["ordering"] = cfg.get_string("ordering.strategy");
+  engine::write_summary(ctx, "pretrain", summary);
+  core::log_info("pretraining done: " + std::to_string(sum.steps) + " steps, loss " +
+                 std::to_string(sum.first_loss) + " -> " + std::to_string(sum.last_loss) + ", " +
+                 std::to_string(sum.images_per_sec) + " img/s");
 }
 
 // The model and its EMA copy, AdamW over them, wired into the engine (reducer, step runner, train state).
@@ -157,12 +149,7 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
       data::augment_config(cfg, s.model.vit.img_size, s.model.vit.in_chans, /*random=*/true),
       data::load_dataset(cfg, "train", s.model.vit.in_chans));
   const int64_t eff_batch = s.train.batch_size * s.train.accum_steps * ctx.world();
-  const int64_t steps_per_epoch = loader.steps_per_epoch() / s.train.accum_steps;
-  if (steps_per_epoch < 1)
-    throw InputError(cfg.path().empty() ? "config" : cfg.path(),
-                     "the dataset (" + std::to_string(loader.size()) +
-                         " images) is smaller than one optimizer step of " + std::to_string(eff_batch) +
-                         " images (pretrain.batch_size x pretrain.accum_steps x ranks)");
+  const int64_t steps_per_epoch = engine::steps_per_epoch(loader, s.train, eff_batch, cfg);
   Trainables t(cfg, s, ctx, steps_per_epoch);
   engine::Checkpointer ckpt(
       engine::CheckpointManager((fs::path(ctx.run.dir) / "checkpoints").string(), s.checkpoint.keep_last),
@@ -184,7 +171,7 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
   PretrainResult result{ctx.run.dir,       sum.last_checkpoint, sum.steps,
                         sum.skipped_steps, sum.bad_images,      sum.first_loss,
                         sum.last_loss,     sum.images_per_sec,  sum.seconds};
-  write_summary(ctx, cfg, result);
+  write_summary(ctx, cfg, sum);
   return result;
 }
 

@@ -23,6 +23,7 @@ config::Schema build() {
   register_linprobe_keys(s);
   register_finetune_keys(s);
   register_knn_keys(s);
+  register_segment_keys(s);
   s.rename("train", "pretrain");
   return s;
 }

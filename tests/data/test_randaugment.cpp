@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "input_error.h"
-#include "run_command.h"
+#include "python_suite.h"
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
 #include "semaim/core/rng.h"
@@ -133,13 +133,10 @@ cv::Mat read_raw(const std::string& path, const cv::Mat& like) {
 }
 
 // Runs timm once for the suite; skips with the reason when the venv or timm is missing.
-class RandAugmentTimm : public ::testing::Test {
+class RandAugmentTimm : public semaim::test::PythonSuite<RandAugmentTimm> {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(SEMAIM_PYTHON)) {
-      skip_reason_ = std::string("no venv python at ") + SEMAIM_PYTHON + " (run tools/setup.sh)";
-      return;
-    }
+    if (!have_python()) return;
     const semaim::test::TempDir tmp;
     std::ofstream list(tmp.file("cases.txt"));
     for (size_t i = 0; i < images().size(); ++i)
@@ -159,13 +156,10 @@ class RandAugmentTimm : public ::testing::Test {
            << img.channels() << ' ' << tmp.file("out" + std::to_string(k) + ".raw") << '\n';
     }
     list.close();
-    const auto r = semaim::testing::run_command(std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
-                                                "/tests/data/timm_randaugment_reference.py' '" +
-                                                tmp.file("cases.txt") + "' '" + tmp.file("ops.txt") + "'");
-    if (r.exit_code == 3) skip_reason_ = "timm is not importable in the venv: " + r.output;
-    if (r.exit_code != 0 && r.exit_code != 3)
-      failure_ = "timm_randaugment_reference.py exited " + std::to_string(r.exit_code) + ": " + r.output;
-    if (r.exit_code != 0) return;
+    using semaim::test::quoted;
+    if (!run_script("data/timm_randaugment_reference.py",
+                    quoted(tmp.file("cases.txt")) + " " + quoted(tmp.file("ops.txt")), &skip_reason_))
+      return;
     for (size_t k = 0; k < cases.size(); ++k)
       ref_[cases[k].key()] = read_raw(tmp.file("out" + std::to_string(k) + ".raw"),
                                       images()[static_cast<size_t>(cases[k].image)]);
@@ -177,11 +171,6 @@ class RandAugmentTimm : public ::testing::Test {
       while (words >> name) set->push_back(name);
     }
   }
-  void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    ASSERT_TRUE(failure_.empty()) << failure_;
-  }
-  static inline std::string skip_reason_, failure_;
   static inline std::map<std::string, cv::Mat> ref_;
   static inline std::vector<std::string> timm_rand_, timm_increasing_;
 };

@@ -10,6 +10,7 @@
 #include "input_error.h"
 #include "run_command.h"
 #include "semaim/data/label_map.h"
+#include "semaim/eval/seg_inference.h"
 #include "semaim/eval/segmentation.h"
 #include "semaim/io/atomic_file.h"
 #include "semaim_paths.h"
@@ -157,6 +158,30 @@ TEST(SegMetric, FolderEvaluationNamesMissingAndMismatchedPredictions) {
   semaim::test::expect_input_error([&] { semaim::eval::evaluate_label_folders(f); }, {"img2.png", "[3, 3]"});
   std::filesystem::remove(dir.path() / "pred" / "img2.png");
   semaim::test::expect_input_error([&] { semaim::eval::evaluate_label_folders(f); }, {"img2.png", "missing"});
+}
+
+TEST(SegInference, SlidingWindowsOfAPointwiseModelEqualTheWholeImageAndInputsArePatchMultiples) {
+  int calls = 0;
+  const semaim::eval::SegLogitsFn model = [&calls](const at::Tensor& x) {
+    ++calls;
+    EXPECT_EQ(x.size(2) % 4, 0);
+    EXPECT_EQ(x.size(3) % 4, 0);
+    return at::cat({x * 2 + 1, -x}, 1);  // pointwise: no window sees its neighbours
+  };
+  const at::Tensor img = at::randn({1, 3, 13, 17});
+  semaim::eval::SegInferOptions o;
+  o.patch = 4;
+  o.mode = "whole";
+  const at::Tensor whole = semaim::eval::infer_logits(model, img, o);
+  EXPECT_EQ(whole.sizes(), (at::IntArrayRef{1, 6, 13, 17}));
+  EXPECT_TRUE(at::allclose(whole, at::cat({img * 2 + 1, -img}, 1)));
+  o.mode = "slide";
+  o.crop = 8;
+  o.stride = 5;
+  calls = 0;
+  const at::Tensor slid = semaim::eval::infer_logits(model, img, o);
+  EXPECT_EQ(calls, 2 * 3);  // mmseg: rows (13 - 8 + 5 - 1) / 5 + 1 = 2, columns (17 - 8 + 5 - 1) / 5 + 1 = 3
+  EXPECT_TRUE(at::allclose(slid, whole, 1e-6, 1e-6));
 }
 
 }  // namespace

@@ -13,11 +13,9 @@
 #include <vector>
 
 #include "input_error.h"
-#include "run_command.h"
+#include "python_suite.h"
 #include "semaim/io/pth.h"
 #include "semaim/io/safetensors.h"
-#include "semaim_paths.h"
-#include "temp_dir.h"
 
 namespace {
 
@@ -27,24 +25,11 @@ using Kind = io::PickleValue::Kind;
 using semaim::test::expect_input_error;
 
 // The files make_pth.py writes, once for the suite.
-class Pth : public ::testing::Test {
+class Pth : public semaim::test::PythonSuite<Pth> {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(SEMAIM_PYTHON)) {
-      skip_reason_ = std::string("no venv python at ") + SEMAIM_PYTHON + " (run tools/setup.sh)";
-      return;
-    }
-    dir_ = std::make_unique<semaim::test::TempDir>();
-    const auto r = semaim::testing::run_command(std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
-                                                "/tests/io/make_pth.py' io '" + dir_->path().string() + "'");
-    if (r.exit_code != 0) failure_ = "make_pth.py io exited " + std::to_string(r.exit_code) + ": " + r.output;
+    if (have_python()) run_script("io/make_pth.py", "io " + semaim::test::quoted(dir().string()));
   }
-  static void TearDownTestSuite() { dir_.reset(); }
-  void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    ASSERT_TRUE(failure_.empty()) << failure_;
-  }
-  static std::string file(const std::string& name) { return dir_->file(name); }
   // A copy of `name` cut to its first n bytes.
   static std::string truncated(const std::string& name, size_t n) {
     std::ifstream in(file(name), std::ios::binary);
@@ -55,9 +40,6 @@ class Pth : public ::testing::Test {
     return out;
   }
   static size_t size_of(const std::string& name) { return static_cast<size_t>(fs::file_size(file(name))); }
-
-  static inline std::string skip_reason_, failure_;
-  static inline std::unique_ptr<semaim::test::TempDir> dir_;
 };
 
 const io::PickleValue& at_key(const io::PickleValue& dict, const std::string& key) {

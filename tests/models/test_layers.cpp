@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "semaim/core/errors.h"
@@ -59,22 +60,17 @@ TEST(DropPath, RatesRiseLinearlyAsTimmsDpr) {
   EXPECT_EQ(m::drop_path_rates(0.2, 1), std::vector<double>{0.0});
 }
 
-m::VitConfig tiny(double drop_path_rate) {
-  m::VitConfig c;
-  c.img_size = 16;
-  c.patch_size = 4;
-  c.in_chans = 1;
-  c.embed_dim = 32;
-  c.depth = 3;
-  c.num_heads = 2;
-  c.drop_path_rate = drop_path_rate;
-  return c;
+// A 3-block encoder of 16x16 grey images at `drop_path_rate` and a batch of n inputs, drawn alike in every
+// test.
+std::pair<m::VitEncoder, at::Tensor> tiny_encoder(double drop_path_rate, int64_t n) {
+  at::manual_seed(4);
+  m::VitEncoder enc(m::VitConfig{.img_size = 16, .patch_size = 4, .in_chans = 1, .embed_dim = 32, .depth = 3,
+                                 .num_heads = 2, .drop_path_rate = drop_path_rate});
+  return {enc, at::randn({n, 1, 16, 16})};
 }
 
 TEST(DropPath, EncoderAtRateZeroTrainsExactlyAsInEval) {
-  at::manual_seed(4);
-  m::VitEncoder enc(tiny(0.0));
-  auto x = at::randn({3, 1, 16, 16});
+  auto [enc, x] = tiny_encoder(0.0, 3);
   at::NoGradGuard ng;
   enc->train();
   auto train_out = enc->forward_features(x);
@@ -83,9 +79,7 @@ TEST(DropPath, EncoderAtRateZeroTrainsExactlyAsInEval) {
 }
 
 TEST(DropPath, EncoderDropsBranchesOnlyInTraining) {
-  at::manual_seed(4);
-  m::VitEncoder enc(tiny(0.5));
-  auto x = at::randn({16, 1, 16, 16});
+  auto [enc, x] = tiny_encoder(0.5, 16);
   at::NoGradGuard ng;
   enc->eval();
   auto a = enc->forward_features(x), b = enc->forward_features(x);

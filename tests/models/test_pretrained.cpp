@@ -14,14 +14,13 @@
 #include <vector>
 
 #include "input_error.h"
-#include "run_command.h"
+#include "python_suite.h"
 #include "semaim/io/safetensors.h"
 #include "semaim/models/aim.h"
 #include "semaim/models/pretrained.h"
 #include "semaim/models/vit.h"
 #include "semaim/models/weights.h"
 #include "semaim_paths.h"
-#include "temp_dir.h"
 
 namespace {
 
@@ -34,24 +33,12 @@ const std::string kGolden = std::string(SEMAIM_GOLDEN_DIR) + "/reference_d4q4.sa
 
 // The golden reference model's encoder: 56x56 RGB, patch 4, width 64, 4 heads, 4 blocks.
 m::VitConfig golden_config(int64_t depth = 4, int64_t width = 64) {
-  m::VitConfig c;
-  c.img_size = 56;
-  c.patch_size = 4;
-  c.embed_dim = width;
-  c.depth = depth;
-  c.num_heads = 4;
-  return c;
+  return {.img_size = 56, .patch_size = 4, .embed_dim = width, .depth = depth, .num_heads = 4};
 }
 
 // timm's vit_tiny_patch16_224 built at 32 pixels.
 m::VitConfig timm_tiny_config() {
-  m::VitConfig c;
-  c.img_size = 32;
-  c.patch_size = 16;
-  c.embed_dim = 192;
-  c.depth = 12;
-  c.num_heads = 3;
-  return c;
+  return {.img_size = 32, .patch_size = 16, .embed_dim = 192, .depth = 12, .num_heads = 3};
 }
 
 at::Tensor tensor(const io::NamedTensors& w, const std::string& key) {
@@ -71,33 +58,15 @@ bool contains(const std::vector<std::string>& keys, const std::string& key) {
 }
 
 // Writes the Python-made checkpoints once for the suite; the timm ones only when timm is importable.
-class Pretrained : public ::testing::Test {
+class Pretrained : public semaim::test::PythonSuite<Pretrained> {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(SEMAIM_PYTHON)) {
-      skip_reason_ = std::string("no venv python at ") + SEMAIM_PYTHON + " (run tools/setup.sh)";
-      return;
-    }
-    dir_ = std::make_unique<semaim::test::TempDir>();
-    const std::string script =
-        std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR + "/tests/io/make_pth.py' ";
-    std::string out = "'";
-    out += dir_->path().string() + "'";
-    auto r = semaim::testing::run_command(script + "golden '" + kGolden + "' " + out);
-    if (r.exit_code != 0)
-      failure_ = "make_pth.py golden exited " + std::to_string(r.exit_code) + ": " + r.output;
-    r = semaim::testing::run_command(script + "timm " + out);
-    if (r.exit_code == 3) timm_skip_ = "timm is not importable in the venv: " + r.output;
-    if (r.exit_code != 0 && r.exit_code != 3)
-      failure_ = "make_pth.py timm exited " + std::to_string(r.exit_code) + ": " + r.output;
+    if (!have_python()) return;
+    const std::string out = semaim::test::quoted(dir().string());
+    run_script("io/make_pth.py", "golden " + semaim::test::quoted(kGolden) + " " + out);
+    run_script("io/make_pth.py", "timm " + out, &timm_skip_);
     golden_ = io::load_safetensors(kGolden).tensors;
   }
-  static void TearDownTestSuite() { dir_.reset(); }
-  void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    ASSERT_TRUE(failure_.empty()) << failure_;
-  }
-  static std::string file(const std::string& name) { return dir_->file(name); }
 
   // The golden encoder tokens from an encoder loaded from `name`; checks the report's lists too.
   static at::Tensor golden_tokens(const std::string& name, m::LoadReport* report = nullptr) {
@@ -110,8 +79,7 @@ class Pretrained : public ::testing::Test {
     return enc->forward_features(tensor(golden_, "input.images"));
   }
 
-  static inline std::string skip_reason_, timm_skip_, failure_;
-  static inline std::unique_ptr<semaim::test::TempDir> dir_;
+  static inline std::string timm_skip_;
   static inline io::NamedTensors golden_;
 };
 
@@ -185,7 +153,7 @@ TEST_F(Pretrained, FilesThatAreNoCheckpointAreFaults) {
                      {other.c_str(), "shares no key with the ViT encoder", "'encoder.weight'"});
   expect_input_error([&] { m::load_pretrained_encoder(*enc, other, {.key = "model"}); },
                      {other.c_str(), "only inside a .pth"});
-  expect_input_error([&] { m::load_pretrained_encoder(*enc, dir_->path().string()); }, "is a directory");
+  expect_input_error([&] { m::load_pretrained_encoder(*enc, dir().string()); }, "is a directory");
   expect_input_error([&] { m::load_pretrained_encoder(*enc, file("absent.pth")); }, "cannot open");
   // Cut copies of the reference checkpoint.
   std::ifstream in(file("ref.pth"), std::ios::binary);

@@ -13,7 +13,7 @@
 #include <tuple>
 #include <vector>
 
-#include "run_command.h"
+#include "python_suite.h"
 #include "semaim/core/errors.h"
 #include "semaim/io/safetensors.h"
 #include "semaim/models/layers.h"
@@ -29,17 +29,8 @@ namespace m = semaim::models;
 namespace {
 
 m::VitConfig small_config() {
-  m::VitConfig c;
-  c.img_size = 32;
-  c.patch_size = 8;
-  c.in_chans = 3;
-  c.embed_dim = 48;
-  c.depth = 4;
-  c.num_heads = 3;
-  c.drop_path_rate = 0.3;
-  c.learnable_pos_embed = true;
-  c.dynamic_img_size = true;
-  return c;
+  return {.img_size = 32, .patch_size = 8, .in_chans = 3, .embed_dim = 48, .depth = 4, .num_heads = 3,
+          .drop_path_rate = 0.3, .learnable_pos_embed = true, .dynamic_img_size = true};
 }
 
 // An encoder whose every parameter (norms and the position table included) is moved off its init.
@@ -84,13 +75,10 @@ std::vector<Case> cases() {
 const std::vector<std::pair<int64_t, int64_t>> kResampleGrids = {{6, 5}, {2, 3}, {4, 4}, {8, 8}};
 
 // Runs timm once for the whole suite; tests skip with the reason when the venv or timm is missing.
-class VitTimm : public ::testing::Test {
+class VitTimm : public semaim::test::PythonSuite<VitTimm> {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(SEMAIM_PYTHON)) {
-      skip_reason_ = std::string("no venv python at ") + SEMAIM_PYTHON + " (run tools/setup.sh)";
-      return;
-    }
+    if (!have_python()) return;
     encoder_ = perturbed_encoder(small_config(), 5);
     at::manual_seed(6);
     inputs_ = {{"native", at::randn({2, 3, 32, 32})},
@@ -118,20 +106,11 @@ class VitTimm : public ::testing::Test {
     const std::string in = tmp.file("in.safetensors"), out = tmp.file("out.safetensors");
     semaim::io::save_safetensors(
         in, tensors, {{"arch", arch.dump()}, {"cases", js_cases.dump()}, {"resample", grids.dump()}});
-    const auto r =
-        semaim::testing::run_command(std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
-                                     "/tests/models/timm_vit_reference.py' '" + in + "' '" + out + "'");
-    const int rc = r.exit_code;
-    if (rc == 3) skip_reason_ = "timm is not importable in the venv: " + r.output;
-    if (rc != 0 && rc != 3) failure_ = "timm_vit_reference.py exited " + std::to_string(rc) + ": " + r.output;
-    if (rc == 0)
+    using semaim::test::quoted;
+    if (run_script("models/timm_vit_reference.py", quoted(in) + " " + quoted(out), &skip_reason_))
       for (auto& [k, t] : semaim::io::load_safetensors(out).tensors) ref_[k] = t;
   }
   static void TearDownTestSuite() { encoder_ = m::VitEncoder(nullptr); }
-  void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    ASSERT_TRUE(failure_.empty()) << failure_;
-  }
   static const at::Tensor& ref(const std::string& key) {
     static const at::Tensor kNone;
     auto it = ref_.find(key);
@@ -139,7 +118,6 @@ class VitTimm : public ::testing::Test {
     return it == ref_.end() ? kNone : it->second;
   }
 
-  static inline std::string skip_reason_, failure_;
   static inline m::VitEncoder encoder_{nullptr};
   static inline std::map<std::string, at::Tensor> inputs_;
   static inline std::map<std::string, at::Tensor> ref_;

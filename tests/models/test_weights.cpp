@@ -23,16 +23,8 @@ namespace m = semaim::models;
 using semaim::io::NamedTensors;
 
 m::VitConfig small(int64_t h, int64_t w) {
-  m::VitConfig c;
-  c.img_size = 32;
-  c.img_h = h;
-  c.img_w = w;
-  c.patch_size = 8;
-  c.in_chans = 3;
-  c.embed_dim = 32;
-  c.depth = 2;
-  c.num_heads = 2;
-  return c;
+  return {.img_size = 32, .patch_size = 8, .in_chans = 3, .embed_dim = 32, .depth = 2, .num_heads = 2,
+          .img_h = h, .img_w = w};
 }
 
 at::Tensor get(const NamedTensors& w, const std::string& key) {

@@ -16,6 +16,7 @@
 #include "semaim/tasks/jobs.h"
 #include "semaim/tasks/pretrain.h"
 #include "semaim/tasks/schema.h"
+#include "run_files.h"
 #include "semaim_paths.h"
 #include "temp_dir.h"
 
@@ -92,16 +93,11 @@ TEST(Finetune, LearnsAndEvaluatesOnTheValidationSplit) {
   EXPECT_GE(r.top5, r.top1);
   EXPECT_GE(r.best_top1, r.top1);
   // Every evaluation is in metrics.jsonl and in its checkpoint's manifest; the best one is kept.
-  std::ifstream in(fs::path(r.run_dir) / "metrics.jsonl");
-  int evals = 0;
-  for (std::string line; std::getline(in, line);)
-    if (nlohmann::json::parse(line).contains("top1")) ++evals;
-  EXPECT_EQ(evals, 3);
+  EXPECT_EQ(semaim::test::count_records_with(r.run_dir, "top1"), 3);
   ASSERT_FALSE(r.best_checkpoint.empty());
   EXPECT_DOUBLE_EQ(semaim::engine::read_manifest(r.best_checkpoint)["metrics"]["top1"].get<double>(),
                    r.best_top1);
-  const auto summary = nlohmann::json::parse(std::ifstream(fs::path(r.run_dir) / "finetune_summary.json"));
-  EXPECT_DOUBLE_EQ(summary["top1"].get<double>(), r.top1);
+  EXPECT_DOUBLE_EQ(semaim::test::read_summary(r.run_dir, "finetune")["top1"].get<double>(), r.top1);
 }
 
 TEST(Finetune, ResumeWithMixupAndDropPathIsBitwiseEqualToAnUninterruptedRun) {

@@ -44,28 +44,23 @@ semaim::io::NamedTensors final_weights(const PretrainResult& r) {
   return semaim::io::load_safetensors(CheckpointManager::resolve(r.last_checkpoint).weights).tensors;
 }
 
-}  // namespace
+// tiny_config stopping after `max_steps` optimizer steps.
+Config tiny_run(const fs::path& out, const std::string& name, int64_t max_steps) {
+  Config c = tiny_config(out, name);
+  c.apply_overrides({"pretrain.max_steps=" + std::to_string(max_steps)});
+  return c;
+}
 
-TEST(Pretrain, ResumeIsBitwiseEqualToAnUninterruptedRun) {
-  TempDir tmp;
-  const fs::path d = tmp.path();
-  PretrainOptions quiet;
-  quiet.quiet = true;
-  Config straight = tiny_config(d, "straight");
-  straight.apply_overrides({"pretrain.max_steps=6"});
-  auto a = pretrain(straight, quiet);
-  Config first = tiny_config(d, "split");
-  first.apply_overrides({"pretrain.max_steps=3"});
-  auto b1 = pretrain(first, quiet);
-  ASSERT_EQ(b1.steps, 3);
-  Config second = tiny_config(d, "split");
-  second.apply_overrides({"pretrain.max_steps=6"});
-  PretrainOptions resume = quiet;
-  resume.resume = "auto";
-  auto b2 = pretrain(second, resume);
-  ASSERT_EQ(a.steps, 6);
-  ASSERT_EQ(b2.steps, 6);
-  auto wa = final_weights(a), wb = final_weights(b2);
+PretrainOptions quiet(const std::string& resume = "") {
+  PretrainOptions o;
+  o.quiet = true;
+  o.resume = resume;
+  return o;
+}
+
+// The two runs' final weights are equal bit for bit, name by name.
+void expect_same_weights(const PretrainResult& a, const PretrainResult& b) {
+  const auto wa = final_weights(a), wb = final_weights(b);
   ASSERT_EQ(wa.size(), wb.size());
   for (size_t i = 0; i < wa.size(); ++i) {
     EXPECT_EQ(wa[i].first, wb[i].first);
@@ -73,14 +68,24 @@ TEST(Pretrain, ResumeIsBitwiseEqualToAnUninterruptedRun) {
   }
 }
 
+}  // namespace
+
+TEST(Pretrain, ResumeIsBitwiseEqualToAnUninterruptedRun) {
+  TempDir tmp;
+  const auto a = pretrain(tiny_run(tmp.path(), "straight", 6), quiet());
+  ASSERT_EQ(pretrain(tiny_run(tmp.path(), "split", 3), quiet()).steps, 3);
+  const auto b = pretrain(tiny_run(tmp.path(), "split", 6), quiet("auto"));
+  ASSERT_EQ(a.steps, 6);
+  ASSERT_EQ(b.steps, 6);
+  expect_same_weights(a, b);
+}
+
 TEST(Pretrain, RunDirectoryHoldsResolvedConfigMetricsAndSummaryAndLossFalls) {
   TempDir tmp;
   const fs::path d = tmp.path();
   Config c = tiny_config(d, "r");
   c.apply_overrides({"pretrain.epochs=3"});
-  PretrainOptions o;
-  o.quiet = true;
-  auto r = pretrain(c, o);
+  const auto r = pretrain(c, quiet());
   EXPECT_TRUE(fs::exists(d / "r" / "config.yaml"));
   EXPECT_TRUE(fs::exists(d / "r" / "pretrain_summary.json"));
   std::ifstream m(d / "r" / "metrics.jsonl");
@@ -104,8 +109,7 @@ TEST(Pretrain, NonFiniteLossesAreSkippedCountedAndStopTheRunWithACheckpoint) {
   const fs::path d = tmp.path();
   Config c = tiny_config(d, "n");
   c.apply_overrides({"pretrain.max_consecutive_skips=3"});
-  PretrainOptions o;
-  o.quiet = true;
+  PretrainOptions o = quiet();
   o.loss_hook = [](const at::Tensor& loss, int64_t step) {
     return step == 1 || step >= 3 ? loss * std::numeric_limits<float>::quiet_NaN() : loss;
   };
@@ -127,8 +131,7 @@ TEST(Pretrain, FreshStartRefusesARunDirectoryWithCheckpoints) {
   const fs::path d = tmp.path();
   Config c = tiny_config(d, "x", "raster");
   c.apply_overrides({"pretrain.max_steps=1"});
-  PretrainOptions o;
-  o.quiet = true;
+  PretrainOptions o = quiet();
   pretrain(c, o);
   EXPECT_THROW(pretrain(c, o), semaim::InputError);
 }
@@ -140,8 +143,7 @@ TEST(Pretrain, EveryOrderingStrategyTrains) {
                         "semantic", "parts"}) {
     Config c = tiny_config(d, s, s);
     c.apply_overrides({"pretrain.max_steps=2"});
-    PretrainOptions o;
-    o.quiet = true;
+    PretrainOptions o = quiet();
     auto r = pretrain(c, o);
     EXPECT_EQ(r.steps, 2) << s;
     EXPECT_TRUE(std::isfinite(r.last_loss)) << s;
@@ -154,8 +156,7 @@ TEST(Pretrain, Bf16AndEmaSourceRun) {
   Config c = tiny_config(d, "b");
   c.apply_overrides(
       {"pretrain.max_steps=2", "pretrain.bf16=true", "pretrain.ema=true", "ordering.source_model=ema"});
-  PretrainOptions o;
-  o.quiet = true;
+  PretrainOptions o = quiet();
   auto r = pretrain(c, o);
   EXPECT_EQ(r.steps, 2);
   EXPECT_TRUE(std::isfinite(r.last_loss));
@@ -171,8 +172,7 @@ TEST(Pretrain, TensorBoardEventsHoldEveryScalarOfMetricsJsonl) {
   const fs::path d = tmp.path();
   Config c = tiny_config(d, "tb");
   c.apply_overrides({"pretrain.max_steps=4", "log.every_steps=2"});
-  PretrainOptions o;
-  o.quiet = true;
+  PretrainOptions o = quiet();
   pretrain(c, o);
   const auto r = semaim::testing::run_command(std::string("'") + SEMAIM_PYTHON + "' '" + SEMAIM_SOURCE_DIR +
                                               "/tests/io/read_tb_events.py' '" + (d / "tb").string() + "'");
@@ -208,14 +208,9 @@ TEST(Pretrain, TensorBoardEventsHoldEveryScalarOfMetricsJsonl) {
 TEST(Pretrain, AStopSignalSavesTheStepInProgressAndTheResumedRunIsBitwiseEqualToAnUninterruptedOne) {
   TempDir tmp;
   const fs::path d = tmp.path();
-  PretrainOptions quiet;
-  quiet.quiet = true;
-  Config straight = tiny_config(d, "straight");
-  straight.apply_overrides({"pretrain.max_steps=6"});
-  const auto a = pretrain(straight, quiet);
-  Config split = tiny_config(d, "split");
-  split.apply_overrides({"pretrain.max_steps=6"});
-  PretrainOptions signalled = quiet;
+  const auto a = pretrain(tiny_run(d, "straight", 6), quiet());
+  const Config split = tiny_run(d, "split", 6);
+  PretrainOptions signalled = quiet();
   auto raised = std::make_shared<bool>(false);
   signalled.loss_hook = [raised](const at::Tensor& loss, int64_t step) {
     if (step == 2 && !*raised) std::raise(SIGUSR1);  // once (a second signal would exit), while step 2 runs
@@ -227,20 +222,15 @@ TEST(Pretrain, AStopSignalSavesTheStepInProgressAndTheResumedRunIsBitwiseEqualTo
   ASSERT_TRUE(m.latest().has_value());
   EXPECT_EQ(m.latest()->step, 3);
   EXPECT_EQ(read_manifest(m.latest()->manifest)["reason"], "preempted");
-  PretrainOptions resume = quiet;
-  resume.resume = "auto";
-  const auto b = pretrain(split, resume);
+  const auto b = pretrain(split, quiet("auto"));
   ASSERT_EQ(b.steps, 6);
-  auto wa = final_weights(a), wb = final_weights(b);
-  ASSERT_EQ(wa.size(), wb.size());
-  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(torch::equal(wa[i].second, wb[i].second)) << wa[i].first;
+  expect_same_weights(a, b);
 }
 
 TEST(Pretrain, AResumeWithAChangedSeedIsRefusedUnlessAllowedAndKeepsTheRunsConfig) {
   TempDir tmp;
   const fs::path d = tmp.path();
-  PretrainOptions o;
-  o.quiet = true;
+  PretrainOptions o = quiet();
   Config c = tiny_config(d, "s", "raster");
   c.apply_overrides({"pretrain.max_steps=1"});
   pretrain(c, o);

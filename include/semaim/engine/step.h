@@ -7,12 +7,14 @@
 
 #include <vector>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "semaim/config/config.h"
+#include "semaim/data/loader.h"
 #include "semaim/dist/reducer.h"
 #include "semaim/engine/optimizer.h"
 #include "semaim/engine/run.h"
@@ -95,5 +97,11 @@ struct TrainWiring {
   std::unique_ptr<StepRunner> runner;
   TrainState state;
 };
+
+// One optimizer step of a supervised task: for each of `accum_steps` micro-batches of `data`, the loss of
+// loss_fn(batch) (its forward under bf16 autocast when `bf16`) backpropagated through w.runner; then the update at
+// `lr`. A loader that ends early is an internal error (RuntimeFailure).
+StepResult accumulate_step(TrainWiring& w, data::Loader& data, int64_t accum_steps, at::DeviceType device, bool bf16,
+                           double lr, const std::function<at::Tensor(const data::Batch& batch)>& loss_fn);
 
 }  // namespace semaim::engine

@@ -43,6 +43,11 @@ struct LoopSettings {
 LoopSettings loop_settings(const TrainSettings& train, const CheckpointSettings& checkpoint,
                            const LogSettings& log, int64_t steps_per_epoch, int64_t effective_batch);
 
+// Optimizer steps per epoch of `loader` (its micro-batches / train.accum_steps); an InputError naming the
+// config when the dataset is smaller than one optimizer step of `effective_batch` images.
+int64_t steps_per_epoch(const data::Loader& loader, const TrainSettings& train, int64_t effective_batch,
+                        const config::Config& cfg);
+
 struct TrainSummary {
   int64_t steps = 0, skipped_steps = 0;
   int64_t bad_images = 0;                // samples replaced because their file did not decode (all ranks)
@@ -50,6 +55,13 @@ struct TrainSummary {
   double images_per_sec = 0, seconds = 0;
   std::string last_checkpoint;  // manifest path
 };
+
+// The training fields of a task's run summary: run_dir, steps, skipped_steps, first_loss, last_loss,
+// images_per_sec, seconds and checkpoint (the last manifest); a task adds its own.
+nlohmann::json summary_json(const std::string& run_dir, const TrainSummary& s);
+
+// Writes `summary` to <run dir>/<task>_summary.json on rank 0 (atomically).
+void write_summary(const RunContext& ctx, const std::string& task, const nlohmann::json& summary);
 
 class Trainer {
  public:

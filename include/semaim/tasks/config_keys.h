@@ -1,5 +1,5 @@
 // The task sections' configuration keys: pretrain.* (the shared training keys with SemAIM's defaults) and
-// linprobe.* (the linear probe on frozen features, method.md §8), finetune.* and knn.*.
+// linprobe.* (the linear probe on frozen features, method.md §8), finetune.*, knn.* and segment.*.
 #pragma once
 #include "semaim/config/config.h"
 
@@ -13,5 +13,7 @@ void register_linprobe_keys(config::Schema& schema);
 void register_finetune_keys(config::Schema& schema);
 // Section knn (weighted k-NN on frozen features).
 void register_knn_keys(config::Schema& schema);
+// Section segment (UperNet semantic segmentation, src/tasks/segment_keys.cpp).
+void register_segment_keys(config::Schema& schema);
 
 }  // namespace semaim::tasks

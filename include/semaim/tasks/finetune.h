@@ -6,6 +6,7 @@
 #include <string>
 
 #include "semaim/config/config.h"
+#include "semaim/data/mixup.h"
 
 namespace semaim::tasks {
 
@@ -23,6 +24,10 @@ struct FinetuneResult {
   double ema_top1 = -1;                     // the EMA model's final top-1 when finetune.ema (else -1)
   int64_t n_val = 0;
 };
+
+// The batch mixing of finetune.* (mixup, cutmix, cutmix_minmax, mixup_prob, mixup_switch_prob, smoothing) for
+// `classes` classes, as the task reads it; the caller validates it when the run mixes.
+data::MixupConfig mixup_config(const config::Config& cfg, int64_t classes);
 
 // `semaim finetune`: the finetune.* section, initial weights from finetune.init.
 FinetuneResult finetune(const config::Config& cfg, const FinetuneOptions& opts);

@@ -34,8 +34,14 @@ torch::nn::Conv2d make_conv_seg(int64_t channels, int64_t num_classes) {
 void UperNetConfig::validate(const std::string& where) const {
   vit.validate(where);
   if (out_indices.size() != 4) throw InputError(where + ".out_indices", "needs exactly four encoder blocks");
-  for (int64_t i : out_indices)
-    if (i < 0 || i >= vit.depth) throw InputError(where + ".out_indices", "block " + std::to_string(i) + " outside 0.." + std::to_string(vit.depth - 1));
+  for (size_t k = 0; k < out_indices.size(); ++k) {
+    const int64_t i = out_indices[k];
+    if (i < 0 || i >= vit.depth)
+      throw InputError(where + ".out_indices",
+                       "block " + std::to_string(i) + " outside 0.." + std::to_string(vit.depth - 1));
+    if (k > 0 && i <= out_indices[k - 1])
+      throw InputError(where + ".out_indices", "blocks must be distinct and increasing");
+  }
   if (channels < 1 || num_classes < 1 || aux_channels < 1)
     throw InputError(where, "channels, aux_channels and num_classes must be positive");
   if (pool_scales.empty()) throw InputError(where + ".pool_scales", "at least one scale");

@@ -1,0 +1,94 @@
+// mmseg EncoderDecoder.whole_inference / slide_inference and the test pipeline (Resize keep_ratio, then
+// postprocess_result's resize of the logits to the original shape).
+#include "semaim/eval/seg_inference.h"
+
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+
+#include "semaim/core/errors.h"
+#include "semaim/core/log.h"
+#include "semaim/data/decode.h"
+#include "semaim/data/seg_transforms.h"
+
+namespace semaim::eval {
+namespace {
+
+// Logits of an image of any size: zero-padded to multiples of the patch, logits cropped back.
+// image: (1, 3, h, w) -> (1, K, h, w)
+at::Tensor padded_logits(const SegLogitsFn& logits, const at::Tensor& image, int64_t patch) {
+  const int64_t h = image.size(2), w = image.size(3);
+  const int64_t ph = (patch - h % patch) % patch, pw = (patch - w % patch) % patch;
+  if (ph == 0 && pw == 0) return logits(image).to(at::kFloat);
+  const at::Tensor padded = at::constant_pad_nd(image, {0, pw, 0, ph}, 0.0);
+  return logits(padded).to(at::kFloat).slice(2, 0, h).slice(3, 0, w);
+}
+
+}  // namespace
+
+at::Tensor infer_logits(const SegLogitsFn& logits, const at::Tensor& image, const SegInferOptions& o) {
+  if (o.mode == "whole") return padded_logits(logits, image, o.patch);
+  if (o.mode != "slide") throw InputError("segment.mode", "unknown inference mode '" + o.mode + "' (whole | slide)");
+  const int64_t h = image.size(2), w = image.size(3);
+  const int64_t rows = std::max<int64_t>(h - o.crop + o.stride - 1, 0) / o.stride + 1;
+  const int64_t cols = std::max<int64_t>(w - o.crop + o.stride - 1, 0) / o.stride + 1;
+  at::Tensor sum, count = at::zeros({1, 1, h, w}, image.options().dtype(at::kFloat));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t y2 = std::min(r * o.stride + o.crop, h), x2 = std::min(c * o.stride + o.crop, w);
+      const int64_t y1 = std::max<int64_t>(y2 - o.crop, 0), x1 = std::max<int64_t>(x2 - o.crop, 0);
+      const at::Tensor part = padded_logits(logits, image.slice(2, y1, y2).slice(3, x1, x2), o.patch);
+      if (!sum.defined()) sum = at::zeros({1, part.size(1), h, w}, part.options());
+      sum.slice(2, y1, y2).slice(3, x1, x2).add_(part);
+      count.slice(2, y1, y2).slice(3, x1, x2).add_(1.0);
+    }
+  return sum / count;
+}
+
+namespace {
+
+// The test pipeline's input: the decoded image resized to fit the test scale (bilinear, aspect kept),
+// normalized. rgb: (H, W) 3-channel uint8 -> (1, 3, h, w) float32
+at::Tensor test_input(const cv::Mat& rgb, const SegEvalOptions& o) {
+  const auto [h, w] = data::rescale_keep_ratio(rgb.rows, rgb.cols, o.test_scale[0], o.test_scale[1]);
+  cv::Mat resized;
+  cv::resize(rgb, resized, cv::Size(static_cast<int>(w), static_cast<int>(h)), 0, 0, cv::INTER_LINEAR);
+  at::Tensor x = at::from_blob(resized.data, {h, w, 3}, at::kByte).permute({2, 0, 1}).to(at::kFloat).div_(255.0);
+  for (int64_t c = 0; c < 3; ++c) {
+    const size_t i = o.mean.size() == 1 ? 0 : static_cast<size_t>(c);
+    x[c].sub_(o.mean[i]).div_(o.std[i]);
+  }
+  return x.unsqueeze(0);
+}
+
+}  // namespace
+
+int64_t evaluate_segmentation(const SegLogitsFn& logits, const data::SegDataset& set, int64_t begin, int64_t end,
+                              const SegEvalOptions& o, SegMetric& metric) {
+  int64_t bad = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    at::Tensor labels, image;
+    try {
+      labels = set.target(i).label_map;
+      const std::string path = set.source(i);
+      const cv::Mat rgb = data::decode_rgb(data::read_file_bytes(path), path);
+      if (rgb.rows != labels.size(0) || rgb.cols != labels.size(1))
+        throw data::BadImage(set.label_path(i), "label map is " + std::to_string(labels.size(1)) + "x" +
+                                                    std::to_string(labels.size(0)) + " but the image " + path +
+                                                    " is " + std::to_string(rgb.cols) + "x" +
+                                                    std::to_string(rgb.rows));
+      image = test_input(rgb, o);
+    } catch (const data::BadImage& e) {
+      if (o.fail_on_bad_image) throw InputError(std::string(e.what()) + " (data.on_bad_image: fail)");
+      core::log_warn(std::string("evaluation skips a bad sample: ") + e.what());
+      ++bad;
+      continue;
+    }
+    const at::Tensor lg = infer_logits(logits, image, o.infer);
+    const at::Tensor full = at::upsample_bilinear2d(lg, {labels.size(0), labels.size(1)}, false);
+    metric.add(full.argmax(1).squeeze(0).to(at::kLong).cpu(), labels);
+  }
+  return bad;
+}
+
+}  // namespace semaim::eval
