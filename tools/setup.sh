@@ -22,6 +22,7 @@ APT_PACKAGES=(
   libopenmpi-dev openmpi-bin libgtest-dev libgmock-dev zlib1g-dev
   libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist python3-venv
   protobuf-compiler libprotobuf-dev
+  clang libclang-rt-14-dev libomp-14-dev llvm
 )
 
 installed=()

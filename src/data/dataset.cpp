@@ -197,6 +197,9 @@ std::shared_ptr<FileDataset> FileDataset::image_list(const std::string& root, co
     if (used != label_text.size() || label < 0) {
       throw InputError(where, "label '" + label_text + "' is not a non-negative integer");
     }
+    if (label >= kMaxListClasses)
+      throw InputError(where, "label " + label_text + " is too large (classes are numbered below " +
+                                  std::to_string(kMaxListClasses) + ")");
     max_label = std::max(max_label, label);
     files.push_back(ImageFile{fs::path(path).is_absolute() ? path : (fs::path(root) / path).string(), label});
   }

@@ -57,7 +57,8 @@ struct Result {
 
 // BadImage when a header claims more than kMaxImagePixels, named as "width x height".
 void check_size(int64_t width, int64_t height, const std::string& where, const char* format) {
-  if (width * height <= kMaxImagePixels) return;
+  // Divide instead of multiplying: a header's two 32-bit sides can overflow the product.
+  if (width >= 0 && height >= 0 && (width == 0 || height <= kMaxImagePixels / width)) return;
   throw BadImage(where, std::string(format) + " header claims " + std::to_string(width) + " x " +
                             std::to_string(height) + " pixels, more than the limit of " +
                             std::to_string(kMaxImagePixels));

@@ -4,12 +4,14 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "semaim/core/errors.h"
 
@@ -155,8 +157,18 @@ at::Tensor read_idx(const std::string& path) {
     }
     payload *= dims[d];
   }
-  at::Tensor out = at::empty(dims, at::TensorOptions().dtype(at::kByte));
-  const int64_t got_payload = src.read(out.data_ptr<uint8_t>(), payload);
+  // The payload is read in chunks before the tensor is allocated, so a few header bytes claiming gigabytes
+  // cost only what the file really holds.
+  std::vector<uint8_t> bytes;
+  int64_t got_payload = 0;
+  constexpr int64_t kChunk = int64_t{1} << 24;
+  while (got_payload < payload) {
+    const int64_t want = std::min(kChunk, payload - got_payload);
+    bytes.resize(static_cast<size_t>(got_payload + want));
+    const int64_t got = src.read(bytes.data() + got_payload, want);
+    got_payload += got;
+    if (got < want) break;
+  }
   const std::string what = ndims == 1 ? "labels" : (ndims == 3 ? "pixels" : "payload");
   if (got_payload < payload) {
     throw InputError(path, "truncated: expected " + std::to_string(payload) + " bytes of " + what +
@@ -167,6 +179,8 @@ at::Tensor read_idx(const std::string& path) {
     throw InputError(path, "trailing data: payload longer than the " + std::to_string(payload) +
                                " bytes of " + what + " the header declares (dims " + dims_str(dims) + ")");
   }
+  at::Tensor out = at::empty(dims, at::TensorOptions().dtype(at::kByte));
+  std::memcpy(out.data_ptr<uint8_t>(), bytes.data(), static_cast<size_t>(payload));
   return out;
 }
 

@@ -114,7 +114,9 @@ void truncate_metrics(const std::string& path, int64_t step) {
   size_t dropped = 0;
   while (std::getline(in, line)) {
     const auto rec = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (rec.is_object() && rec.value("step", int64_t{0}) <= step)
+    // A record without an integer step (a torn or hand-edited line) is dropped like a torn last line.
+    const bool has_step = rec.is_object() && rec.contains("step") && rec["step"].is_number_integer();
+    if (has_step && rec["step"].get<int64_t>() <= step)
       kept += line + "\n";
     else
       ++dropped;
@@ -178,7 +180,8 @@ std::string format_record(const nlohmann::json& rec, int64_t total_steps) {
     static const char* kShown[] = {
         "epoch",           "step",          "loss",    "lr",  "grad_norm", "images_per_sec",
         "data_wait_share", "skipped_total", "eta_sec", "time"};
-    if (std::find_if(std::begin(kShown), std::end(kShown), [&](const char* k) { return key == k; }) !=
+    const std::string& name = key;  // clang 14 cannot capture a structured binding
+    if (std::find_if(std::begin(kShown), std::end(kShown), [&name](const char* k) { return name == k; }) !=
             std::end(kShown) ||
         !value.is_number())
       continue;

@@ -97,6 +97,10 @@ TEST(Dataset, BadRootsClassFoldersAndListLinesAreClearErrors) {
   write(dir.file("l2.txt"), "a/x.jpg -1\n");
   expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l2.txt")); },
                      {"l2.txt:1", "not a non-negative integer"});
+  // A huge label would make the class list (every class up to it) exhaust memory.
+  write(dir.file("l9.txt"), "a/x.jpg 9999999999999\n");
+  expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l9.txt")); },
+                     {"l9.txt:1", "too large"});
   write(dir.file("l3.txt"), "a/x.jpg cat\n");
   expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l3.txt")); },
                      {"l3.txt:1", "'cat'"});

@@ -1,5 +1,7 @@
 // Tests of the IDX reader and the Fashion-MNIST loader (real Debian files plus corrupt files written here).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <fstream>
@@ -176,6 +178,36 @@ TEST(LoadFashionMnist, CountMismatchAndUnknownSplitAreErrors) {
   expect_input_error([&] { load_fashion_mnist(dir.path().string(), "test"); },
                      {"t10k-images-idx3-ubyte.gz", "not found"});
 }
+
+#if !defined(__SANITIZE_ADDRESS__)
+// A 17-byte file whose header claims 12 GiB is refused without allocating them (not in sanitized builds:
+// AddressSanitizer reserves more address space than the limit leaves). Reads `path` with 1 GiB of address space to spare (libtorch's libraries alone map gigabytes) and exits 0
+// when the file is refused as truncated.
+[[noreturn]] void read_with_little_memory(const std::string& path) {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0;
+  statm >> pages;
+  const rlim_t cap = pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) + (uint64_t{1} << 30);
+  const rlimit limit{cap, cap};
+  setrlimit(RLIMIT_AS, &limit);
+  try {
+    read_idx(path);
+  } catch (const InputError& e) {
+    std::exit(std::string(e.what()).find("truncated") != std::string::npos ? 0 : 3);
+  } catch (...) {
+    std::exit(4);
+  }
+  std::exit(5);
+}
+
+TEST(ReadIdxDeathTest, AHeaderClaimingGigabytesIsTruncatedWithoutAllocatingThem) {
+  test::TempDir dir;
+  std::vector<uint8_t> bytes = idx_file({65536, 65536, 3}, 0);
+  bytes.push_back(7);
+  write_bytes(dir.file("claims-12gib"), bytes);
+  EXPECT_EXIT(read_with_little_memory(dir.file("claims-12gib")), ::testing::ExitedWithCode(0), "");
+}
+#endif
 
 }  // namespace
 }  // namespace semaim::data

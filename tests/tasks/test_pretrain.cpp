@@ -80,6 +80,20 @@ TEST(Pretrain, ResumeIsBitwiseEqualToAnUninterruptedRun) {
   expect_same_weights(a, b);
 }
 
+TEST(Pretrain, AResumeDropsMetricsRecordsWithoutAnIntegerStep) {
+  TempDir tmp;
+  ASSERT_EQ(pretrain(tiny_run(tmp.path(), "r", 3), quiet()).steps, 3);
+  {
+    std::ofstream m(tmp.path() / "r" / "metrics.jsonl", std::ios::app);
+    m << "{\"step\":\"x\",\"loss\":1}\n{\"loss\":2}\n";
+  }
+  ASSERT_EQ(pretrain(tiny_run(tmp.path(), "r", 5), quiet("auto")).steps, 5);
+  std::ifstream m(tmp.path() / "r" / "metrics.jsonl");
+  std::vector<int64_t> steps;
+  for (std::string line; std::getline(m, line);) steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5}));
+}
+
 TEST(Pretrain, RunDirectoryHoldsResolvedConfigMetricsAndSummaryAndLossFalls) {
   TempDir tmp;
   const fs::path d = tmp.path();

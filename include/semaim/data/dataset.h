@@ -65,6 +65,9 @@ class MemoryDataset final : public Dataset {
   std::vector<Target> targets_;  // empty: labels only
 };
 
+// The largest number of classes a list file may number (every class below its largest label gets a name).
+constexpr int64_t kMaxListClasses = 1000000;
+
 struct ImageFile {
   std::string path;
   int64_t label = -1;
@@ -81,7 +84,8 @@ class FileDataset final : public Dataset {
   // without class folders, or a class folder without images is an InputError naming it.
   static std::shared_ptr<FileDataset> image_folder(const std::string& root);
   // list: one "<path> <label>" per line, path relative to root (or absolute); blank lines and lines
-  // starting with # are skipped. A malformed line is an InputError naming list:line.
+  // starting with # are skipped. A malformed line, or a label of kMaxListClasses or more, is an InputError
+  // naming list:line.
   static std::shared_ptr<FileDataset> image_list(const std::string& root, const std::string& list);
   // Every image under root (recursively), unlabeled.
   static std::shared_ptr<FileDataset> unlabeled_folder(const std::string& root);
