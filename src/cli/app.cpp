@@ -80,6 +80,30 @@ void frozen_args(CLI::App& c, Args& a, const std::string& result) {
   c.add_flag("--quiet", a.quiet, "No console output");
 }
 
+// `segment train CONFIG` (a training task's arguments) and `segment evaluate --pred --gt ...`.
+void segment_args(CLI::App& c, Args& a) {
+  c.require_subcommand(1);
+  a.seg_train = c.add_subcommand("train", "Train and evaluate UperNet on the segment.* dataset and recipe");
+  training_args(*a.seg_train, a);
+  a.seg_evaluate = c.add_subcommand(
+      "evaluate", "mIoU, mAcc, aAcc and per-class IoU / Acc of predicted label PNGs against ground truth");
+  CLI::App& e = *a.seg_evaluate;
+  eval::LabelFolders& f = a.seg_eval.folders;
+  e.add_option("--pred", f.pred_dir, "Folder of predicted label PNGs")->required()->check(CLI::ExistingDirectory);
+  e.add_option("--gt", f.gt_dir, "Folder of ground-truth label PNGs")->required()->check(CLI::ExistingDirectory);
+  e.add_flag("--reduce-zero-label", f.reduce_zero_label, "Ground truth 0 is ignored and v becomes v-1 (ADE20K)");
+  e.add_option("--num-classes", f.num_classes, "Classes 0..K-1 (default: the largest label seen + 1)")
+      ->check(CLI::PositiveNumber);
+  e.add_option("--ignore-index", f.ignore_index, "Label value not scored")->check(CLI::Range(0, 255));
+  e.add_option("--pred-suffix", f.pred_suffix, "Prediction file suffix");
+  e.add_option("--gt-suffix", f.gt_suffix, "Ground-truth file suffix");
+  e.add_option("--class-names", a.seg_eval.class_names, "Text file, one class name per line")
+      ->check(CLI::ExistingFile);
+  e.add_option("--csv", a.seg_eval.out_csv, "Write the per-class table as CSV");
+  e.add_option("--json", a.seg_eval.out_json, "Write the scores as JSON");
+  e.add_flag("--quiet", a.seg_eval.quiet, "No table on stdout");
+}
+
 template <class Options>
 Options training_options(const Args& a) {
   Options o;
@@ -127,29 +151,7 @@ const std::vector<Subcommand>& subcommands() {
       {"segment",
        "Semantic segmentation: `segment train CONFIG` (UperNet on the encoder), `segment evaluate` (label PNGs "
        "scored as mmseg's IoU metric)",
-       [](CLI::App& c, Args& a) {
-         c.require_subcommand(1);
-         a.seg_train = c.add_subcommand("train", "Train and evaluate UperNet on the segment.* dataset and recipe");
-         training_args(*a.seg_train, a);
-         a.seg_evaluate = c.add_subcommand(
-             "evaluate", "mIoU, mAcc, aAcc and per-class IoU / Acc of predicted label PNGs against ground truth");
-         CLI::App& e = *a.seg_evaluate;
-         eval::LabelFolders& f = a.seg_eval.folders;
-         e.add_option("--pred", f.pred_dir, "Folder of predicted label PNGs")->required()->check(CLI::ExistingDirectory);
-         e.add_option("--gt", f.gt_dir, "Folder of ground-truth label PNGs")->required()->check(CLI::ExistingDirectory);
-         e.add_flag("--reduce-zero-label", f.reduce_zero_label,
-                    "Ground truth 0 is ignored and v becomes v-1 (ADE20K)");
-         e.add_option("--num-classes", f.num_classes, "Classes 0..K-1 (default: the largest label seen + 1)")
-             ->check(CLI::PositiveNumber);
-         e.add_option("--ignore-index", f.ignore_index, "Label value not scored")->check(CLI::Range(0, 255));
-         e.add_option("--pred-suffix", f.pred_suffix, "Prediction file suffix");
-         e.add_option("--gt-suffix", f.gt_suffix, "Ground-truth file suffix");
-         e.add_option("--class-names", a.seg_eval.class_names, "Text file, one class name per line")
-             ->check(CLI::ExistingFile);
-         e.add_option("--csv", a.seg_eval.out_csv, "Write the per-class table as CSV");
-         e.add_option("--json", a.seg_eval.out_json, "Write the scores as JSON");
-         e.add_flag("--quiet", a.seg_eval.quiet, "No table on stdout");
-       },
+       segment_args,
        [](const Args& a) {
          if (a.seg_evaluate && *a.seg_evaluate) tasks::segment_evaluate(a.seg_eval);
          if (a.seg_train && *a.seg_train)
