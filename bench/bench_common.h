@@ -1,6 +1,7 @@
 // What the benchmark programs share besides the timing helpers (semaim/core/timing.h): options from a table,
 // main's exit codes, the corpus's file list without its broken files, and the JSON of a Python counterpart.
 #pragma once
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -41,6 +42,22 @@ inline std::string default_python() {
 // function of the value.
 using OptionTarget = std::variant<int64_t*, std::string*, bool*, std::vector<std::string>*,
                                   std::function<void(const std::string&)>>;
+
+// The target of a --precision option: a comma-separated list of fp32 / bf16 into *out (replacing it); an
+// InputError naming the option for anything else.
+inline std::function<void(const std::string&)> precision_list(std::vector<std::string>* out) {
+  return [out](const std::string& list) {
+    out->clear();
+    size_t start = 0;
+    while (start <= list.size()) {
+      const size_t end = std::min(list.find(',', start), list.size());
+      const std::string p = list.substr(start, end - start);
+      if (p != "fp32" && p != "bf16") throw InputError("--precision", "fp32 or bf16, got '" + p + "'");
+      out->push_back(p);
+      start = end + 1;
+    }
+  };
+}
 
 // Reads argv by the option table; the one argument that is not an option goes to `positional` (an InputError
 // without one). --help / -h print `usage` and exit 0; an unknown option or a missing or malformed value is an

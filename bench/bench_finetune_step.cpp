@@ -16,11 +16,11 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "bench_common.h"
+#include "bench_step.h"
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
 #include "semaim/core/timing.h"
@@ -64,7 +64,7 @@ Recipe read_recipe(const config::Config& cfg, int64_t classes) {
 // One precision's classifier, optimizer and fixed batch; step() is the task's optimizer step.
 class FinetuneStep {
  public:
-  FinetuneStep(const Recipe& r, bool bf16) : bf16_(bf16) {
+  FinetuneStep(const Recipe& r, bool bf16) {
     at::manual_seed(0);
     model_ = models::VitClassifier(r.model);
     model_->train();
@@ -76,11 +76,11 @@ class FinetuneStep {
     rule.layer_id = [depth](const std::string& n) { return engine::vit_layer_id(n, depth); };
     rule.num_layers = depth + 2;
     rule.layer_decay = r.layer_decay;
-    opt_ = std::make_unique<engine::AdamW>(engine::make_param_groups(params, rule),
-                                           engine::AdamWOptions{r.beta1, r.beta2, 1e-8});
-    std::vector<at::Tensor> tensors;
-    for (const auto& [n, p] : params) tensors.push_back(p);
-    runner_ = std::make_unique<engine::StepRunner>(tensors, *opt_, 1, 0.0, nullptr, nullptr, nullptr);
+    step_ = std::make_unique<bench::OptimizerStep>(
+        params,
+        std::make_unique<engine::AdamW>(engine::make_param_groups(params, rule),
+                                        engine::AdamWOptions{r.beta1, r.beta2, 1e-8}),
+        bf16);
     const auto& v = r.model.vit;
     imgs_ = at::randn({r.batch, v.in_chans, v.height(), v.width()});
     const at::Tensor labels = at::randint(r.model.num_classes, {r.batch}, at::kLong);
@@ -88,21 +88,12 @@ class FinetuneStep {
   }
   // One optimizer step on the fixed batch, as tasks/finetune.cpp finetune_step runs it with one micro-batch.
   void step() {
-    runner_->begin_micro(0);
-    at::Tensor loss;
-    {
-      engine::AutocastGuard ac(at::kCPU, bf16_);
-      loss = models::soft_target_cross_entropy(model_->forward(imgs_).to(at::kFloat), soft_);
-    }
-    runner_->backward(loss);
-    if (!runner_->finish(1e-4).applied) throw RuntimeFailure("a benchmark step was skipped (non-finite)");
+    step_->run([&] { return models::soft_target_cross_entropy(model_->forward(imgs_).to(at::kFloat), soft_); });
   }
 
  private:
-  bool bf16_;
   models::VitClassifier model_{nullptr};
-  std::unique_ptr<engine::AdamW> opt_;
-  std::unique_ptr<engine::StepRunner> runner_;
+  std::unique_ptr<bench::OptimizerStep> step_;
   at::Tensor imgs_, soft_;
 };
 
@@ -118,14 +109,6 @@ Options parse(int argc, char** argv) {
   auto set = [&o](const std::string& key) {
     return [&o, key](const std::string& v) { o.sets.push_back(key + "=" + v); };
   };
-  auto precisions = [&o](const std::string& list) {
-    o.precisions.clear();
-    std::stringstream ss(list);
-    for (std::string p; std::getline(ss, p, ',');) {
-      if (p != "fp32" && p != "bf16") throw InputError("--precision", "fp32 or bf16, got '" + p + "'");
-      o.precisions.push_back(p);
-    }
-  };
   bench::parse_options(argc, argv,
                        {{"--set", &o.sets},
                         {"--model", set("model.name")},
@@ -135,7 +118,7 @@ Options parse(int argc, char** argv) {
                         {"--repeats", &o.repeats},
                         {"--warmup", &o.warmup},
                         {"--threads", &o.threads},
-                        {"--precision", precisions}},
+                        {"--precision", bench::precision_list(&o.precisions)}},
                        &o.config_path,
                        "usage: bench_finetune_step [CONFIG.yaml] [--set key=value ...] [--model NAME] "
                        "[--batch B] [--classes K] [--steps N] [--repeats R] [--warmup W] [--threads T] "

@@ -15,34 +15,28 @@
 #include <string>
 #include <typeinfo>
 
+#include "../tests/scoped_dir.h"
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
 
 namespace semaim::fuzz {
 
-// A directory of this process, removed at exit; one per process so parallel fuzzing jobs never share files.
-class TempDir {
+// A directory of this process (mkdtemp under $TMPDIR), removed at exit; one per process so parallel fuzzing
+// jobs never share files.
+class TempDir : public test::ScopedDir {
  public:
-  TempDir() {
+  TempDir() : ScopedDir(make()) {}
+
+ private:
+  static std::filesystem::path make() {
     const char* base = std::getenv("TMPDIR");
     std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/semaim-fuzz-XXXXXX";
     if (::mkdtemp(templ.data()) == nullptr) {
       std::perror("semaim fuzz: mkdtemp");
       std::abort();
     }
-    path_ = templ;
+    return templ;
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
 };
 
 // The process's temporary directory; the first call also mutes semaim's console log (a warning per input

@@ -12,7 +12,7 @@ out="$root/fuzz/corpus"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$out"
-mkdir -p "$out"/{config,idx,safetensors,checkpoint,list,image,pth}
+mkdir -p "$out"/{config,idx,safetensors,checkpoint,list,image,pth,label_map}
 
 # config: every shipped config resolved by `semaim config` (self-contained), the raw files (their _base_
 # paths point at nothing from the fuzzer's directory), and broken ones.
@@ -125,5 +125,8 @@ mkdir -p "$tmp/pth"
 for f in "$tmp"/pth/*.pth; do
   [ "$(basename "$f")" = deep.pth ] || cp "$f" "$out/pth/"
 done
+
+# label_map: small label PNGs of every kind the reader accepts or rejects and one fmnist-seg map.
+"$py" "$root/fuzz/make_label_maps.py" "$out/label_map" "$SEMAIM_SEGDATA"
 
 du -sh "$out"

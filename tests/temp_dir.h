@@ -6,30 +6,25 @@
 #include <filesystem>
 #include <string>
 
+#include "scoped_dir.h"
+
 namespace semaim::test {
 
-class TempDir {
+// Named after the running test (suite_name + pid + a counter), emptied first.
+class TempDir : public ScopedDir {
  public:
-  TempDir() {
+  TempDir() : ScopedDir(fresh_path()) {}
+
+ private:
+  static std::filesystem::path fresh_path() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     const std::string tag = info ? std::string(info->test_suite_name()) + "_" + info->name() : "semaim";
     static int count = 0;  // several directories in one test stay apart
-    path_ = std::filesystem::temp_directory_path() /
-            ("semaim_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(count++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
+    auto path = std::filesystem::temp_directory_path() /
+                ("semaim_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(count++));
+    std::filesystem::remove_all(path);
+    return path;
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
 };
 
 }  // namespace semaim::test

@@ -33,7 +33,8 @@ struct Args {
   bool quiet = false, random_init = false, docs = false;
   LaunchOptions launch;
   tasks::SegmentEvaluateOptions seg_eval;
-  CLI::App *seg_evaluate = nullptr, *seg_train = nullptr;
+  tasks::SegmentPredictOptions seg_predict;
+  CLI::App *seg_evaluate = nullptr, *seg_train = nullptr, *seg_predict_cmd = nullptr;
 
   config::Config load() const {
     if (config_path.empty()) {
@@ -102,6 +103,15 @@ void segment_args(CLI::App& c, Args& a) {
   e.add_option("--csv", a.seg_eval.out_csv, "Write the per-class table as CSV");
   e.add_option("--json", a.seg_eval.out_json, "Write the scores as JSON");
   e.add_flag("--quiet", a.seg_eval.quiet, "No table on stdout");
+  a.seg_predict_cmd = c.add_subcommand(
+      "predict", "Palette PNGs of class indices for a folder of images, from a segmentation checkpoint");
+  CLI::App& p = *a.seg_predict_cmd;
+  config_args(p, a, true);
+  p.add_option("--checkpoint", a.seg_predict.checkpoint, "Segmentation checkpoint: manifest, weights file or "
+               "a run's checkpoints directory (its newest)")->required();
+  p.add_option("--images", a.seg_predict.images, "Folder of images (recursive) or one image")->required();
+  p.add_option("-o,--out", a.seg_predict.out_dir, "Output folder (same relative paths, .png)")->required();
+  p.add_flag("--quiet", a.seg_predict.quiet, "No console output");
 }
 
 template <class Options>
@@ -149,13 +159,14 @@ const std::vector<Subcommand>& subcommands() {
          return kExitOk;
        }},
       {"segment",
-       "Semantic segmentation: `segment train CONFIG` (UperNet on the encoder), `segment evaluate` (label PNGs "
-       "scored as mmseg's IoU metric)",
+       "Semantic segmentation: `segment train CONFIG` (UperNet on the encoder), `segment predict CONFIG` "
+       "(palette PNGs), `segment evaluate` (label PNGs scored as mmseg's IoU metric)",
        segment_args,
        [](const Args& a) {
          if (a.seg_evaluate && *a.seg_evaluate) tasks::segment_evaluate(a.seg_eval);
          if (a.seg_train && *a.seg_train)
            tasks::segment_train(a.load(), tasks::SegmentTrainOptions{a.resume, a.quiet});
+         if (a.seg_predict_cmd && *a.seg_predict_cmd) tasks::segment_predict(a.load(), a.seg_predict);
          return kExitOk;
        }},
       {"export", "Write a checkpoint's encoder (timm key names) as safetensors",

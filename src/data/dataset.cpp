@@ -15,20 +15,6 @@ namespace semaim::data {
 namespace fs = std::filesystem;
 namespace {
 
-// Every image file under dir (recursively), sorted by path; symlinks followed.
-std::vector<std::string> list_images(const fs::path& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec);
-  if (ec) throw InputError(dir.string(), "cannot list: " + ec.message());
-  for (const fs::recursive_directory_iterator end; it != end; it.increment(ec)) {
-    if (ec) throw InputError(dir.string(), "cannot list: " + ec.message());
-    if (!it->is_directory(ec) && has_image_extension(it->path().string())) out.push_back(it->path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 void require_directory(const std::string& root) {
   std::error_code ec;
   if (!fs::exists(root, ec)) throw InputError(root, "dataset root does not exist");
@@ -97,6 +83,19 @@ int64_t count_classes(const Dataset& set) {
   return top + 1;
 }
 
+std::vector<std::string> list_image_files(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec);
+  if (ec) throw InputError(dir, "cannot list: " + ec.message());
+  for (const fs::recursive_directory_iterator end; it != end; it.increment(ec)) {
+    if (ec) throw InputError(dir, "cannot list: " + ec.message());
+    if (!it->is_directory(ec) && has_image_extension(it->path().string())) out.push_back(it->path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 bool has_image_extension(const std::string& path) {
   static const char* const kExt[] = {".jpg", ".jpeg", ".png",  ".ppm", ".bmp",
                                      ".pgm", ".tif",  ".tiff", ".webp"};
@@ -162,7 +161,7 @@ std::shared_ptr<FileDataset> FileDataset::image_folder(const std::string& root) 
   std::vector<ImageFile> files;
   for (size_t c = 0; c < classes.size(); ++c) {
     const fs::path dir = fs::path(root) / classes[c];
-    const std::vector<std::string> paths = list_images(dir);
+    const std::vector<std::string> paths = list_image_files(dir);
     if (paths.empty()) throw InputError(dir.string(), "class folder holds no images");
     for (const std::string& p : paths) files.push_back(ImageFile{p, static_cast<int64_t>(c)});
   }
@@ -213,7 +212,7 @@ std::shared_ptr<FileDataset> FileDataset::image_list(const std::string& root, co
 std::shared_ptr<FileDataset> FileDataset::unlabeled_folder(const std::string& root) {
   require_directory(root);
   std::vector<ImageFile> files;
-  for (const std::string& p : list_images(root)) files.push_back(ImageFile{p, -1});
+  for (const std::string& p : list_image_files(root)) files.push_back(ImageFile{p, -1});
   if (files.empty()) throw InputError(root, "no image files under the dataset root");
   return std::make_shared<FileDataset>(root, std::move(files), std::vector<std::string>{});
 }

@@ -149,6 +149,18 @@ bool encode_png(const uint8_t* labels, png_uint_32 height, png_uint_32 width, co
 
 }  // namespace
 
+Palette class_palette(int64_t n) {
+  if (n < 0 || n > 256) throw InputError("class_palette", "a PNG palette holds 0..256 colours, asked for " + std::to_string(n));
+  Palette p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    std::array<uint8_t, 3> rgb{0, 0, 0};
+    for (int64_t bit = 7, c = i; c > 0; --bit, c >>= 3)
+      for (int k = 0; k < 3; ++k) rgb[static_cast<size_t>(k)] |= static_cast<uint8_t>(((c >> k) & 1) << bit);
+    p[static_cast<size_t>(i)] = rgb;
+  }
+  return p;
+}
+
 std::string encode_label_png(const at::Tensor& labels, const Palette& palette) {
   if (labels.dim() != 2 || labels.scalar_type() != at::kByte)
     throw InputError("encode_label_png", "labels must be (H, W) uint8, got " + c10::str(labels.sizes()) + " " +

@@ -55,6 +55,19 @@ nlohmann::json summary_json(const std::string& run_dir, const TrainSummary& s) {
           {"checkpoint", s.last_checkpoint}};
 }
 
+double finish_trained_run(TrainedRun& out, const std::string& run_dir, const TrainSummary& sum,
+                          const CheckpointManager& manager, const std::string& metric, double current) {
+  out.run_dir = run_dir;
+  out.last_checkpoint = sum.last_checkpoint;
+  out.steps = sum.steps, out.skipped_steps = sum.skipped_steps;
+  out.first_loss = sum.first_loss, out.last_loss = sum.last_loss;
+  out.images_per_sec = sum.images_per_sec, out.seconds = sum.seconds;
+  const auto best = manager.best();
+  if (!best) return current;
+  out.best_checkpoint = best->manifest;
+  return read_manifest(best->manifest)["metrics"][metric].get<double>();
+}
+
 void write_summary(const RunContext& ctx, const std::string& task, const nlohmann::json& summary) {
   if (ctx.rank0())
     io::atomic_write((std::filesystem::path(ctx.run.dir) / (task + "_summary.json")).string(),

@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 #include "semaim/core/errors.h"
 #include "semaim/core/log.h"
@@ -47,10 +48,10 @@ at::Tensor infer_logits(const SegLogitsFn& logits, const at::Tensor& image, cons
 
 namespace {
 
-// The test pipeline's input: the decoded image resized to fit the test scale (bilinear, aspect kept),
-// normalized. rgb: (H, W) 3-channel uint8 -> (1, 3, h, w) float32
-at::Tensor test_input(const cv::Mat& rgb, const SegEvalOptions& o) {
-  const auto [h, w] = data::rescale_keep_ratio(rgb.rows, rgb.cols, o.test_scale[0], o.test_scale[1]);
+// The test pipeline's input: the decoded image resized to fit `scale` (bilinear, aspect kept), normalized.
+// rgb: (H, W) 3-channel uint8 -> (1, 3, h, w) float32
+at::Tensor test_input(const cv::Mat& rgb, const std::array<double, 2>& scale, const SegEvalOptions& o) {
+  const auto [h, w] = data::rescale_keep_ratio(rgb.rows, rgb.cols, scale[0], scale[1]);
   cv::Mat resized;
   cv::resize(rgb, resized, cv::Size(static_cast<int>(w), static_cast<int>(h)), 0, 0, cv::INTER_LINEAR);
   at::Tensor x = at::from_blob(resized.data, {h, w, 3}, at::kByte).permute({2, 0, 1}).to(at::kFloat).div_(255.0);
@@ -61,32 +62,57 @@ at::Tensor test_input(const cv::Mat& rgb, const SegEvalOptions& o) {
   return x.unsqueeze(0);
 }
 
+// Class per pixel of a decoded image at its size. rgb: (H, W) 3-channel uint8 -> (H, W) int64
+at::Tensor predict_rgb(const SegLogitsFn& logits, const cv::Mat& rgb, const SegEvalOptions& o) {
+  const std::array<int64_t, 2> size{rgb.rows, rgb.cols};
+  const bool single = o.ratios.size() == 1 && o.ratios[0] == 1.0 && !o.flip;
+  if (single) {  // the argmax of the logits equals that of their softmax
+    const at::Tensor lg = infer_logits(logits, test_input(rgb, o.test_scale, o), o.infer);
+    return at::upsample_bilinear2d(lg, size, false).argmax(1).squeeze(0).to(at::kLong).cpu();
+  }
+  at::Tensor prob_sum;
+  for (const double ratio : o.ratios) {
+    const std::array<double, 2> scale{std::floor(o.test_scale[0] * ratio), std::floor(o.test_scale[1] * ratio)};
+    const at::Tensor input = test_input(rgb, scale, o);
+    for (const bool flipped : {false, true}) {
+      if (flipped && !o.flip) break;
+      at::Tensor lg = infer_logits(logits, flipped ? input.flip({3}) : input, o.infer);
+      if (flipped) lg = lg.flip({3});
+      const at::Tensor prob = at::upsample_bilinear2d(lg, size, false).softmax(1);
+      prob_sum = prob_sum.defined() ? prob_sum + prob : prob;
+    }
+  }
+  return prob_sum.argmax(1).squeeze(0).to(at::kLong).cpu();
+}
+
 }  // namespace
+
+at::Tensor predict_image(const SegLogitsFn& logits, const std::string& path, const SegEvalOptions& o) {
+  return predict_rgb(logits, data::decode_rgb(data::read_file_bytes(path), path), o);
+}
 
 int64_t evaluate_segmentation(const SegLogitsFn& logits, const data::SegDataset& set, int64_t begin, int64_t end,
                               const SegEvalOptions& o, SegMetric& metric) {
   int64_t bad = 0;
   for (int64_t i = begin; i < end; ++i) {
-    at::Tensor labels, image;
+    at::Tensor labels;
+    cv::Mat rgb;
     try {
       labels = set.target(i).label_map;
       const std::string path = set.source(i);
-      const cv::Mat rgb = data::decode_rgb(data::read_file_bytes(path), path);
+      rgb = data::decode_rgb(data::read_file_bytes(path), path);
       if (rgb.rows != labels.size(0) || rgb.cols != labels.size(1))
         throw data::BadImage(set.label_path(i), "label map is " + std::to_string(labels.size(1)) + "x" +
                                                     std::to_string(labels.size(0)) + " but the image " + path +
                                                     " is " + std::to_string(rgb.cols) + "x" +
                                                     std::to_string(rgb.rows));
-      image = test_input(rgb, o);
     } catch (const data::BadImage& e) {
       if (o.fail_on_bad_image) throw InputError(std::string(e.what()) + " (data.on_bad_image: fail)");
       core::log_warn(std::string("evaluation skips a bad sample: ") + e.what());
       ++bad;
       continue;
     }
-    const at::Tensor lg = infer_logits(logits, image, o.infer);
-    const at::Tensor full = at::upsample_bilinear2d(lg, {labels.size(0), labels.size(1)}, false);
-    metric.add(full.argmax(1).squeeze(0).to(at::kLong).cpu(), labels);
+    metric.add(predict_rgb(logits, rgb, o), labels);
   }
   return bad;
 }

@@ -293,16 +293,7 @@ FinetuneResult train_classifier(const config::Config& cfg, bool probe, const std
   trainer.add_eval(make_eval_hook(cfg, s, ctx, t, result));
   const engine::TrainSummary sum =
       trainer.run(loader, [&](data::Loader& data, double lr) { return finetune_step(s, ctx, t, data, lr); });
-  result.run_dir = ctx.run.dir;
-  result.last_checkpoint = sum.last_checkpoint;
-  result.steps = sum.steps, result.skipped_steps = sum.skipped_steps;
-  result.first_loss = sum.first_loss, result.last_loss = sum.last_loss;
-  result.images_per_sec = sum.images_per_sec, result.seconds = sum.seconds;
-  result.best_top1 = result.top1;
-  if (auto best = ckpt.manager().best()) {
-    result.best_checkpoint = best->manifest;
-    result.best_top1 = engine::read_manifest(best->manifest)["metrics"]["top1"].get<double>();
-  }
+  result.best_top1 = engine::finish_trained_run(result, ctx.run.dir, sum, ckpt.manager(), "top1", result.top1);
   write_summary(ctx, sum, result, s.section);
   return result;
 }

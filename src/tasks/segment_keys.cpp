@@ -60,6 +60,9 @@ void register_segment_model_keys(config::Schema& s) {
          {"whole", "slide"}});
   s.add({"segment.slide_crop", T::kInt, "512", "Sliding-window size.", 1});
   s.add({"segment.slide_stride", T::kInt, "341", "Sliding-window stride.", 1});
+  s.add({"segment.aug_ratios", T::kFloatList, "[1.0]", "Test-time scales: ratios of segment.scale (mmseg's "
+         "img_ratios, e.g. [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]); softmax averaged over them.", 0.01, 100.0});
+  s.add({"segment.aug_flip", T::kBool, "false", "Test-time horizontal flip too (softmax averaged)."});
 }
 
 }  // namespace

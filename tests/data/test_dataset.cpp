@@ -101,6 +101,12 @@ TEST(Dataset, BadRootsClassFoldersAndListLinesAreClearErrors) {
   write(dir.file("l9.txt"), "a/x.jpg 9999999999999\n");
   expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l9.txt")); },
                      {"l9.txt:1", "too large"});
+  // The cap: labels 0..99 999 (100 000 classes) and no more.
+  write(dir.file("l10.txt"), "a/x.jpg 99999\n");
+  EXPECT_EQ(FileDataset::image_list(dir.file("root"), dir.file("l10.txt"))->classes().size(), 100000u);
+  write(dir.file("l11.txt"), "a/x.jpg 100000\n");
+  expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l11.txt")); },
+                     {"l11.txt:1", "too large", "100000"});
   write(dir.file("l3.txt"), "a/x.jpg cat\n");
   expect_input_error([&] { FileDataset::image_list(dir.file("root"), dir.file("l3.txt")); },
                      {"l3.txt:1", "'cat'"});

@@ -184,4 +184,48 @@ TEST(SegInference, SlidingWindowsOfAPointwiseModelEqualTheWholeImageAndInputsAre
   EXPECT_TRUE(at::allclose(slid, whole, 1e-6, 1e-6));
 }
 
+TEST(SegInference, FlipAndMultiScaleAverageSoftmaxAtTheOriginalSizeAsMmsegAugTest) {
+  semaim::test::TempDir dir;
+  cv::Mat img(20, 30, CV_8UC3);
+  cv::randu(img, 0, 255);
+  const std::string path = dir.file("img.png");
+  ASSERT_TRUE(cv::imwrite(path, img));
+  std::vector<at::Tensor> inputs, outputs;
+  // Position-dependent logits, so a flip changes them.
+  const semaim::eval::SegLogitsFn model = [&](const at::Tensor& x) {
+    const at::Tensor ramp = at::linspace(-2, 2, x.size(3)).view({1, 1, 1, -1});
+    at::Tensor y = at::cat({x.slice(1, 0, 1) + ramp, x.slice(1, 1, 2), -ramp.expand_as(x.slice(1, 2, 3))}, 1);
+    inputs.push_back(x), outputs.push_back(y);
+    return y;
+  };
+  semaim::eval::SegEvalOptions o;
+  o.infer.mode = "whole";
+  o.infer.patch = 1;
+  o.test_scale = {40, 16};
+  // Single scale: the argmax of the logits resized to the image.
+  const at::Tensor single = semaim::eval::predict_image(model, path, o);
+  ASSERT_EQ(outputs.size(), 1u);
+  EXPECT_EQ(inputs[0].sizes(), (at::IntArrayRef{1, 3, 16, 24}));  // 20x30 scaled by min(40/30, 16/20) = 0.8
+  EXPECT_TRUE(single.equal(at::upsample_bilinear2d(outputs[0], {20, 30}, false).argmax(1).squeeze(0)));
+  // Ratios 0.5 and 1 (scales 20x8 and 40x16), each flipped too: four passes, softmax averaged.
+  inputs.clear(), outputs.clear();
+  o.ratios = {0.5, 1.0};
+  o.flip = true;
+  const at::Tensor aug = semaim::eval::predict_image(model, path, o);
+  ASSERT_EQ(outputs.size(), 4u);
+  EXPECT_EQ(inputs[0].sizes(), (at::IntArrayRef{1, 3, 8, 12}));  // scale min(20/30, 8/20) = 0.4
+  EXPECT_TRUE(inputs[1].equal(inputs[0].flip({3})));
+  EXPECT_EQ(inputs[2].sizes(), (at::IntArrayRef{1, 3, 16, 24}));
+  EXPECT_TRUE(inputs[3].equal(inputs[2].flip({3})));
+  at::Tensor prob = at::zeros({1, 3, 20, 30});
+  for (size_t k = 0; k < 4; ++k) {
+    const at::Tensor lg = k % 2 ? outputs[k].flip({3}) : outputs[k];
+    prob += at::upsample_bilinear2d(lg, {20, 30}, false).softmax(1);
+  }
+  EXPECT_EQ(aug.sizes(), (at::IntArrayRef{20, 30}));
+  EXPECT_TRUE(aug.equal(prob.argmax(1).squeeze(0)));
+  // The flipped passes matter: without them the ramp's classes win on opposite sides.
+  EXPECT_FALSE(aug.equal(single));
+}
+
 }  // namespace

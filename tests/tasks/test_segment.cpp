@@ -4,11 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
 #include "semaim/config/config.h"
+#include "semaim/core/errors.h"
+#include "semaim/data/label_map.h"
 #include "semaim/engine/checkpointer.h"
 #include "semaim/io/safetensors.h"
 #include "semaim/tasks/pretrain.h"
@@ -61,6 +65,58 @@ TEST(Segment, TrainsEvaluatesAndKeepsTheBestCheckpointByMiou) {
   EXPECT_DOUBLE_EQ(semaim::engine::read_manifest(r.best_checkpoint)["metrics"]["mIoU"].get<double>(), r.best_miou);
   EXPECT_DOUBLE_EQ(semaim::test::read_summary(r.run_dir, "segment")["mIoU"].get<double>(), r.scores.miou);
   EXPECT_TRUE(fs::exists(fs::path(r.run_dir) / "segment_classes.csv"));
+}
+
+TEST(Segment, PredictWritesPalettePngsThatScoreAsTheRunsOwnEvaluation) {
+  if (!have_data()) GTEST_SKIP() << "no fmnist-seg at " << SEMAIM_SEGDATA_DIR << " (run tools/setup.sh)";
+  semaim::test::TempDir tmp;
+  const Config c = tiny(tmp.path(), "seg");
+  const SegmentResult r = train_quietly(c);
+  // The run's last evaluation scored the first 24 validation images: copy them and their label maps.
+  const fs::path root(SEMAIM_SEGDATA_DIR);
+  fs::create_directories(tmp.path() / "images" / "sub");
+  fs::create_directories(tmp.path() / "gt" / "sub");
+  for (int i = 0; i < 24; ++i) {
+    char stem[32];
+    std::snprintf(stem, sizeof stem, "fseg_%05d", i);
+    fs::copy_file(root / "images/validation" / (std::string(stem) + ".jpg"), tmp.path() / "images/sub" / (std::string(stem) + ".jpg"));
+    fs::copy_file(root / "annotations/validation" / (std::string(stem) + ".png"), tmp.path() / "gt/sub" / (std::string(stem) + ".png"));
+  }
+  SegmentPredictOptions po;
+  po.checkpoint = r.last_checkpoint;
+  po.images = (tmp.path() / "images").string();
+  po.out_dir = (tmp.path() / "pred").string();
+  po.quiet = true;
+  EXPECT_EQ(segment_predict(c, po), 24);
+  const fs::path first = tmp.path() / "pred/sub/fseg_00000.png";
+  ASSERT_TRUE(fs::exists(first));
+  const at::Tensor pred = semaim::data::read_label_map(first.string());
+  EXPECT_EQ(pred.sizes(), semaim::data::read_label_map((tmp.path() / "gt/sub/fseg_00000.png").string()).sizes());
+  EXPECT_LT(pred.max().item<int>(), 11);
+  std::ifstream png(first, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("PLTE"), std::string::npos);  // a palette image
+  // Scored like the run's evaluation of the same checkpoint: the same numbers.
+  semaim::eval::LabelFolders f;
+  f.pred_dir = (tmp.path() / "pred/sub").string();
+  f.gt_dir = (tmp.path() / "gt/sub").string();
+  f.reduce_zero_label = true;
+  f.num_classes = 11;
+  const semaim::eval::SegScores s = semaim::eval::evaluate_label_folders(f);
+  EXPECT_EQ(s.images, 24);
+  EXPECT_DOUBLE_EQ(s.miou, r.scores.miou);
+  EXPECT_DOUBLE_EQ(s.aacc, r.scores.aacc);
+  // A checkpoint of another model is an error naming its weights file.
+  Config other = c;
+  other.apply_overrides({"segment.channels=16"});
+  po.out_dir = (tmp.path() / "pred2").string();
+  try {
+    segment_predict(other, po);
+    ADD_FAILURE() << "a checkpoint of another architecture was accepted";
+  } catch (const semaim::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("weights.safetensors"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(tmp.path() / "pred2"));
 }
 
 TEST(Segment, ResumeIsBitwiseEqualToAnUninterruptedRun) {

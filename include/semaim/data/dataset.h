@@ -65,8 +65,10 @@ class MemoryDataset final : public Dataset {
   std::vector<Target> targets_;  // empty: labels only
 };
 
-// The largest number of classes a list file may number (every class below its largest label gets a name).
-constexpr int64_t kMaxListClasses = 1000000;
+// The largest number of classes a list file may number (every class below its largest label gets a name):
+// over four times ImageNet-21k's 21 841, and a name table that takes a fraction of a second to build (a cap
+// of a million let a 10-byte file cost 1.6 s in the fuzz build; docs/reliability.md, findings).
+constexpr int64_t kMaxListClasses = 100000;
 
 struct ImageFile {
   std::string path;
@@ -128,5 +130,9 @@ int64_t count_classes(const Dataset& set);
 
 // True for the file extensions torchvision's ImageFolder accepts (case-insensitive).
 bool has_image_extension(const std::string& path);
+
+// Every image file under dir (recursively, by has_image_extension), sorted by path; symlinks followed.
+// InputError naming dir when it cannot be listed.
+std::vector<std::string> list_image_files(const std::string& dir);
 
 }  // namespace semaim::data

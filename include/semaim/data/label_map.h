@@ -29,6 +29,10 @@ at::Tensor reduce_zero_label(const at::Tensor& labels);
 // An RGB colour per class index.
 using Palette = std::vector<std::array<uint8_t, 3>>;
 
+// n distinct colours for class indices 0..n-1 (n <= 256): the PASCAL VOC colour map (the bits of the index
+// spread over R, G and B from the high bit down), 0 black.
+Palette class_palette(int64_t n);
+
 // PNG bytes of (H, W) uint8 indices: an 8-bit palette image with `palette` (at most 256 colours; indices past
 // its end are black), or 8-bit grayscale when `palette` is empty.
 std::string encode_label_png(const at::Tensor& labels, const Palette& palette = {});

@@ -18,6 +18,7 @@
 #include "semaim/engine/sinks.h"
 #include "semaim/engine/step.h"
 #include "semaim/engine/train_state.h"
+#include "semaim/engine/trained_run.h"
 
 namespace semaim::engine {
 
@@ -59,6 +60,11 @@ struct TrainSummary {
 // The training fields of a task's run summary: run_dir, steps, skipped_steps, first_loss, last_loss,
 // images_per_sec, seconds and checkpoint (the last manifest); a task adds its own.
 nlohmann::json summary_json(const std::string& run_dir, const TrainSummary& s);
+
+// Fills `out` from the trainer's summary and the checkpoint `manager` keeps best; returns that checkpoint's
+// `metric` (from its manifest), or `current` when no checkpoint is marked best.
+double finish_trained_run(TrainedRun& out, const std::string& run_dir, const TrainSummary& sum,
+                          const CheckpointManager& manager, const std::string& metric, double current);
 
 // Writes `summary` to <run dir>/<task>_summary.json on rank 0 (atomically).
 void write_summary(const RunContext& ctx, const std::string& task, const nlohmann::json& summary);

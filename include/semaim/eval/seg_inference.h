@@ -33,9 +33,19 @@ struct SegEvalOptions {
   std::array<double, 2> test_scale{2048, 512};  // keep-ratio resize target (long, short edges)
   std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};  // on [0, 1]
   bool fail_on_bad_image = false;
+  // Test-time augmentation as mmseg's MultiScaleFlipAug + aug_test: the image at every ratio of test_scale
+  // (each edge floored), each also flipped horizontally when flip, and the softmax probabilities at the
+  // original size averaged before the argmax. {1.0} without flip is the single-scale test.
+  std::vector<double> ratios{1.0};
+  bool flip = false;
 };
 
-// Samples [begin, end) of `set` through infer_logits, predictions at each image's original size, added to
+// The predicted class of every pixel of the image file at `path`, at its original size, through the test
+// pipeline and infer_logits (with o's test-time augmentation). -> (H, W) int64; BadImage for a file that
+// does not decode.
+at::Tensor predict_image(const SegLogitsFn& logits, const std::string& path, const SegEvalOptions& o);
+
+// Samples [begin, end) of `set` predicted as predict_image does, predictions at each image's original size, added to
 // `metric`. -> the samples skipped because their image or label map is bad (BadImage; thrown instead when
 // fail_on_bad_image)
 int64_t evaluate_segmentation(const SegLogitsFn& logits, const data::SegDataset& set, int64_t begin, int64_t end,

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "semaim/config/config.h"
+#include "semaim/engine/trained_run.h"
 #include "semaim/data/mixup.h"
 
 namespace semaim::tasks {
@@ -15,10 +16,7 @@ struct FinetuneOptions {
   bool quiet = false;
 };
 
-struct FinetuneResult {
-  std::string run_dir, last_checkpoint, best_checkpoint;
-  int64_t steps = 0, skipped_steps = 0;
-  double first_loss = 0, last_loss = 0, images_per_sec = 0, seconds = 0;
+struct FinetuneResult : engine::TrainedRun {
   double top1 = 0, top5 = 0, val_loss = 0;  // the final evaluation (percent)
   double best_top1 = 0;                     // over every evaluation of the run's checkpoints
   double ema_top1 = -1;                     // the EMA model's final top-1 when finetune.ema (else -1)

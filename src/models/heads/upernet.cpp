@@ -55,7 +55,7 @@ ConvModuleImpl::ConvModuleImpl(int64_t in, int64_t out, int64_t kernel) {
   conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
                                                        .padding(kernel / 2)
                                                        .bias(false)));
-  bn = register_module("bn", torch::nn::BatchNorm2d(out));
+  bn = register_module("bn", SyncBatchNorm2d(out));
   // mmcv ConvModule.init_weights: kaiming normal, fan_out, for ReLU; norm weight 1, bias 0 (libtorch's default).
   torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
 }
@@ -64,7 +64,7 @@ at::Tensor ConvModuleImpl::forward(const at::Tensor& x) { return at::relu(bn->fo
 
 VitNeckImpl::VitNeckImpl(int64_t dim) {
   auto deconv = [dim] { return torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(dim, dim, 2).stride(2)); };
-  fpn1 = register_module("fpn1", torch::nn::Sequential(deconv(), torch::nn::BatchNorm2d(dim), torch::nn::GELU(),
+  fpn1 = register_module("fpn1", torch::nn::Sequential(deconv(), SyncBatchNorm2d(dim), torch::nn::GELU(),
                                                         deconv()));
   fpn2 = register_module("fpn2", torch::nn::Sequential(deconv()));
 }

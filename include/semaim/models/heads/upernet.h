@@ -5,7 +5,6 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
@@ -15,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "semaim/models/sync_batchnorm.h"
 #include "semaim/models/vit.h"
 
 namespace semaim::models {
@@ -34,18 +34,19 @@ struct UperNetConfig {
   void validate(const std::string& where = "model") const;
 };
 
-// mmcv ConvModule: conv (no bias) -> BatchNorm -> ReLU, keys conv.* and bn.*.
+// mmcv ConvModule: conv (no bias) -> BatchNorm (synchronized over ranks once set_sync_batchnorm gave it a
+// reduction) -> ReLU, keys conv.* and bn.*.
 class ConvModuleImpl : public torch::nn::Module {
  public:
   ConvModuleImpl(int64_t in, int64_t out, int64_t kernel);
   // x: (N, in, H, W) -> (N, out, H, W)
   at::Tensor forward(const at::Tensor& x);
   torch::nn::Conv2d conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
+  SyncBatchNorm2d bn{nullptr};
 };
 TORCH_MODULE(ConvModule);
 
-// The ViT neck of MAE's / BEiT's segmentation backbones: fpn1 = deconv, BN, GELU, deconv (x4); fpn2 = deconv
+// The ViT neck of MAE's / BEiT's segmentation backbones: fpn1 = deconv, (Sync)BN, GELU, deconv (x4); fpn2 = deconv
 // (x2); fpn3 = identity; fpn4 = 2x2 max-pool (x0.5).
 class VitNeckImpl : public torch::nn::Module {
  public:
