@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
       modes.push_back(mode);
       infer.push_back(io);
     }
-    const eval::SegLogitsFn logits = [&](const at::Tensor& x) { return model->forward(x).logits; };
+    const eval::SegLogitsFn logits = tasks::segmenter_logits(model, at::kCPU, false);
     for (const auto& io : infer) eval::infer_logits(logits, image, io);  // warm-up
     const auto rates = round_robin(infer.size(), o.repeats, [&](size_t i) {
       for (int64_t k = 0; k < o.steps; ++k) eval::infer_logits(logits, image, infer[i]);

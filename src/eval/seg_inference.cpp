@@ -20,9 +20,12 @@ namespace {
 at::Tensor padded_logits(const SegLogitsFn& logits, const at::Tensor& image, int64_t patch) {
   const int64_t h = image.size(2), w = image.size(3);
   const int64_t ph = (patch - h % patch) % patch, pw = (patch - w % patch) % patch;
-  if (ph == 0 && pw == 0) return logits(image).to(at::kFloat);
-  const at::Tensor padded = at::constant_pad_nd(image, {0, pw, 0, ph}, 0.0);
-  return logits(padded).to(at::kFloat).slice(2, 0, h).slice(3, 0, w);
+  const at::Tensor input = ph == 0 && pw == 0 ? image : at::constant_pad_nd(image, {0, pw, 0, ph}, 0.0);
+  const at::Tensor out = logits(input).to(at::kFloat);
+  if (out.dim() != 4 || out.size(2) != input.size(2) || out.size(3) != input.size(3))
+    throw RuntimeFailure("segmentation logits of an input of " + c10::str(input.sizes()) + " came back as " +
+                         c10::str(out.sizes()) + ": a SegLogitsFn returns them at the input's size");
+  return ph == 0 && pw == 0 ? out : out.slice(2, 0, h).slice(3, 0, w);
 }
 
 }  // namespace

@@ -7,7 +7,6 @@
 #include "semaim/data/dataset.h"
 #include "semaim/data/decode.h"
 #include "semaim/data/label_map.h"
-#include "semaim/engine/autocast.h"
 #include "semaim/engine/run.h"
 #include "semaim/io/atomic_file.h"
 #include "semaim/tasks/segment.h"
@@ -35,10 +34,7 @@ int64_t segment_predict(const config::Config& cfg, const SegmentPredictOptions& 
                                                 std::to_string(s.model.num_classes));
   models::UperNet model = load_segmenter(s, opts.checkpoint, device);
   const data::Palette palette = data::class_palette(s.model.num_classes);
-  const auto logits = [&](const at::Tensor& imgs) {
-    engine::AutocastGuard ac(device.type(), s.train.bf16);
-    return model->forward(imgs.to(device)).logits.to(at::kFloat).cpu();
-  };
+  const eval::SegLogitsFn logits = segmenter_logits(model, device, s.train.bf16);
   at::NoGradGuard no_grad;
   int64_t written = 0, bad = 0;
   for (const std::string& path : images) {

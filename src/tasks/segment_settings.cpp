@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "semaim/core/errors.h"
+#include "semaim/engine/autocast.h"
 #include "semaim/engine/checkpointer.h"
 #include "semaim/io/safetensors.h"
 #include "semaim/models/weights.h"
@@ -119,6 +120,13 @@ models::UperNet load_segmenter(const SegmentSettings& s, const std::string& chec
   model->to(device);
   model->eval();
   return model;
+}
+
+eval::SegLogitsFn segmenter_logits(models::UperNet& model, const at::Device& device, bool bf16) {
+  return [model, device, bf16](const at::Tensor& imgs) mutable {
+    engine::AutocastGuard ac(device.type(), bf16);
+    return model->predict_logits(imgs.to(device)).to(at::kFloat).cpu();
+  };
 }
 
 }  // namespace semaim::tasks

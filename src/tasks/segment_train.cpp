@@ -11,7 +11,6 @@
 #include "semaim/data/seg_dataset.h"
 #include "semaim/data/settings.h"
 #include "semaim/dist/comm.h"
-#include "semaim/engine/autocast.h"
 #include "semaim/engine/trainer.h"
 #include "semaim/eval/seg_inference.h"
 #include "semaim/io/atomic_file.h"
@@ -81,12 +80,8 @@ eval::SegScores evaluate(models::UperNet& model, const engine::RunContext& ctx, 
   const int64_t n = s.eval_limit > 0 ? std::min(s.eval_limit, val.size()) : val.size();
   const int64_t begin = ctx.rank() * n / ctx.world(), end = (ctx.rank() + 1) * n / ctx.world();
   eval::SegMetric metric(s.model.num_classes, s.model.ignore_index);
-  const int64_t skipped = eval::evaluate_segmentation(
-      [&](const at::Tensor& imgs) {
-        engine::AutocastGuard ac(ctx.device.type(), s.train.bf16);
-        return model->forward(imgs.to(ctx.device)).logits.to(at::kFloat).cpu();
-      },
-      val, begin, end, s.eval, metric);
+  const int64_t skipped = eval::evaluate_segmentation(segmenter_logits(model, ctx.device, s.train.bf16), val,
+                                                      begin, end, s.eval, metric);
   model->train(was_training);
   // Pixel counts stay exact in doubles far past any split's size.
   at::Tensor areas = metric.areas().to(at::kDouble);

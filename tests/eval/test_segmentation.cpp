@@ -9,6 +9,7 @@
 
 #include "input_error.h"
 #include "run_command.h"
+#include "semaim/core/errors.h"
 #include "semaim/data/label_map.h"
 #include "semaim/eval/seg_inference.h"
 #include "semaim/eval/segmentation.h"
@@ -226,6 +227,21 @@ TEST(SegInference, FlipAndMultiScaleAverageSoftmaxAtTheOriginalSizeAsMmsegAugTes
   EXPECT_TRUE(aug.equal(prob.argmax(1).squeeze(0)));
   // The flipped passes matter: without them the ramp's classes win on opposite sides.
   EXPECT_FALSE(aug.equal(single));
+}
+
+TEST(SegInference, LogitsThatAreNotAtTheInputSizeAreRefused) {
+  // A decode head's quarter-size map must be resized to the input first (UperNet::predict_logits); summing it
+  // into the window's place of a full-size map was wrong (slide: a shape error; whole: misplaced padding).
+  const semaim::eval::SegLogitsFn quarter = [](const at::Tensor& x) {
+    return at::zeros({x.size(0), 2, x.size(2) / 4, x.size(3) / 4});
+  };
+  semaim::eval::SegInferOptions o;
+  o.patch = 4;
+  for (const char* mode : {"whole", "slide"}) {
+    o.mode = mode;
+    o.crop = 8, o.stride = 4;
+    EXPECT_THROW(semaim::eval::infer_logits(quarter, at::randn({1, 3, 16, 16}), o), semaim::RuntimeFailure) << mode;
+  }
 }
 
 }  // namespace

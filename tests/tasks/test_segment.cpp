@@ -119,6 +119,19 @@ TEST(Segment, PredictWritesPalettePngsThatScoreAsTheRunsOwnEvaluation) {
   EXPECT_FALSE(fs::exists(tmp.path() / "pred2"));
 }
 
+TEST(Segment, SlidingWindowsWorkWhenTheDecodeHeadIsCoarserThanTheInput) {
+  if (!have_data()) GTEST_SKIP() << "no fmnist-seg at " << SEMAIM_SEGDATA_DIR << " (run tools/setup.sh)";
+  semaim::test::TempDir tmp;
+  // Patch 16 as ViT-B: the neck's finest level is 4x the token grid, a quarter of each 32x32 window.
+  Config c = tiny(tmp.path(), "p16");
+  c.apply_overrides({"model.name=aim_tiny_patch16", "model.depth=4", "model.embed_dim=32", "model.num_heads=2",
+                     "segment.crop_size=64", "segment.mode=slide", "segment.slide_crop=32",
+                     "segment.slide_stride=24", "segment.max_steps=1", "segment.eval_limit=8"});
+  const SegmentResult r = train_quietly(c);
+  EXPECT_EQ(r.scores.images, 8);
+  EXPECT_GT(r.scores.aacc, 0.0);
+}
+
 TEST(Segment, ResumeIsBitwiseEqualToAnUninterruptedRun) {
   if (!have_data()) GTEST_SKIP() << "no fmnist-seg at " << SEMAIM_SEGDATA_DIR << " (run tools/setup.sh)";
   semaim::test::TempDir tmp;

@@ -37,4 +37,8 @@ std::unique_ptr<engine::Optimizer> make_segment_optimizer(const SegmentSettings&
 // directory) for the model `s` describes, in eval mode on `device`; strict: every key with its shape.
 models::UperNet load_segmenter(const SegmentSettings& s, const std::string& checkpoint, const at::Device& device);
 
+// The model's logits at its input's size (UperNet::predict_logits: the decode head's quarter-size map resized
+// bilinearly, as mmseg's encode_decode) on `device`, under bf16 autocast when asked, back as float32 CPU.
+eval::SegLogitsFn segmenter_logits(models::UperNet& model, const at::Device& device, bool bf16);
+
 }  // namespace semaim::tasks
