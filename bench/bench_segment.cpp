@@ -98,7 +98,7 @@ void print_rates(const char* what, const std::vector<std::string>& names,
   std::printf("| %s | images/s (median) | min | max |\n|---|---|---|---|\n", what);
   for (size_t i = 0; i < names.size(); ++i) {
     const auto [mn, mx] = std::minmax_element(rates[i].begin(), rates[i].end());
-    std::printf("| %s | %.2f | %.2f | %.2f |\n", names[i].c_str(), core::median(rates[i]), *mn, *mx);
+    std::printf("| %s | %.3g | %.3g | %.3g |\n", names[i].c_str(), core::median(rates[i]), *mn, *mx);
     out[names[i]] = rates[i];
   }
   std::printf("\n");

@@ -130,3 +130,45 @@ TEST_F(Distributed, ACheckpointOfTwoRanksResumesOnOneRankAndFinishesTheSchedule)
             << "\n";
   EXPECT_LE(diff, 1e-6);
 }
+
+namespace {
+
+// One step of `semaim segment train` on the small default; -> the step-1 weights (running statistics included).
+semaim::io::NamedTensors segment_step_weights(const std::string& prefix, const fs::path& out, int64_t batch) {
+  const std::string cfg = std::string(SEMAIM_SOURCE_DIR) + "/configs/segment/upernet-fmnist-p4_1xb16-fmnist_seg.yaml";
+  const auto r = run_command(prefix + SEMAIM_BINARY + " segment train " + cfg + " --set run.output_dir=" +
+                             out.string() + " --set run.name=seg --set segment.data_root=" + SEMAIM_SEGDATA_DIR +
+                             " --set run.threads=1 --set data.num_workers=1 --set segment.drop_path=0"
+                             " --set segment.max_steps=1 --set segment.eval_limit=4 --set log.progress=off"
+                             " --set checkpoint.every_steps=1 --set segment.batch_size=" +
+                             std::to_string(batch));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return semaim::io::load_safetensors((out / "seg" / "checkpoints" / "step-00000001.weights.safetensors").string())
+      .tensors;
+}
+
+at::Tensor tensor_named(const semaim::io::NamedTensors& w, const std::string& name) {
+  for (const auto& [n, t] : w)
+    if (n == name) return t;
+  ADD_FAILURE() << "no tensor " << name;
+  return at::zeros({1});
+}
+
+}  // namespace
+
+TEST_F(Distributed, TwoRanksNormalizeTheSegmentationHeadsWithTheStatisticsOfTheGlobalBatch) {
+  if (!fs::exists(std::string(SEMAIM_SEGDATA_DIR) + "/.complete")) GTEST_SKIP() << "no fmnist-seg (tools/setup.sh)";
+  // The same four canvases: two ranks of two, and one rank of four. The first BatchNorm's running mean after
+  // one step (0.1 x the batch mean) sees the encoder's features of all four on both.
+  const auto two = segment_step_weights(kMpirun, tmp_.path() / "two", 2);
+  const auto one = segment_step_weights("", tmp_.path() / "one", 4);
+  const auto half = segment_step_weights("", tmp_.path() / "half", 2);
+  for (const std::string name : {"neck.fpn1.1.running_mean", "neck.fpn1.1.running_var"}) {
+    const at::Tensor a = tensor_named(two, name), b = tensor_named(one, name), c = tensor_named(half, name);
+    const double diff = (a - b).abs().max().item<double>();
+    std::cout << name << ": max |2 ranks x 2 - 1 rank x 4| = " << diff
+              << ", |1 rank x 2 - 1 rank x 4| = " << (c - b).abs().max().item<double>() << "\n";
+    EXPECT_LE(diff, 1e-5) << name;
+    EXPECT_GT((c - b).abs().max().item<double>(), 1e-3) << name << ": half the batch should differ";
+  }
+}
