@@ -66,8 +66,8 @@ class MemoryDataset final : public Dataset {
 };
 
 // The largest number of classes a list file may number (every class below its largest label gets a name):
-// over four times ImageNet-21k's 21 841, and a name table that takes a fraction of a second to build (a cap
-// of a million let a 10-byte file cost 1.6 s in the fuzz build; docs/reliability.md, findings).
+// over four times ImageNet-21k's 21 841, and small enough that a tiny file cannot make building the name
+// table slow (docs/reliability.md, fuzzing findings).
 constexpr int64_t kMaxListClasses = 100000;
 
 struct ImageFile {
