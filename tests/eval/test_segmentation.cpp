@@ -4,8 +4,10 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iostream>
 
 #include "input_error.h"
 #include "run_command.h"
@@ -109,11 +111,15 @@ void write_random_folders(const semaim::test::TempDir& dir, int64_t k) {
   }
 }
 
+// The largest |semaim - NumPy| seen, printed by the test.
+double g_worst_difference = 0;
+
 void expect_near_or_both_nan(const nlohmann::json& ref, double got, const std::string& what) {
   if (ref.is_null()) {
     EXPECT_TRUE(std::isnan(got)) << what;
   } else {
     EXPECT_NEAR(got, ref.get<double>(), 1e-9) << what;
+    g_worst_difference = std::max(g_worst_difference, std::abs(got - ref.get<double>()));
   }
 }
 
@@ -146,6 +152,7 @@ TEST(SegMetric, FolderScoresEqualAnIndependentNumpyImplementation) {
     EXPECT_GE(nan_classes, 1) << "the data must hold a class absent from the ground truth";
     EXPECT_EQ(s.images, 5);
   }
+  std::cout << "largest |semaim - NumPy| over every score: " << g_worst_difference << "\n";
 }
 
 TEST(SegMetric, FolderEvaluationNamesMissingAndMismatchedPredictions) {
