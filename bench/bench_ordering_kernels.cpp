@@ -2,12 +2,15 @@
 // composition (src/ordering *_reference) in one run, same inputs, checking the outputs agree.
 //
 // usage: bench_ordering_kernels [--repeats R] [--only OP[,OP...]]
-//   --only runs just the named ops (semantic_order, order_from_keys, parts_order, permute_rows).
+//   --only runs just the named ops (semantic_order, order_from_keys, parts_order, permute_rows, roi_align,
+//   nms).
 // Prints a Markdown table: median wall time over R runs (after a warm-up) of the twin and the reference,
 // and reference/twin, for N=256, L=196 (14x14), D=768 and N=64, L=1024 (32x32), D=1024, fp32 and bf16 tokens.
 // permute_rows has rows for each of the model's uses (the patch tokens in both layouts, the position queries
 // from the shared table, plain gathers), forward and backward, and one for the fused add against adding
-// first.
+// first. The detection ops (kernels/roi_align, kernels/nms) follow: roi_align forward+backward at ViTDet's
+// sizes (512 rois, 256 channels, 7x7 from a 64x64 map) and nms on 2000 boxes, against their ATen references;
+// their CUDA rows print only with a device.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -21,8 +24,12 @@
 #include <vector>
 
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
 
+#include "kernels/nms/nms.h"
+#include "kernels/ops.h"
 #include "kernels/permute_rows/permute_rows.h"
+#include "kernels/roi_align/roi_align.h"
 #include "semaim/core/timing.h"
 #include "semaim/ordering/kernels.h"
 #include "semaim/ordering/ordering.h"
@@ -32,6 +39,69 @@ namespace {
 struct Size {
   int64_t n, gh, gw, d;
 };
+
+// ViTDet's RoI pooling: 512 rois over two images' 64x64 maps of 256 channels (stride 16, 1024 px), 7x7 bins,
+// adaptive sampling, aligned. -> input (2, 256, 64, 64), rois (512, 5)
+std::pair<at::Tensor, at::Tensor> vitdet_rois(const at::Device& device) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(2);
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor input = at::randn({2, 256, 64, 64}, gen, opts);
+  const at::Tensor xy = at::rand({512, 2}, gen, opts) * 900, wh = at::rand({512, 2}, gen, opts) * 300 + 8;
+  const at::Tensor b = at::randint(0, 2, {512, 1}, gen, opts);
+  const at::Tensor rois = at::cat({b, xy, (xy + wh).clamp_max(1024)}, 1);
+  return {input.to(device), rois.to(device)};
+}
+
+// RPN-like boxes for nms: 2000 boxes, many overlapping. -> boxes (2000, 4), scores (2000)
+std::pair<at::Tensor, at::Tensor> nms_boxes(const at::Device& device) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor xy = at::rand({2000, 2}, gen, opts) * 800, wh = at::rand({2000, 2}, gen, opts) * 200 + 4;
+  return {at::cat({xy, xy + wh}, 1).to(device), at::rand({2000}, gen, opts).to(device)};
+}
+
+// The detection ops' rows: the twin (or the CUDA kernel) against the ATen reference on the CPU.
+void detection_rows(const at::Device& device, int repeats, bool roi, bool nms) {
+  const bool cuda = device.is_cuda();
+  const char* backend = cuda ? "CUDA" : "CPU";
+  const auto sync = [&] {
+    if (cuda) torch::cuda::synchronize();
+  };
+  if (roi) {
+    const auto [input, rois] = vitdet_rois(device);
+    const at::Tensor w = at::randn({512, 256, 7, 7}).to(device);
+    at::Tensor a = input.clone().requires_grad_(), b = input.cpu().requires_grad_();
+    const auto [twin, refm] = semaim::core::paired_median_ms(
+        [&] {
+          a.mutable_grad() = at::Tensor();
+          (semaim::kernels::roi_align(a, rois, 1.0 / 16, 7, 7, 0, true) * w).sum().backward();
+          sync();
+        },
+        [&] {
+          b.mutable_grad() = at::Tensor();
+          (semaim::kernels::roi_align_reference(b, rois.cpu(), 1.0 / 16, 7, 7, 0, true) * w.cpu())
+              .sum()
+              .backward();
+        },
+        repeats);
+    std::printf(
+        "| roi_align %s (forward+backward, 512 rois, 7x7, adaptive) | 2 | 4096 | 256 | float32 | %.2f | "
+        "%.2f | %.2fx | %s |\n",
+        backend, twin, refm, refm / twin, at::allclose(a.grad().cpu(), b.grad(), 0, 1e-4) ? "yes" : "NO");
+  }
+  if (nms) {
+    const auto [boxes, scores] = nms_boxes(device);
+    at::Tensor kf, kr;
+    const auto [twin, refm] = semaim::core::paired_median_ms(
+        [&] {
+          kf = semaim::kernels::nms(boxes, scores, 0.7);
+          sync();
+        },
+        [&] { kr = semaim::kernels::nms_reference(boxes.cpu(), scores.cpu(), 0.7); }, repeats);
+    std::printf("| nms %s (2000 boxes, IoU 0.7) | - | 2000 | - | float32 | %.2f | %.2f | %.2fx | %s |\n",
+                backend, twin, refm, refm / twin, at::equal(kf.cpu(), kr) ? "yes" : "NO");
+  }
+}
 
 }  // namespace
 
@@ -214,6 +284,15 @@ int main(int argc, char** argv) {
           [&] { cr = conv_layout(torch::autograd::grad({yrb}, {xr}, {w}, /*retain_graph=*/true)[0]); },
           [&] { return at::equal(cf, cr); });
     }
+  }
+  // The detection ops (issue 18): the CPU twins, and the CUDA kernels when a device is present.
+  if (runs("roi_align") || runs("nms")) {
+    detection_rows(at::Device(at::kCPU), repeats, runs("roi_align"), runs("nms"));
+    if (torch::cuda::is_available() && semaim::kernels::cuda_ops_built())
+      detection_rows(at::Device(at::kCUDA), repeats, runs("roi_align"), runs("nms"));
+    else
+      std::printf("\n(roi_align / nms CUDA rows skipped: %s)\n",
+                  torch::cuda::is_available() ? "built without the CUDA kernels" : "no CUDA device");
   }
   return 0;
 }

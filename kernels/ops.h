@@ -68,4 +68,31 @@ at::Tensor permute_rows_sum_cpu(const at::Tensor& x, const at::Tensor& index);
 at::Tensor permute_rows_sum_cuda(const at::Tensor& x, const at::Tensor& index);
 void check_permute_rows_sum_args(const at::Tensor& x, const at::Tensor& index, c10::DeviceType device);
 
+// semaim::roi_align (kernels/roi_align): input (N, C, H, W) floating, rois (K, 5) floating [batch_index, x1,
+// y1, x2, y2] on input's device, pooled_h, pooled_w >= 1, spatial_scale > 0 -> (K, C, pooled_h, pooled_w) of
+// input's dtype, computed in the op-math type (fp32 for bf16/fp16).
+at::Tensor roi_align_cpu(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                         int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned);
+at::Tensor roi_align_cuda(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                          int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned);
+void check_roi_align_args(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                          int64_t pooled_h, int64_t pooled_w, c10::DeviceType device);
+// semaim::roi_align_backward: grad (K, C, pooled_h, pooled_w) floating, rois (K, 5) -> the input's gradient
+// (batch, channels, height, width) of grad's dtype, accumulated in the op-math type.
+at::Tensor roi_align_backward_cpu(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                                  int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
+                                  int64_t height, int64_t width, int64_t sampling_ratio, bool aligned);
+at::Tensor roi_align_backward_cuda(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                                   int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
+                                   int64_t height, int64_t width, int64_t sampling_ratio, bool aligned);
+void check_roi_align_backward_args(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                                   int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
+                                   int64_t height, int64_t width, c10::DeviceType device);
+
+// semaim::nms (kernels/nms): boxes (K, 4) xyxy floating, scores (K) floating on boxes' device -> kept indices
+// (int64) by decreasing score, ties in the boxes' order.
+at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold);
+at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold);
+void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, c10::DeviceType device);
+
 }  // namespace semaim::kernels

@@ -15,6 +15,13 @@ TORCH_LIBRARY(semaim, m) {
   m.def("parts_order(Tensor tokens, int gh, int gw, int k, int iters, Tensor noise) -> (Tensor, Tensor)");
   m.def("permute_rows(Tensor x, Tensor index, Tensor? add) -> Tensor");
   m.def("permute_rows_sum(Tensor x, Tensor index) -> Tensor");
+  m.def(
+      "roi_align(Tensor input, Tensor rois, float spatial_scale, int pooled_h, int pooled_w, "
+      "int sampling_ratio, bool aligned) -> Tensor");
+  m.def(
+      "roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_h, int pooled_w, "
+      "int batch, int channels, int height, int width, int sampling_ratio, bool aligned) -> Tensor");
+  m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(semaim, CPU, m) {
@@ -23,6 +30,9 @@ TORCH_LIBRARY_IMPL(semaim, CPU, m) {
   m.impl("parts_order", &semaim::kernels::parts_order_cpu);
   m.impl("permute_rows", &semaim::kernels::permute_rows_cpu);
   m.impl("permute_rows_sum", &semaim::kernels::permute_rows_sum_cpu);
+  m.impl("roi_align", &semaim::kernels::roi_align_cpu);
+  m.impl("roi_align_backward", &semaim::kernels::roi_align_backward_cpu);
+  m.impl("nms", &semaim::kernels::nms_cpu);
 }
 
 #ifdef SEMAIM_WITH_CUDA
@@ -32,6 +42,9 @@ TORCH_LIBRARY_IMPL(semaim, CUDA, m) {
   m.impl("parts_order", &semaim::kernels::parts_order_cuda);
   m.impl("permute_rows", &semaim::kernels::permute_rows_cuda);
   m.impl("permute_rows_sum", &semaim::kernels::permute_rows_sum_cuda);
+  m.impl("roi_align", &semaim::kernels::roi_align_cuda);
+  m.impl("roi_align_backward", &semaim::kernels::roi_align_backward_cuda);
+  m.impl("nms", &semaim::kernels::nms_cuda);
 }
 #endif
 

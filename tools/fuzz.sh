@@ -4,12 +4,12 @@
 # uncaught exception, leak, timeout, out-of-memory) is copied to fuzz/regressions/<target>/ and the exit code
 # is 1. docs/reliability.md#fuzzing.
 #   tools/fuzz.sh [--seconds N | --minutes N] [--jobs J] [--no-build] [target...]
-# Targets: config idx safetensors checkpoint list image pth label_map (default: all). Default: 20 seconds per target,
-# 1 job; --no-build runs the targets already in the build directory.
+# Targets: config idx safetensors checkpoint list image pth label_map coco_json (default: all). Default: 20
+# seconds per target, 1 job; --no-build runs the targets already in the build directory.
 # Env: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_ARGS (extra libFuzzer flags).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-all_targets=(config idx safetensors checkpoint list image pth label_map)
+all_targets=(config idx safetensors checkpoint list image pth label_map coco_json)
 seconds=20
 jobs=1
 build_it=1

@@ -9,10 +9,13 @@ TORCHVISION_VERSION="0.26.0"
 TIMM_VERSION="1.0.31"
 # The event reader the TensorBoard tests check semaim's event files with (tests/io/read_tb_events.py).
 TENSORBOARD_VERSION="2.21.0"
+# The COCO reference the detection tests hold semaim's masks and evaluation to; tools/make_detdata.py uses it.
+PYCOCOTOOLS_VERSION="2.0.11"
 # Wheels whose bundled photographs seed the sample image corpus (tools/make_corpus.py); never installed.
 PHOTO_WHEELS=("scikit-image==0.26.0" "scikit-learn==1.9.1")
 CORPUS_VERSION="v1"
 SEGDATA_VERSION="v1"  # tools/make_segdata.py: bump when its output changes
+DETDATA_VERSION="v1"  # tools/make_detdata.py: bump when its output changes
 : "${SEMAIM_VENV:=${XDG_CACHE_HOME:-$HOME/.cache}/semaim/venv-torch-${TORCH_VERSION}}"
 export SEMAIM_VENV
 
@@ -44,18 +47,18 @@ fi
 
 PY="${SEMAIM_PYTHON:-python3}"
 # A new pin changes the stamp's name, so an existing venv gets the new packages (pip skips what it has).
-stamp="$SEMAIM_VENV/.semaim-ok-${TORCH_VERSION}-${TORCHVISION_VERSION}-${TIMM_VERSION}-tb${TENSORBOARD_VERSION}"
+stamp="$SEMAIM_VENV/.semaim-ok-${TORCH_VERSION}-${TORCHVISION_VERSION}-${TIMM_VERSION}-tb${TENSORBOARD_VERSION}-coco${PYCOCOTOOLS_VERSION}"
 if [ ! -f "$stamp" ]; then
   echo "[setup] preparing the torch ${TORCH_VERSION} venv at $SEMAIM_VENV (about 3 GB when new, once per machine)"
   mkdir -p "$(dirname "$SEMAIM_VENV")"
   [ -x "$SEMAIM_VENV/bin/python" ] || "$PY" -m venv "$SEMAIM_VENV"
   "$SEMAIM_VENV/bin/python" -m pip install -q --upgrade pip
   "$SEMAIM_VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
-    "timm==${TIMM_VERSION}" "tensorboard==${TENSORBOARD_VERSION}" safetensors numpy pyyaml
-  "$SEMAIM_VENV/bin/python" -c "import torch, timm, tensorboard; assert torch.__version__.startswith('${TORCH_VERSION}')"
+    "timm==${TIMM_VERSION}" "tensorboard==${TENSORBOARD_VERSION}" "pycocotools==${PYCOCOTOOLS_VERSION}" safetensors numpy pyyaml
+  "$SEMAIM_VENV/bin/python" -c "import torch, timm, tensorboard, pycocotools; assert torch.__version__.startswith('${TORCH_VERSION}')"
   rm -f "$SEMAIM_VENV"/.semaim-ok-*
   touch "$stamp"
-  installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}, tensorboard ${TENSORBOARD_VERSION}")
+  installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}, tensorboard ${TENSORBOARD_VERSION}, pycocotools ${PYCOCOTOOLS_VERSION}")
 fi
 
 # The sample image corpus (ImageNet layout, ~2000 JPEGs from real photographs) for tests and benchmarks.
@@ -82,6 +85,16 @@ if [ ! -f "$SEMAIM_SEGDATA/.complete" ]; then
   "$SEMAIM_VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/make_segdata.py" --corpus "$SEMAIM_CORPUS" \
     --out "$SEMAIM_SEGDATA"
   installed+=("segmentation data: $SEMAIM_SEGDATA")
+fi
+
+# fmnist-det: the small detection / instance-segmentation dataset (COCO layout) for tests and the detection job.
+: "${SEMAIM_DETDATA:=${XDG_CACHE_HOME:-$HOME/.cache}/semaim/fmnist-det-${DETDATA_VERSION}}"
+export SEMAIM_DETDATA
+if [ ! -f "$SEMAIM_DETDATA/.complete" ]; then
+  echo "[setup] building the fmnist-det dataset at $SEMAIM_DETDATA (about 30 s, once per machine)"
+  "$SEMAIM_VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/make_detdata.py" --corpus "$SEMAIM_CORPUS" \
+    --out "$SEMAIM_DETDATA"
+  installed+=("detection data: $SEMAIM_DETDATA")
 fi
 
 if ((${#installed[@]})); then

@@ -10,6 +10,8 @@
 #include "semaim/cli/launch.h"
 #include "semaim/config/config.h"
 #include "semaim/core/errors.h"
+#include "semaim/tasks/detect.h"
+#include "semaim/tasks/detect_evaluate.h"
 #include "semaim/tasks/finetune.h"
 #include "semaim/tasks/jobs.h"
 #include "semaim/tasks/pretrain.h"
@@ -35,6 +37,9 @@ struct Args {
   tasks::SegmentEvaluateOptions seg_eval;
   tasks::SegmentPredictOptions seg_predict;
   CLI::App *seg_evaluate = nullptr, *seg_train = nullptr, *seg_predict_cmd = nullptr;
+  tasks::DetectEvaluateOptions det_eval;
+  tasks::DetectPredictOptions det_predict;
+  CLI::App *det_evaluate = nullptr, *det_train = nullptr, *det_predict_cmd = nullptr;
 
   config::Config load() const {
     if (config_path.empty()) {
@@ -114,6 +119,33 @@ void segment_args(CLI::App& c, Args& a) {
   p.add_flag("--quiet", a.seg_predict.quiet, "No console output");
 }
 
+// `detect train CONFIG`, `detect evaluate --annotations --results` and `detect predict CONFIG`.
+void detect_args(CLI::App& c, Args& a) {
+  c.require_subcommand(1);
+  a.det_train = c.add_subcommand("train", "Train and evaluate Mask R-CNN on the detect.* dataset and recipe");
+  training_args(*a.det_train, a);
+  a.det_evaluate = c.add_subcommand("evaluate", "Score a COCO results JSON as pycocotools' COCOeval (12 numbers and "
+                                                "per-category AP)");
+  CLI::App& e = *a.det_evaluate;
+  e.add_option("--annotations", a.det_eval.annotations, "Ground truth: COCO instances JSON")
+      ->required()->check(CLI::ExistingFile);
+  e.add_option("--results", a.det_eval.results, "Detections: COCO results JSON")->required()->check(CLI::ExistingFile);
+  e.add_option("--iou-type", a.det_eval.iou_type, "bbox or segm")->check(CLI::IsMember({"bbox", "segm"}));
+  e.add_option("--json", a.det_eval.out_json, "Write the stats as JSON");
+  e.add_flag("--quiet", a.det_eval.quiet, "Nothing on stdout");
+  a.det_predict_cmd = c.add_subcommand(
+      "predict", "COCO results JSON and drawn PNGs for a folder of images, from a detection checkpoint");
+  CLI::App& p = *a.det_predict_cmd;
+  config_args(p, a, true);
+  p.add_option("--checkpoint", a.det_predict.checkpoint, "Detection checkpoint: manifest, weights file or a run's "
+               "checkpoints directory (its newest)")->required();
+  p.add_option("--images", a.det_predict.images, "Folder of images (recursive) or one image")->required();
+  p.add_option("-o,--out", a.det_predict.out_dir, "Output folder: results.json, images.json, drawn PNGs")->required();
+  p.add_option("--draw-threshold", a.det_predict.draw_threshold, "Draw detections scoring at least this")
+      ->check(CLI::Range(0.0, 1.0));
+  p.add_flag("--quiet", a.det_predict.quiet, "No console output");
+}
+
 template <class Options>
 Options training_options(const Args& a) {
   Options o;
@@ -131,8 +163,9 @@ tasks::LinprobeOptions frozen_options(const Args& a) {
   return o;
 }
 
-const std::vector<Subcommand>& subcommands() {
-  static const std::vector<Subcommand> kTable = {
+// The training and evaluation tasks.
+std::vector<Subcommand> task_subcommands() {
+  return {
       {"pretrain", "SemAIM pretraining of the configured model on the configured dataset", training_args,
        [](const Args& a) {
          tasks::pretrain(a.load(), training_options<tasks::PretrainOptions>(a));
@@ -169,6 +202,22 @@ const std::vector<Subcommand>& subcommands() {
          if (a.seg_predict_cmd && *a.seg_predict_cmd) tasks::segment_predict(a.load(), a.seg_predict);
          return kExitOk;
        }},
+      {"detect",
+       "Detection and instance segmentation: `detect train CONFIG` (ViTDet Mask R-CNN on the encoder), `detect "
+       "predict CONFIG` (results JSON, drawn PNGs), `detect evaluate` (a results JSON scored as pycocotools)",
+       detect_args,
+       [](const Args& a) {
+         if (a.det_evaluate && *a.det_evaluate) tasks::detect_evaluate(a.det_eval);
+         if (a.det_train && *a.det_train) tasks::detect_train(a.load(), tasks::DetectTrainOptions{a.resume, a.quiet});
+         if (a.det_predict_cmd && *a.det_predict_cmd) tasks::detect_predict(a.load(), a.det_predict);
+         return kExitOk;
+       }},
+  };
+}
+
+// Export, launch and config.
+std::vector<Subcommand> tool_subcommands() {
+  return {
       {"export", "Write a checkpoint's encoder (timm key names) as safetensors",
        [](CLI::App& c, Args& a) {
          c.add_option("--checkpoint", a.checkpoint, "Checkpoint file or run directory")->required();
@@ -204,6 +253,14 @@ const std::vector<Subcommand>& subcommands() {
          return kExitOk;
        }},
   };
+}
+
+const std::vector<Subcommand>& subcommands() {
+  static const std::vector<Subcommand> kTable = [] {
+    std::vector<Subcommand> t = task_subcommands();
+    for (auto& s : tool_subcommands()) t.push_back(std::move(s));
+    return t;
+  }();
   return kTable;
 }
 

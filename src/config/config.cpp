@@ -429,4 +429,10 @@ std::string Config::to_yaml() const {
   return std::string(em.c_str()) + "\n";
 }
 
+std::string expand_home(std::string path) {
+  const char* home = std::getenv("HOME");
+  if ((path == "~" || path.rfind("~/", 0) == 0) && home && *home) path = std::string(home) + path.substr(1);
+  return path;
+}
+
 }  // namespace semaim::config

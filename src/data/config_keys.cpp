@@ -12,10 +12,12 @@ void register_config_keys(config::Schema& s) {
        "fashion_mnist",
        "Dataset kind: `fashion_mnist` (IDX files), `image_folder` (ImageNet layout root/<split dir>/<class>/"
        "<images>), `image_list` (list files of `<path> <label>` lines, paths relative to data.root) or "
-       "`unlabeled_folder` (every image under root/<train dir>, pretraining only).",
+       "`unlabeled_folder` (every image under root/<train dir>, pretraining only) or `coco` (COCO instances: "
+       "root/{train,val} with root/annotations/instances_{train,val}.json, or COCO 2017's train2017 / val2017 "
+       "names).",
        {},
        {},
-       {"fashion_mnist", "image_folder", "image_list", "unlabeled_folder"}});
+       {"fashion_mnist", "image_folder", "image_list", "unlabeled_folder", "coco"}});
   s.add({"data.root", T::kString, "/usr/share/datasets/fashion-mnist",
          "Dataset directory: the IDX files, or the root of the image folders / list-file paths."});
   s.add({"data.train_dir", T::kString, "train",
@@ -78,6 +80,17 @@ void register_config_keys(config::Schema& s) {
        {"pixel", "rand", "const"}});
   s.add({"data.recount", T::kInt, "1",
          "`random_erasing`: most boxes per erased sample (the count is uniform in 1..recount).", 1, 100});
+  s.add({"data.skip_empty_images", T::kBool, "true",
+         "`coco` training split: images without a non-crowd annotation are not samples (detectron2's "
+         "filter_empty_annotations); evaluation keeps every image."});
+  s.add({"data.lsj_size", T::kInt, "1024",
+         "`large_scale_jitter` / `resize_fit` (detection): side of the square the image is scaled, cropped and "
+         "padded to (ViTDet: 1024).",
+         1, 16384});
+  s.add({"data.lsj_scale", T::kFloatList, "[0.1, 2.0]",
+         "`large_scale_jitter`: range of the factor of data.lsj_size the image is fitted into (ViTDet "
+         "ResizeScale: [0.1, 2.0]).",
+         1e-3, 100.0});
   s.add({"data.mean", T::kFloatList, "[0.2860]", "Per-channel mean used to normalize inputs in [0, 1]."});
   s.add({"data.std", T::kFloatList, "[0.3530]", "Per-channel standard deviation used to normalize inputs.",
          1e-6});

@@ -16,6 +16,7 @@
 #include "semaim/core/log.h"
 #include "semaim/core/rng.h"
 #include "semaim/data/decode.h"
+#include "semaim/data/det_transforms.h"
 
 namespace semaim::data {
 namespace {
@@ -140,6 +141,7 @@ struct Loader::State {
         continue;
       }
       *target = transform_target(g, source_target, data->source(j));
+      drop_vanished_instances(*target);  // a box with area whose mask covers no output pixel
       return j;
     }
     throw InputError(data->name(), "no sample of the dataset decodes");

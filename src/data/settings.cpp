@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "semaim/core/errors.h"
+#include "semaim/data/coco_dataset.h"
 #include "semaim/data/idx.h"
 
 namespace semaim::data {
@@ -38,6 +39,16 @@ AugmentConfig augment_config(const config::Config& cfg, int64_t out_size, int64_
     throw InputError(
         where, "data.mean and data.std need " + std::to_string(chans) + " values (one per input channel)");
   return a;
+}
+
+LsjConfig lsj_config(const config::Config& cfg) {
+  LsjConfig l;
+  l.size = cfg.get_int("data.lsj_size");
+  const auto scale = cfg.get_floats("data.lsj_scale");
+  if (scale.size() != 2) throw InputError("data.lsj_scale", "needs two values [low, high]");
+  l.scale = {scale[0], scale[1]};
+  validate_lsj(l);
+  return l;
 }
 
 LoaderConfig loader_config(const config::Config& cfg, int64_t batch_size, const AugmentConfig& augment) {
@@ -82,6 +93,11 @@ std::shared_ptr<const Dataset> load_dataset(const config::Config& cfg, const std
                        "image_folder or image_list");
     }
     set = FileDataset::unlabeled_folder(under_root(cfg.get_string("data.train_dir")));
+  } else if (kind == "coco") {
+    const CocoLayout l = coco_layout(root, train ? "train" : "val");
+    CocoOptions opt;
+    opt.skip_empty = train && cfg.get_bool("data.skip_empty_images");
+    set = std::make_shared<const CocoDataset>(l.annotations, l.image_dir, opt);
   } else {
     throw InputError("data.dataset", "unknown dataset kind '" + kind + "'");
   }

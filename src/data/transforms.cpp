@@ -12,6 +12,7 @@
 
 #include "semaim/core/errors.h"
 #include "semaim/core/rng.h"
+#include "semaim/data/det_transforms.h"
 #include "semaim/data/randaugment.h"
 #include "semaim/data/seg_transforms.h"
 
@@ -41,6 +42,8 @@ constexpr NameInfo kNames[] = {{"random_resized_crop", Kind::kSizing},
                                {"center_crop", Kind::kSizing},
                                {"random_resize", Kind::kSizing},
                                {"random_crop", Kind::kSizing},
+                               {"large_scale_jitter", Kind::kSizing},
+                               {"resize_fit", Kind::kSizing},
                                {"hflip", Kind::kFlip},
                                {"pad", Kind::kPad},
                                {"rand_augment", Kind::kPixel},
@@ -159,6 +162,8 @@ std::shared_ptr<const GeometryTransform> make_geometry(const std::string& name, 
   if (name == "center_crop") return std::make_shared<CenterCrop>(cfg.out_size);
   if (name == "random_resize") return make_random_resize(cfg);
   if (name == "random_crop") return make_random_crop(cfg);
+  if (name == "large_scale_jitter") return make_large_scale_jitter({cfg.out_size, cfg.lsj_scale});
+  if (name == "resize_fit") return make_resize_fit(cfg.out_size);
   if (name == "hflip") return std::make_shared<HorizontalFlip>(cfg.hflip);
   if (name == "pad")
     return std::make_shared<Pad>(cfg.pad_size > 0 ? cfg.pad_size : cfg.out_size, cfg.ignore_index);
@@ -301,13 +306,18 @@ Pipeline Pipeline::build(const AugmentConfig& cfg, int64_t channels) {
     add_sample_transform(n, cfg, channels, p.pixel_, p.tensor_);
   }
   const bool seg_crop = sizing == "random_resize, random_crop" || sizing == "random_crop";
-  if (sizing != "random_resized_crop" && sizing != "resize, center_crop" && sizing != "center_crop" && !seg_crop) {
+  // The detection steps crop and pad to out_size x out_size themselves.
+  const bool det_square = sizing == "large_scale_jitter" || sizing == "resize_fit";
+  if (sizing != "random_resized_crop" && sizing != "resize, center_crop" && sizing != "center_crop" && !seg_crop &&
+      !det_square) {
     throw InputError("augment.transforms",
                      "geometry [" + sizing +
                          "] does not end at out_size x out_size; use "
-                         "[random_resized_crop], [resize, center_crop], [center_crop] or [random_resize, "
-                         "random_crop] with pad");
+                         "[random_resized_crop], [resize, center_crop], [center_crop], [random_resize, "
+                         "random_crop] with pad, [large_scale_jitter] or [resize_fit]");
   }
+  if (det_square && seen.count("pad"))
+    throw InputError("augment.transforms", sizing + " pads to out_size itself: do not list pad");
   if (seg_crop && !seen.count("pad"))
     throw InputError("augment.transforms", "random_crop keeps windows smaller than out_size: list pad after it");
   for (int64_t c = 0; c < channels; ++c) {

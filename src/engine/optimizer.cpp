@@ -20,6 +20,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 bool decays(const std::string& name, const at::Tensor& p, const GroupRule& rule) {
   for (const auto& n : rule.no_decay_names)
     if (n == name) return false;
+  if (rule.decay_if) return rule.decay_if(name, p);
   return p.dim() >= 2 && !ends_with(name, ".bias");
 }
 

@@ -32,6 +32,23 @@ models::LoadReport load_init_encoder(models::VitEncoderImpl& enc, const std::str
   return r;
 }
 
+models::LoadReport load_init_backbone(models::VitDetBackboneImpl& net, const models::VitConfig& vit,
+                                      const std::string& path) {
+  models::VitConfig enc_cfg = vit;
+  enc_cfg.drop_path_rate = 0.0;
+  models::VitEncoder enc(enc_cfg);
+  load_init_encoder(*enc, path);
+  models::LoadOptions o;
+  o.where = path;
+  o.allow_extra = true;    // the encoder's final norm: ViTDet's pyramid reads the last block's output
+  o.allow_missing = true;  // the relative position tables
+  models::LoadReport r = models::load_weights(net, models::module_weights(*enc), o);
+  for (const std::string& k : r.missing)
+    if (k.find(".rel_pos_") == std::string::npos)
+      throw InputError(path, "detect.init: backbone weight '" + k + "' has no counterpart in the encoder");
+  return r;
+}
+
 models::VitEncoder frozen_encoder(const config::Config& cfg, bool random_init, const std::string& path,
                                   std::string& source) {
   at::manual_seed(static_cast<uint64_t>(cfg.get_int("run.seed")));

@@ -24,6 +24,7 @@ config::Schema build() {
   register_finetune_keys(s);
   register_knn_keys(s);
   register_segment_keys(s);
+  register_detect_keys(s);
   s.rename("train", "pretrain");
   return s;
 }

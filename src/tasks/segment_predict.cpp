@@ -9,6 +9,7 @@
 #include "semaim/data/label_map.h"
 #include "semaim/engine/run.h"
 #include "semaim/io/atomic_file.h"
+#include "semaim/tasks/predict_inputs.h"
 #include "semaim/tasks/segment.h"
 #include "semaim/tasks/segment_settings.h"
 
@@ -22,13 +23,7 @@ int64_t segment_predict(const config::Config& cfg, const SegmentPredictOptions& 
   const engine::RunSettings run = engine::RunSettings::read(cfg);
   at::set_num_threads(static_cast<int>(run.threads));
   const at::Device device = engine::select_device(run.device);
-  std::error_code ec;
-  const bool one_file = fs::is_regular_file(opts.images, ec);
-  if (!one_file && !fs::is_directory(opts.images, ec))
-    throw InputError(opts.images, "is neither an image file nor a folder of images");
-  const std::vector<std::string> images =
-      one_file ? std::vector<std::string>{opts.images} : data::list_image_files(opts.images);
-  if (images.empty()) throw InputError(opts.images, "holds no image files");
+  const PredictInputs inputs = PredictInputs::list(opts.images);
   if (s.model.num_classes > 256)
     throw InputError("segment.num_classes", "a label PNG holds at most 256 classes, the model has " +
                                                 std::to_string(s.model.num_classes));
@@ -37,7 +32,7 @@ int64_t segment_predict(const config::Config& cfg, const SegmentPredictOptions& 
   const eval::SegLogitsFn logits = segmenter_logits(model, device, s.train.bf16);
   at::NoGradGuard no_grad;
   int64_t written = 0, bad = 0;
-  for (const std::string& path : images) {
+  for (const std::string& path : inputs.paths) {
     at::Tensor labels;
     try {
       labels = eval::predict_image(logits, path, s.eval);
@@ -47,11 +42,7 @@ int64_t segment_predict(const config::Config& cfg, const SegmentPredictOptions& 
       ++bad;
       continue;
     }
-    const fs::path rel = one_file ? fs::path(path).filename() : fs::path(path).lexically_relative(opts.images);
-    const fs::path out = (fs::path(opts.out_dir) / rel).replace_extension(".png");
-    fs::create_directories(out.parent_path(), ec);
-    if (ec) throw RuntimeFailure("cannot create " + out.parent_path().string() + ": " + ec.message());
-    io::atomic_write(out.string(), data::encode_label_png(labels.to(at::kByte), palette));
+    io::atomic_write(inputs.output_for(path, opts.out_dir, ".png").string(), data::encode_label_png(labels.to(at::kByte), palette));
     ++written;
   }
   core::log_info("segment predict: " + std::to_string(written) + " label PNGs in " + opts.out_dir +

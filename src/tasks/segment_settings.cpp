@@ -1,7 +1,6 @@
 // The segment.* section (segment_settings.h).
 #include "semaim/tasks/segment_settings.h"
 
-#include <cstdlib>
 #include <fstream>
 
 #include "semaim/core/errors.h"
@@ -13,13 +12,6 @@
 
 namespace semaim::tasks {
 namespace {
-
-// A home-relative path, as a shell would expand it.
-std::string expand_home(std::string p) {
-  const char* home = std::getenv("HOME");
-  if ((p == "~" || p.rfind("~/", 0) == 0) && home && *home) p = std::string(home) + p.substr(1);
-  return p;
-}
 
 std::vector<std::string> read_lines(const std::string& path) {
   std::vector<std::string> out;
@@ -34,11 +26,11 @@ std::vector<std::string> read_lines(const std::string& path) {
 data::SegLayout layout(const config::Config& cfg, const std::string& split) {
   data::SegLayout l;
   if (cfg.get_string("segment.layout") == "ade20k") {
-    l = data::ade20k_layout(expand_home(cfg.get_string("segment.data_root")),
+    l = data::ade20k_layout(config::expand_home(cfg.get_string("segment.data_root")),
                             split == "train" ? "training" : "validation");
   } else {
-    l.img_dir = expand_home(cfg.get_string("segment." + split + "_img_dir"));
-    l.ann_dir = expand_home(cfg.get_string("segment." + split + "_ann_dir"));
+    l.img_dir = config::expand_home(cfg.get_string("segment." + split + "_img_dir"));
+    l.ann_dir = config::expand_home(cfg.get_string("segment." + split + "_ann_dir"));
     l.img_suffix = cfg.get_string("segment.img_suffix");
     l.seg_suffix = cfg.get_string("segment.seg_suffix");
     l.reduce_zero_label = cfg.get_bool("segment.reduce_zero_label");

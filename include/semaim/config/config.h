@@ -111,4 +111,7 @@ class Config {
   std::string path_;
 };
 
+// A home-relative path value ("~" or "~/..."), expanded as a shell would; any other string unchanged.
+std::string expand_home(std::string path);
+
 }  // namespace semaim::config

@@ -38,6 +38,10 @@ struct AugmentConfig {
   // class covers cat_max_ratio of it (1: never).
   std::array<double, 2> seg_scale{2048, 512}, ratio_range{0.5, 2.0};
   double cat_max_ratio = 0.75;
+  // `large_scale_jitter` (ViTDet LSJ, det_transforms.h): the image fitted into out_size x (a factor drawn from
+  // lsj_scale), cropped or padded to out_size x out_size. `resize_fit`: its evaluation counterpart (longer side to
+  // out_size, padded).
+  std::array<double, 2> lsj_scale{0.1, 2.0};
   // `rand_augment`: timm's RandAugment string (fill: mean * 255 rounded; resampling: `interpolation`).
   std::string auto_augment = "rand-m9-mstd0.5-inc1";
   // `random_erasing`: timm's RandomErasing probability, fill mode (pixel | const | rand) and most boxes.

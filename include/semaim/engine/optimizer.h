@@ -34,9 +34,13 @@ struct GroupRule {
   std::function<int64_t(const std::string&)> layer_id;
   int64_t num_layers = 1;
   double layer_decay = 1.0;
+  // Replaces the default decay test (at least 2-D, not a bias) when set; no_decay_names still apply. detectron2's
+  // recipes decay biases and exempt only normalization parameters.
+  std::function<bool(const std::string& name, const at::Tensor& p)> decay_if;
 };
 
-// True for parameters that get weight decay under `rule`: at least 2-D, not a bias, not listed.
+// True for parameters that get weight decay under `rule`: not listed, and rule.decay_if (default: at least 2-D,
+// not a bias).
 bool decays(const std::string& name, const at::Tensor& p, const GroupRule& rule = {});
 
 // The groups of `params` under `rule`; parameters that do not require grad are left out.

@@ -6,6 +6,7 @@
 
 #include "semaim/config/config.h"
 #include "semaim/models/vit.h"
+#include "semaim/models/vitdet.h"
 #include "semaim/models/weights.h"
 
 namespace semaim::tasks {
@@ -14,6 +15,12 @@ namespace semaim::tasks {
 // of loaded, missing and unexpected keys. InputError naming the file for a file that is none of the above or
 // an encoder of another architecture.
 models::LoadReport load_init_encoder(models::VitEncoderImpl& enc, const std::string& path);
+
+// The same for ViTDet's backbone (detect.init): the encoder's weights by timm name; its relative position tables
+// are new (zero, as ViTDet initializes them) and the encoder's final norm is not used. `vit` is the encoder as
+// pretrained (the position table's grid).
+models::LoadReport load_init_backbone(models::VitDetBackboneImpl& net, const models::VitConfig& vit,
+                                      const std::string& path);
 
 // The encoder a frozen-feature evaluation (linear probe, k-NN) reads: the weights of `path`, or with
 // random_init the configured model's initialization from run.seed (for aim_* names the two-stream model's
