@@ -12,7 +12,7 @@ out="$root/fuzz/corpus"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$out"
-mkdir -p "$out"/{config,idx,safetensors,checkpoint,list,image,pth,label_map}
+mkdir -p "$out"/{config,idx,safetensors,checkpoint,list,image,pth,label_map,coco_json}
 
 # config: every shipped config resolved by `semaim config` (self-contained), the raw files (their _base_
 # paths point at nothing from the fuzzer's directory), and broken ones.
@@ -128,5 +128,8 @@ done
 
 # label_map: small label PNGs of every kind the reader accepts or rejects and one fmnist-seg map.
 "$py" "$root/fuzz/make_label_maps.py" "$out/label_map" "$SEMAIM_SEGDATA"
+
+# coco_json: small instances files (polygons, RLE, crowd regions), broken ones, and fmnist-det's first images.
+"$py" "$root/fuzz/make_coco_json_corpus.py" "$out/coco_json" "$SEMAIM_DETDATA"
 
 du -sh "$out"

@@ -155,9 +155,9 @@ CocoGroundTruth load_coco_ground_truth(const std::string& path, CocoIouType iou_
       const json& c = a["iscrowd"];
       ann.iscrowd = c.is_boolean() ? c.get<bool>() : to_int(c, where, "iscrowd") != 0;
     }
-    if (iou_type == CocoIouType::kBbox)
-      ann.bbox = to_box(member(a, "bbox", where), where);
-    else
+    // Boxes are read whenever present, so one ground truth loaded for segm also scores boxes.
+    if (iou_type == CocoIouType::kBbox || a.contains("bbox")) ann.bbox = to_box(member(a, "bbox", where), where);
+    if (iou_type == CocoIouType::kSegm)
       ann.rle = segmentation_to_rle(member(a, "segmentation", where), gt.images[img->second], where);
     gt.annotations.push_back(std::move(ann));
   }

@@ -78,6 +78,19 @@ TEST_F(CocoEvalPycocotools, TwelveStatsPerCategoryApAndSummaryTextMatchForBboxAn
   EXPECT_EQ(compared, 18);
 }
 
+// The detection task loads its ground truth once, for segm, and scores boxes and masks with it: the boxes must be
+// there (a ground truth read for segm once had every box at zero, and box AP 0).
+TEST_F(CocoEvalPycocotools, OneGroundTruthLoadedForSegmScoresBoxesAsPycocotools) {
+  for (const std::string c : kCases) {
+    SCOPED_TRACE(c);
+    const auto gt = ev::load_coco_ground_truth(file(c + "/gt.json"), ev::CocoIouType::kSegm);
+    const auto dets = ev::load_coco_results(file(c + "/results_both.json"), gt, ev::CocoIouType::kSegm);
+    const auto r = ev::coco_evaluate(gt, dets, ev::CocoIouType::kBbox);
+    const json want = reference(c).at("results_both/bbox");
+    for (size_t i = 0; i < 12; ++i) EXPECT_NEAR(r.stats[i], want["stats"][i].get<double>(), 1e-6) << "stat " << i;
+  }
+}
+
 TEST_F(CocoEvalPycocotools, WrittenResultsReadBackToTheSameScores) {
   const std::string c = "random-3";
   for (const auto t : {ev::CocoIouType::kBbox, ev::CocoIouType::kSegm}) {
@@ -156,8 +169,13 @@ TEST(CocoEval, MalformedGroundTruthAndResultsAreInputErrorsNamingFileAndIndex) {
       "annotations": [{"id": 4, "image_id": 1, "category_id": 1, "area": 1, "bbox": [1, 2, 3]}]})");
   expect_input_error([&] { ev::load_coco_ground_truth(bad_ann, box); },
                      {"badann.json", "annotations[0]", "bbox"});
+  const std::string no_seg = write("noseg.json", R"({"images": [{"id": 1}], "categories": [{"id": 1}],
+      "annotations": [{"id": 4, "image_id": 1, "category_id": 1, "area": 1, "bbox": [1, 2, 3, 4]}]})");
+  expect_input_error([&] { ev::load_coco_ground_truth(no_seg, ev::CocoIouType::kSegm); },
+                     {"noseg.json", "annotations[0]", "segmentation"});
+  // A malformed box is an error for segm too (boxes are read whenever present).
   expect_input_error([&] { ev::load_coco_ground_truth(bad_ann, ev::CocoIouType::kSegm); },
-                     {"badann.json", "annotations[0]", "segmentation"});
+                     {"badann.json", "annotations[0]", "bbox"});
   const std::string gt_path = write("gt.json", full);
   const auto gt = ev::load_coco_ground_truth(gt_path, box);
   const auto results = [&](const std::string& text) {

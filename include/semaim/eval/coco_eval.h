@@ -27,7 +27,8 @@ struct CocoCategory {
   std::string name;
 };
 
-// One ground-truth annotation; `rle` is filled only when loaded for segm.
+// One ground-truth annotation; `rle` is filled only when loaded for segm, `bbox` whenever the file has it (a
+// ground truth loaded for segm scores boxes too).
 struct CocoAnnotation {
   int64_t id = 0, image_id = 0, category_id = 0;
   double area = 0;
