@@ -1,19 +1,24 @@
-// Detection benchmarks. --mode step: images/s of one Mask R-CNN training step as `semaim detect train` runs it
-// (src/tasks/detect_train.cpp detect_step: forward_train, the sum of the losses, backward, AdamW over the
+// Detection benchmarks. --mode step: images/s of one Mask R-CNN training step as `semaim detect train` runs
+// it (src/tasks/detect_train.cpp detect_step: forward_train, the sum of the losses, backward, AdamW over the
 // detect optimizer's layer-decay groups) in fp32 and bf16 autocast on fixed synthetic batches, and of
-// inference (MaskRcnn::inference). --mode eval: seconds semaim's COCO evaluator (eval/coco_eval.h) takes to load,
-// evaluate, accumulate and summarize a COCO-val-sized ground truth and results file, against pycocotools
-// (tools/bench_coco_eval.py) on the same files, with the largest difference between their 12 numbers.
+// inference (MaskRcnn::inference). --mode eval: seconds semaim's COCO evaluator (eval/coco_eval.h) takes to
+// load, evaluate, accumulate and summarize a COCO-val-sized ground truth and results file, against
+// pycocotools (tools/bench_coco_eval.py) on the same files, with the largest difference between their 12
+// numbers.
 //
-// usage: bench_detect [--mode step] [CONFIG.yaml] [--set key=value ...] [--batch B] [--objects G] [--classes K]
-//                     [--steps N] [--repeats R] [--warmup W] [--threads T] [--precision fp32,bf16]
+// usage: bench_detect [--mode step] [CONFIG.yaml] [--set key=value ...] [--batch B] [--objects G]
+//                     [--classes K] [--steps N] [--repeats R] [--warmup W] [--threads T]
+//                     [--precision fp32,bf16]
 //        bench_detect --mode eval [--images N] [--categories K] [--detections D] [--repeats R] [--dir DIR]
-// CONFIG: a detect config (default configs/detect/mask-rcnn-fmnist-p4_1xb8-lsj-128_fmnist_det.yaml); the batch is
-// B random images at data.lsj_size with G random boxes and elliptic masks each, K classes (default: the
-// categories of the config's training annotations when they exist, else COCO's 80). Inference runs with the test
-// score threshold at 0, so every image yields the full detect.max_detections (a trained detector's load). Eval
-// writes the two JSON files into DIR (default: a temporary directory, removed afterwards) once, then runs semaim
-// and pycocotools alternately R times. Prints Markdown tables of medians (min, max) and one JSON line.
+//                     [--python PY]
+// CONFIG: a detect config (default configs/detect/mask-rcnn-fmnist-p4_1xb4-lsj-64_fmnist_det.yaml); the batch
+// is B random images at data.lsj_size with G random boxes and elliptic masks each, K classes (default: the
+// categories of the config's training annotations when they exist, else COCO's 80). Inference keeps the
+// config's test settings; an untrained model's class scores sit near 1 / (K + 1), so how many candidates pass
+// detect.score_thresh into NMS depends on K (the table gives the detections per image and where the time
+// goes). Eval writes the two JSON files into DIR (default: a temporary directory, removed afterwards) once,
+// then runs semaim and pycocotools alternately R times. Prints Markdown tables of medians (min, max) and one
+// JSON line.
 #include <ATen/Parallel.h>
 #include <stdlib.h>
 
@@ -49,7 +54,7 @@ namespace {
 struct Options {
   std::string mode = "step";
   std::string config_path =
-      std::string(SEMAIM_SOURCE_DIR) + "/configs/detect/mask-rcnn-fmnist-p4_1xb8-lsj-128_fmnist_det.yaml";
+      std::string(SEMAIM_SOURCE_DIR) + "/configs/detect/mask-rcnn-fmnist-p4_1xb4-lsj-64_fmnist_det.yaml";
   std::vector<std::string> sets;
   std::vector<std::string> precisions{"fp32", "bf16"};
   int64_t batch = 0, objects = 4, classes = 0, steps = 2, repeats = 3, warmup = 1, threads = 2;
@@ -61,21 +66,33 @@ Options parse(int argc, char** argv) {
   Options o;
   bench::parse_options(
       argc, argv,
-      {{"--mode", &o.mode},       {"--set", &o.sets},         {"--batch", &o.batch},
-       {"--objects", &o.objects}, {"--classes", &o.classes},  {"--steps", &o.steps},
-       {"--repeats", &o.repeats}, {"--warmup", &o.warmup},    {"--threads", &o.threads},
-       {"--images", &o.images},   {"--categories", &o.categories}, {"--detections", &o.detections},
-       {"--dir", &o.dir},         {"--python", &o.python},    {"--precision", bench::precision_list(&o.precisions)}},
+      {{"--mode", &o.mode},
+       {"--set", &o.sets},
+       {"--batch", &o.batch},
+       {"--objects", &o.objects},
+       {"--classes", &o.classes},
+       {"--steps", &o.steps},
+       {"--repeats", &o.repeats},
+       {"--warmup", &o.warmup},
+       {"--threads", &o.threads},
+       {"--images", &o.images},
+       {"--categories", &o.categories},
+       {"--detections", &o.detections},
+       {"--dir", &o.dir},
+       {"--python", &o.python},
+       {"--precision", bench::precision_list(&o.precisions)}},
       &o.config_path,
       "usage: bench_detect [--mode step] [CONFIG.yaml] [--set key=value ...] [--batch B] [--objects G] "
       "[--classes K] [--steps N] [--repeats R] [--warmup W] [--threads T] [--precision fp32,bf16]\n"
-      "       bench_detect --mode eval [--images N] [--categories K] [--detections D] [--repeats R] [--dir DIR] "
+      "       bench_detect --mode eval [--images N] [--categories K] [--detections D] [--repeats R] [--dir "
+      "DIR] "
       "[--python PY]");
   if (o.mode != "step" && o.mode != "eval") throw InputError("--mode", "step or eval, got '" + o.mode + "'");
   if (o.steps < 1 || o.repeats < 1 || o.threads < 1 || o.objects < 1 || o.images < 1 || o.categories < 1 ||
       o.detections < 1 || o.warmup < 0 || o.batch < 0 || o.classes < 0 || o.precisions.empty())
-    throw InputError("arguments", "steps, repeats, threads, objects, images, categories and detections must be "
-                                  "positive; warmup, batch and classes not negative");
+    throw InputError("arguments",
+                     "steps, repeats, threads, objects, images, categories and detections must be "
+                     "positive; warmup, batch and classes not negative");
   return o;
 }
 
@@ -90,11 +107,11 @@ std::string spread(const std::vector<double>& v, const char* fmt) {
   return out;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// ----------------------------------------------------------------------------------------------------------
 // --mode step
 
-// A fixed synthetic batch: normalized noise images and per image `objects` boxes of 1/16 to 1/2 of the side with
-// the ellipse inscribed in each as its mask. images: (N, 3, S, S); masks (G, S, S) uint8
+// A fixed synthetic batch: normalized noise images and per image `objects` boxes of 1/16 to 1/2 of the side
+// with the ellipse inscribed in each as its mask. images: (N, 3, S, S); masks (G, S, S) uint8
 struct SyntheticBatch {
   at::Tensor images;
   std::vector<det::ImageSize> sizes;
@@ -127,7 +144,8 @@ SyntheticBatch synthetic_batch(int64_t batch, int64_t side, int64_t objects, int
 // One precision's Mask R-CNN and optimizer; step() is the task's optimizer step on the batch.
 class DetectStep {
  public:
-  DetectStep(const tasks::DetectSettings& s, const SyntheticBatch& batch, bool bf16) : batch_(batch), bf16_(bf16) {
+  DetectStep(const tasks::DetectSettings& s, const SyntheticBatch& batch, bool bf16)
+      : batch_(batch), bf16_(bf16) {
     at::manual_seed(0);
     model_ = models::MaskRcnn(s.model);
     model_->train();
@@ -142,15 +160,39 @@ class DetectStep {
       return total;
     });
   }
-  // Inference on the batch's images (eval mode, under the precision's autocast); returns the detections made.
-  int64_t infer() {
+  // Inference on the batch's images (eval mode, under the precision's autocast).
+  void infer() {
     model_->eval();
     at::NoGradGuard no_grad;
     engine::AutocastGuard ac(at::kCPU, bf16_);
-    int64_t n = 0;
-    for (const auto& d : model_->inference(batch_.images, batch_.sizes)) n += d.boxes.size(0);
+    model_->inference(batch_.images, batch_.sizes);
     model_->train();
-    return n;
+  }
+  // MaskRcnn::inference's three parts on the batch, timed: backbone + pyramid, RPN, RoI heads.
+  struct Parts {
+    std::array<double, 3> seconds{};
+    int64_t detections = 0;
+  };
+  Parts infer_parts() {
+    model_->eval();
+    at::NoGradGuard no_grad;
+    engine::AutocastGuard ac(at::kCPU, bf16_);
+    Parts p;
+    std::array<double, 3>& t = p.seconds;
+    auto t0 = core::Clock::now();
+    std::vector<at::Tensor> levels = model_->features(batch_.images);
+    t[0] = core::seconds_since(t0);
+    t0 = core::Clock::now();
+    const models::RpnOutput rpn = model_->proposal_generator->forward(levels, batch_.sizes, nullptr);
+    t[1] = core::seconds_since(t0);
+    levels.pop_back();  // the RoI heads pool p2..p5
+    t0 = core::Clock::now();
+    const models::RoiHeadsOutput roi =
+        model_->roi_heads->forward(levels, rpn.proposals, batch_.sizes, nullptr);
+    t[2] = core::seconds_since(t0);
+    for (const auto& d : roi.detections) p.detections += d.boxes.size(0);
+    model_->train();
+    return p;
   }
 
  private:
@@ -160,7 +202,8 @@ class DetectStep {
   std::unique_ptr<bench::OptimizerStep> step_;
 };
 
-// R repeats of every variant, round-robin (repeat k of each before repeat k+1); fn(i) returns the images done.
+// R repeats of every variant, round-robin (repeat k of each before repeat k+1); fn(i) returns the images
+// done.
 std::vector<std::vector<double>> round_robin(size_t variants, int64_t repeats,
                                              const std::function<int64_t(size_t)>& fn) {
   std::vector<std::vector<double>> rates(variants);
@@ -187,19 +230,22 @@ int run_step(const Options& o) {
   auto cfg = config::Config::load(tasks::schema(), o.config_path);
   cfg.apply_overrides(o.sets);
   const int64_t classes = o.classes > 0 ? o.classes : default_classes(cfg);
-  tasks::DetectSettings s = tasks::DetectSettings::read(cfg, classes);
-  s.model.roi.test_score_thresh = 0.0;
+  const tasks::DetectSettings s = tasks::DetectSettings::read(cfg, classes);
   const int64_t batch = o.batch > 0 ? o.batch : s.train.batch_size, side = s.model.backbone.input_size;
   at::set_num_threads(static_cast<int>(o.threads));
   const auto& v = s.model.backbone.vit;
-  std::printf("semaim Mask R-CNN on %s (D %lld, depth %lld, patch %lld, window %lld), pyramid %lld channels, "
-              "%lld classes, %lldx%lld inputs, batch %lld with %lld objects per image, %d threads; %lld steps x "
-              "%lld repeats after %lld warm-up\n\n",
-              cfg.get_string("model.name").c_str(), (long long)v.embed_dim, (long long)v.depth,
-              (long long)v.patch_size, (long long)s.model.backbone.window_size, (long long)s.model.fpn_channels,
-              (long long)classes, (long long)side, (long long)side, (long long)batch, (long long)o.objects,
-              at::get_num_threads(), (long long)o.steps, (long long)o.repeats, (long long)o.warmup);
-  nlohmann::json out{{"bench", "detect-step"}, {"config", o.config_path}, {"batch", batch}, {"side", side},
+  std::printf(
+      "semaim Mask R-CNN on %s (D %lld, depth %lld, patch %lld, window %lld), pyramid %lld channels, "
+      "%lld classes, %lldx%lld inputs, batch %lld with %lld objects per image, %d threads; %lld steps x "
+      "%lld repeats after %lld warm-up\n\n",
+      cfg.get_string("model.name").c_str(), (long long)v.embed_dim, (long long)v.depth,
+      (long long)v.patch_size, (long long)s.model.backbone.window_size, (long long)s.model.fpn_channels,
+      (long long)classes, (long long)side, (long long)side, (long long)batch, (long long)o.objects,
+      at::get_num_threads(), (long long)o.steps, (long long)o.repeats, (long long)o.warmup);
+  nlohmann::json out{{"bench", "detect-step"},
+                     {"config", o.config_path},
+                     {"batch", batch},
+                     {"side", side},
                      {"threads", at::get_num_threads()}};
   const SyntheticBatch data = synthetic_batch(batch, side, o.objects, classes);
   std::vector<std::unique_ptr<DetectStep>> runners;
@@ -211,17 +257,20 @@ int run_step(const Options& o) {
     for (int64_t k = 0; k < o.steps; ++k) runners[i]->step();
     return o.steps * batch;
   });
-  std::vector<int64_t> dets(runners.size());
-  for (size_t i = 0; i < runners.size(); ++i) dets[i] = runners[i]->infer();  // warm-up
+  std::vector<DetectStep::Parts> parts;  // the inference warm-up, part by part
+  for (const auto& r : runners) parts.push_back(r->infer_parts());
   const auto infer = round_robin(runners.size(), o.repeats, [&](size_t i) {
     for (int64_t k = 0; k < o.steps; ++k) runners[i]->infer();
     return o.steps * batch;
   });
-  std::printf("| precision | training step images/s | inference images/s | detections per image |\n"
-              "|---|---|---|---|\n");
+  std::printf(
+      "| precision | training step images/s | inference images/s | detections per image | first inference "
+      "s per batch: backbone + pyramid / RPN / RoI heads |\n|---|---|---|---|---|\n");
   for (size_t i = 0; i < runners.size(); ++i) {
-    std::printf("| %s | %s | %s | %.1f |\n", o.precisions[i].c_str(), spread(train[i], "%.3g").c_str(),
-                spread(infer[i], "%.3g").c_str(), static_cast<double>(dets[i]) / static_cast<double>(batch));
+    const auto& t = parts[i].seconds;
+    std::printf("| %s | %s | %s | %.1f | %.3g / %.3g / %.3g |\n", o.precisions[i].c_str(),
+                spread(train[i], "%.3g").c_str(), spread(infer[i], "%.3g").c_str(),
+                static_cast<double>(parts[i].detections) / static_cast<double>(batch), t[0], t[1], t[2]);
     out["train"][o.precisions[i]] = train[i];
     out["inference"][o.precisions[i]] = infer[i];
   }
@@ -233,7 +282,7 @@ int run_step(const Options& o) {
   return 0;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// ----------------------------------------------------------------------------------------------------------
 // --mode eval
 
 // One scoring of the files by semaim: seconds for loading the ground truth, the results, and the evaluation
@@ -278,9 +327,11 @@ struct EvalTimes {
   std::array<double, 12> py_stats{};
 };
 
-void print_eval(const std::array<std::string, 2>& types, const std::array<EvalTimes, 2>& t, nlohmann::json& out) {
-  std::printf("| iou type | semaim s | pycocotools s | pycocotools / semaim (medians) | per-round ratios | "
-              "semaim load GT / results / evaluate s | largest stat difference |\n|---|---|---|---|---|---|---|\n");
+void print_eval(const std::array<std::string, 2>& types, const std::array<EvalTimes, 2>& t,
+                nlohmann::json& out) {
+  std::printf(
+      "| iou type | semaim s | pycocotools s | pycocotools / semaim (medians) | per-round ratios | "
+      "semaim load GT / results / evaluate s | largest stat difference |\n|---|---|---|---|---|---|---|\n");
   for (size_t k = 0; k < types.size(); ++k) {
     std::vector<double> cpp, ratio, lg, lr, ev;
     for (size_t r = 0; r < t[k].cpp.size(); ++r) {
@@ -291,14 +342,18 @@ void print_eval(const std::array<std::string, 2>& types, const std::array<EvalTi
       ratio.push_back(t[k].py[r] / cpp.back());
     }
     double diff = 0;
-    for (size_t i = 0; i < 12; ++i) diff = std::max(diff, std::abs(t[k].cpp.back().stats[i] - t[k].py_stats[i]));
+    for (size_t i = 0; i < 12; ++i)
+      diff = std::max(diff, std::abs(t[k].cpp.back().stats[i] - t[k].py_stats[i]));
     const auto [rmin, rmax] = std::minmax_element(ratio.begin(), ratio.end());
     std::printf("| %s | %s | %s | **%.1fx** | %.1f-%.1f | %.3f / %.3f / %.3f | %.2e |\n", types[k].c_str(),
                 spread(cpp, "%.3f").c_str(), spread(t[k].py, "%.3f").c_str(),
                 core::median(t[k].py) / core::median(cpp), *rmin, *rmax, core::median(lg), core::median(lr),
                 core::median(ev), diff);
-    out[types[k]] = {{"semaim_s", cpp}, {"pycocotools_s", t[k].py}, {"max_stat_diff", diff},
-                     {"semaim_stats", t[k].cpp.back().stats}, {"pycocotools_stats", t[k].py_stats}};
+    out[types[k]] = {{"semaim_s", cpp},
+                     {"pycocotools_s", t[k].py},
+                     {"max_stat_diff", diff},
+                     {"semaim_stats", t[k].cpp.back().stats},
+                     {"pycocotools_stats", t[k].py_stats}};
   }
 }
 
@@ -310,30 +365,35 @@ int run_eval(const Options& o) {
       script + "make '" + dir + "' --images " + std::to_string(o.images) + " --categories " +
           std::to_string(o.categories) + " --detections " + std::to_string(o.detections),
       "bench_coco_eval.py make");
-  std::printf("COCO evaluation of %lld results on %lld images (%lld categories, %lld annotations of which %lld "
-              "crowd; GT %.1f MB, results %.1f MB): load + evaluate + accumulate + summarize, semaim and "
-              "pycocotools alternately, %lld rounds\n\n",
-              (long long)made.at("detections").get<int64_t>(), (long long)made.at("images").get<int64_t>(),
-              (long long)made.at("categories").get<int64_t>(), (long long)made.at("annotations").get<int64_t>(),
-              (long long)made.at("crowd").get<int64_t>(), fs::file_size(gt) / 1e6, fs::file_size(res) / 1e6,
-              (long long)o.repeats);
+  std::printf(
+      "COCO evaluation of %lld results on %lld images (%lld categories, %lld annotations of which %lld "
+      "crowd; GT %.1f MB, results %.1f MB): load + evaluate + accumulate + summarize, semaim and "
+      "pycocotools alternately, %lld rounds\n\n",
+      (long long)made.at("detections").get<int64_t>(), (long long)made.at("images").get<int64_t>(),
+      (long long)made.at("categories").get<int64_t>(), (long long)made.at("annotations").get<int64_t>(),
+      (long long)made.at("crowd").get<int64_t>(), fs::file_size(gt) / 1e6, fs::file_size(res) / 1e6,
+      (long long)o.repeats);
   const std::array<std::string, 2> types{"bbox", "segm"};
   std::array<EvalTimes, 2> t;
   nlohmann::json out{{"bench", "detect-eval"}, {"data", made}};
   for (int64_t round = 0; round < o.repeats; ++round) {
     auto cpp = [&] {
-      for (size_t k = 0; k < types.size(); ++k) t[k].cpp.push_back(cpp_score(gt, res, eval::parse_coco_iou_type(types[k])));
+      for (size_t k = 0; k < types.size(); ++k)
+        t[k].cpp.push_back(cpp_score(gt, res, eval::parse_coco_iou_type(types[k])));
     };
     auto py = [&] {
-      const nlohmann::json j = bench::run_python_json(script + "time '" + gt + "' '" + res + "'", "bench_coco_eval.py time");
+      const nlohmann::json j =
+          bench::run_python_json(script + "time '" + gt + "' '" + res + "'", "bench_coco_eval.py time");
       for (size_t k = 0; k < types.size(); ++k) {
         t[k].py.push_back(j.at(types[k]).at("seconds").at(0).get<double>());
         t[k].py_stats = j.at(types[k]).at("stats").get<std::array<double, 12>>();
       }
       out["pycocotools"] = j.value("pycocotools", "?");
     };
-    if (round % 2 == 0) cpp(), py();
-    else py(), cpp();
+    if (round % 2 == 0)
+      cpp(), py();
+    else
+      py(), cpp();
   }
   print_eval(types, t, out);
   if (o.dir.empty()) fs::remove_all(dir);
