@@ -150,7 +150,9 @@ void dense_boundary(const std::vector<int>& x, const std::vector<int>& y, std::v
       std::swap(xs, xe);
       std::swap(ys, ye);
     }
-    const double s = dx >= dy ? static_cast<double>(ye - ys) / dx : static_cast<double>(xe - xs) / dy;
+    // A repeated point (dx = dy = 0) makes maskApi.c divide 0 by 0; its one boundary point shares u with both
+    // neighbours, so the next stage skips it whatever its v: take v = ys rather than convert a NaN.
+    const double s = dx >= dy ? (dx == 0 ? 0.0 : static_cast<double>(ye - ys) / dx) : static_cast<double>(xe - xs) / dy;
     if (dx >= dy) {
       for (int d = 0; d <= dx; ++d) {
         const int t = flip ? dx - d : d;

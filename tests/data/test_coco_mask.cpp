@@ -121,6 +121,16 @@ TEST(CocoMask, LargeRunsRoundTripThroughTheStringWithNegativeDeltas) {
   EXPECT_EQ(coco::rle_area(r), 4000000u + 1999000u + 978u);
 }
 
+// maskApi.c divides 0 by 0 on a repeated point (undefined behaviour when converted; fuzz_coco_json found it); the
+// point adds nothing to the mask, so the polygon rasterizes as it does without the repeat.
+TEST(CocoMask, PolygonWithARepeatedPointEqualsThePolygonWithoutIt) {
+  const std::vector<double> plain{2.5, 3.0, 20.25, 4.0, 18.0, 17.5, 4.0, 15.0};
+  const std::vector<double> repeated{2.5, 3.0, 20.25, 4.0, 20.25, 4.0, 18.0, 17.5, 4.0, 15.0, 4.0, 15.0};
+  const coco::Rle a = coco::rle_from_polygon(plain, 24, 24), b = coco::rle_from_polygon(repeated, 24, 24);
+  EXPECT_EQ(a, b);
+  EXPECT_GT(coco::rle_area(a), 100u);
+}
+
 TEST(CocoMask, CrowdIouDividesByTheDetectionArea) {
   // 4x4 image; detection = left two columns (8 px), crowd gt = first column (4 px): intersection 4.
   const coco::Rle dt{4, 4, {0, 8, 8}}, gt{4, 4, {0, 4, 12}};
