@@ -4,9 +4,10 @@
 // ordering.
 //
 // usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats R] [--batch B]
-// Prints a Markdown table: one row per variant, median (min, max) images/s over R repeats of N timed steps
-// (after 2 warm-up steps; variants timed round-robin), the ratio to the first row, and the process's peak
-// RSS.
+//        [--device cpu|cuda] [--variants K] [--peak-tflops P]
+// Prints a Markdown table: one row per variant (the first K), median (min, max) images/s over R repeats of N
+// timed steps (after 2 warm-up steps; variants timed round-robin), the ratio to the first row, the model
+// FLOP/s and, given the device's peak P, the model FLOP utilization; then the process's peak RSS.
 #include <sys/resource.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -45,14 +46,16 @@ struct Variant {
 // One variant's model, optimizer and inputs; step() runs one full training step.
 class StepRunner {
  public:
-  explicit StepRunner(const config::Config& cfg)
-      : mcfg_(tasks::aim_config(cfg)),
+  StepRunner(const config::Config& cfg, at::Device device)
+      : device_(device),
+        mcfg_(tasks::aim_config(cfg)),
         ocfg_(tasks::ordering_config(cfg)),
         tcfg_(tasks::target_config(cfg)),
         batch_(cfg.get_int("pretrain.batch_size")),
         bf16_(cfg.get_bool("pretrain.bf16")),
         model_(tasks::build_aim(cfg)),
         gen_(at::make_generator<at::CPUGeneratorImpl>(0)) {
+    model_->to(device_);
     model_->train();
     std::vector<std::pair<std::string, at::Tensor>> params;
     for (auto& p : model_->named_parameters())
@@ -61,30 +64,51 @@ class StepRunner {
                                            engine::AdamWOptions{0.9, 0.95, 1e-8});
     opt_->set_lr(1e-4);
     const auto& v = mcfg_.vit;
-    imgs_ = at::randn({batch_, v.in_chans, v.img_size, v.img_size});
+    imgs_ = at::randn({batch_, v.in_chans, v.img_size, v.img_size}).to(device_);
   }
   int64_t batch() const { return batch_; }
+  // Waits for the device's queued work (reading the last loss), so a timed loop ends when its steps do.
+  void sync() const { (void)last_loss_.item<float>(); }
+  // Model FLOPs of one image's step: every weight matrix once per token (2 FLOPs per multiply-add) and dense
+  // attention scores and sums, forward + backward (3x), plus the semantic pass's encoder forward when the
+  // strategy reads tokens. Norms, activations and the optimizer are not counted.
+  double flops_per_image() {
+    const auto& v = mcfg_.vit;
+    const double l = static_cast<double>(v.num_patches()), t = l + 1, d = static_cast<double>(v.embed_dim);
+    double enc = 0, rest = 0;
+    for (auto& p : model_->named_parameters()) {
+      if (p.value().dim() < 2 || p.key().find("pos_embed") != std::string::npos ||
+          p.key().find("token") != std::string::npos)
+        continue;
+      (models::AimVitImpl::is_encoder_key(p.key()) ? enc : rest) += static_cast<double>(p.value().numel());
+    }
+    const double enc_fwd = 2 * enc * t + 4 * t * t * d * static_cast<double>(v.depth);
+    const double fwd = enc_fwd + 2 * rest * l + 4 * l * t * d * static_cast<double>(mcfg_.decoder_depth);
+    return 3 * fwd + (ordering::needs_tokens(ocfg_.strategy) ? enc_fwd : 0.0);
+  }
   void step() {
     const auto& v = mcfg_.vit;
     at::Tensor tokens;
     if (ordering::needs_tokens(ocfg_.strategy)) {
       at::NoGradGuard ng;
-      engine::AutocastGuard ac(at::kCPU, bf16_);
+      engine::AutocastGuard ac(device_.type(), bf16_);
       tokens = model_->encode(imgs_).to(at::kFloat);
     }
-    const auto ord = ordering::make_order(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, at::kCPU);
+    const auto ord = ordering::make_order(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, device_);
     at::Tensor loss;
     {
-      engine::AutocastGuard ac(at::kCPU, bf16_);
+      engine::AutocastGuard ac(device_.type(), bf16_);
       loss = model_->forward_loss_ordered(imgs_, ord.order, ord.inverse, tcfg_);
     }
     loss.backward();
     engine::clip_grad_norm(tensors_, 3.0);
     opt_->step();
     opt_->zero_grad();
+    last_loss_ = loss.detach();
   }
 
  private:
+  at::Device device_;
   models::AimConfig mcfg_;
   ordering::OrderingConfig ocfg_;
   models::TargetConfig tcfg_;
@@ -94,7 +118,7 @@ class StepRunner {
   at::Generator gen_;
   std::vector<at::Tensor> tensors_;
   std::unique_ptr<engine::AdamW> opt_;
-  at::Tensor imgs_;
+  at::Tensor imgs_, last_loss_;
 };
 
 }  // namespace
@@ -103,7 +127,9 @@ int main(int argc, char** argv) {
   try {
     std::string config_path;
     std::vector<std::string> sets;
-    int64_t steps = 5, repeats = 3;
+    int64_t steps = 5, repeats = 3, num_variants = 3;
+    std::string device_name = "cpu";
+    double peak_tflops = 0;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto next = [&]() -> std::string {
@@ -118,9 +144,15 @@ int main(int argc, char** argv) {
         repeats = std::stoll(next());
       else if (a == "--batch")
         sets.push_back("pretrain.batch_size=" + next());
+      else if (a == "--device")
+        device_name = next();
+      else if (a == "--variants")
+        num_variants = std::stoll(next());
+      else if (a == "--peak-tflops")
+        peak_tflops = std::stod(next());
       else if (a == "--help" || a == "-h") {
         std::cout << "usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats "
-                     "R] [--batch B]\n";
+                     "R] [--batch B] [--device cpu|cuda] [--variants K] [--peak-tflops P]\n";
         return 0;
       } else if (a.rfind("--", 0) == 0)
         throw InputError(a, "unknown option");
@@ -130,27 +162,34 @@ int main(int argc, char** argv) {
     auto base = config_path.empty() ? config::Config::defaults(tasks::schema())
                                     : config::Config::load(tasks::schema(), config_path);
     base.apply_overrides(sets);
-    const std::vector<Variant> variants = {
+    std::vector<Variant> variants = {
         {"semantic, sorted-causal SDPA (default)", {"model.attention=causal", "ordering.strategy=semantic"}},
         {"semantic, dense-mask reference", {"model.attention=dense", "ordering.strategy=semantic"}},
         {"stochastic (SAIM), sorted-causal SDPA", {"model.attention=causal", "ordering.strategy=stochastic"}},
     };
+    if (num_variants < 1 || num_variants > static_cast<int64_t>(variants.size()))
+      throw InputError("--variants", "must be 1.." + std::to_string(variants.size()));
+    variants.resize(static_cast<size_t>(num_variants));
+    if (device_name != "cpu" && device_name != "cuda") throw InputError("--device", "must be cpu or cuda");
+    if (device_name == "cuda" && !at::hasCUDA()) throw InputError("--device", "cuda asked for, no CUDA device");
+    const at::Device device(device_name == "cuda" ? at::kCUDA : at::kCPU);
     auto mc = tasks::aim_config(base);
     std::printf(
-        "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %d threads, "
+        "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %s, %d threads, "
         "%lld steps x %lld repeats\n\n",
         base.get_string("model.name").c_str(), (long long)mc.vit.embed_dim, (long long)mc.vit.depth,
         (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
         (long long)base.get_int("pretrain.batch_size"), base.get_bool("pretrain.bf16") ? "on" : "off",
-        at::get_num_threads(), (long long)steps, (long long)repeats);
+        device.str().c_str(), at::get_num_threads(), (long long)steps, (long long)repeats);
     // Variants are timed round-robin (repeat r of every variant before repeat r+1) so drift in the machine's
     // speed spreads over all of them; each gets 2 warm-up steps first.
     std::vector<std::unique_ptr<StepRunner>> runners;
     for (const auto& v : variants) {
       auto cfg = base;
       cfg.apply_overrides(v.sets);
-      runners.push_back(std::make_unique<StepRunner>(cfg));
+      runners.push_back(std::make_unique<StepRunner>(cfg, device));
       for (int i = 0; i < 2; ++i) runners.back()->step();
+      runners.back()->sync();
     }
     const double rss = peak_rss_mb();
     std::vector<std::vector<double>> rates(variants.size());
@@ -158,16 +197,22 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < runners.size(); ++i) {
         const auto t0 = core::Clock::now();
         for (int64_t s = 0; s < steps; ++s) runners[i]->step();
+        runners[i]->sync();
         const double dt = core::seconds_since(t0);
         rates[i].push_back(steps * runners[i]->batch() / dt);
       }
     }
-    std::printf("| variant | images/s (median) | min | max | ratio to first |\n|---|---|---|---|---|\n");
+    std::printf(
+        "| variant | images/s (median) | min | max | ratio to first | model TFLOP/s | MFU |\n"
+        "|---|---|---|---|---|---|---|\n");
     const double first = core::median(rates[0]);
     for (size_t i = 0; i < variants.size(); ++i) {
       const auto [mn, mx] = std::minmax_element(rates[i].begin(), rates[i].end());
-      std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", variants[i].name.c_str(), core::median(rates[i]),
-                  *mn, *mx, core::median(rates[i]) / first);
+      const double tflops = core::median(rates[i]) * runners[i]->flops_per_image() / 1e12;
+      char mfu[32] = "n/a";
+      if (peak_tflops > 0) std::snprintf(mfu, sizeof(mfu), "%.1f%%", 100 * tflops / peak_tflops);
+      std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.3g | %s |\n", variants[i].name.c_str(),
+                  core::median(rates[i]), *mn, *mx, core::median(rates[i]) / first, tflops, mfu);
     }
     std::printf(
         "\npeak RSS of the process (all variants built and warmed up): %.0f MB; after timing: %.0f MB\n", rss,

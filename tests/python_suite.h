@@ -27,14 +27,14 @@ class PythonSuite : public ::testing::Test {
     return false;
   }
   // Runs tests/<script> with the venv's python and `args` (quoted by the caller); true when it exits 0. Any
-  // other exit fails every test of the suite, except exit code 3 (the script's "timm is not importable") when
-  // `timm_missing` is given: it then receives the reason, and the caller skips what needs timm.
-  static bool run_script(const std::string& script, const std::string& args,
-                         std::string* timm_missing = nullptr) {
+  // other exit fails every test of the suite, except exit code 3 (the script's "a reference package -- timm,
+  // torchvision, pycocotools -- is not importable") when `missing` is given: it then receives the script's
+  // own message, and the caller skips what needs the package.
+  static bool run_script(const std::string& script, const std::string& args, std::string* missing = nullptr) {
     const std::string path = std::string(SEMAIM_SOURCE_DIR) + "/tests/" + script;
     const auto r = semaim::testing::run_command(quoted(SEMAIM_PYTHON) + " " + quoted(path) + " " + args);
-    if (r.exit_code == 3 && timm_missing)
-      *timm_missing = "timm is not importable in the venv: " + r.output;
+    if (r.exit_code == 3 && missing)
+      *missing = "a reference package is not importable in the venv: " + r.output;
     else if (r.exit_code != 0)
       failure_ = script + " exited " + std::to_string(r.exit_code) + ": " + r.output;
     return r.exit_code == 0;

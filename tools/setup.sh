@@ -11,6 +11,7 @@ TIMM_VERSION="1.0.31"
 TENSORBOARD_VERSION="2.21.0"
 # The COCO reference the detection tests hold semaim's masks and evaluation to; tools/make_detdata.py uses it.
 PYCOCOTOOLS_VERSION="2.0.11"
+OPEN_CLIP_VERSION="3.3.0"  # open_clip_torch: the CLIP teacher tests build their models with it
 # Wheels whose bundled photographs seed the sample image corpus (tools/make_corpus.py); never installed.
 PHOTO_WHEELS=("scikit-image==0.26.0" "scikit-learn==1.9.1")
 CORPUS_VERSION="v1"
@@ -47,18 +48,19 @@ fi
 
 PY="${SEMAIM_PYTHON:-python3}"
 # A new pin changes the stamp's name, so an existing venv gets the new packages (pip skips what it has).
-stamp="$SEMAIM_VENV/.semaim-ok-${TORCH_VERSION}-${TORCHVISION_VERSION}-${TIMM_VERSION}-tb${TENSORBOARD_VERSION}-coco${PYCOCOTOOLS_VERSION}"
+stamp="$SEMAIM_VENV/.semaim-ok-${TORCH_VERSION}-${TORCHVISION_VERSION}-${TIMM_VERSION}-tb${TENSORBOARD_VERSION}-coco${PYCOCOTOOLS_VERSION}-oc${OPEN_CLIP_VERSION}"
 if [ ! -f "$stamp" ]; then
   echo "[setup] preparing the torch ${TORCH_VERSION} venv at $SEMAIM_VENV (about 3 GB when new, once per machine)"
   mkdir -p "$(dirname "$SEMAIM_VENV")"
   [ -x "$SEMAIM_VENV/bin/python" ] || "$PY" -m venv "$SEMAIM_VENV"
   "$SEMAIM_VENV/bin/python" -m pip install -q --upgrade pip
   "$SEMAIM_VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
-    "timm==${TIMM_VERSION}" "tensorboard==${TENSORBOARD_VERSION}" "pycocotools==${PYCOCOTOOLS_VERSION}" safetensors numpy pyyaml
-  "$SEMAIM_VENV/bin/python" -c "import torch, timm, tensorboard, pycocotools; assert torch.__version__.startswith('${TORCH_VERSION}')"
+    "timm==${TIMM_VERSION}" "tensorboard==${TENSORBOARD_VERSION}" "pycocotools==${PYCOCOTOOLS_VERSION}" safetensors numpy pyyaml \
+    "open_clip_torch==${OPEN_CLIP_VERSION}"
+  "$SEMAIM_VENV/bin/python" -c "import torch, timm, tensorboard, pycocotools, open_clip; assert torch.__version__.startswith('${TORCH_VERSION}')"
   rm -f "$SEMAIM_VENV"/.semaim-ok-*
   touch "$stamp"
-  installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}, tensorboard ${TENSORBOARD_VERSION}, pycocotools ${PYCOCOTOOLS_VERSION}")
+  installed+=("venv: torch ${TORCH_VERSION}, torchvision ${TORCHVISION_VERSION}, timm ${TIMM_VERSION}, tensorboard ${TENSORBOARD_VERSION}, pycocotools ${PYCOCOTOOLS_VERSION}, open_clip ${OPEN_CLIP_VERSION}")
 fi
 
 # The sample image corpus (ImageNet layout, ~2000 JPEGs from real photographs) for tests and benchmarks.

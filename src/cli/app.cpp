@@ -17,6 +17,8 @@
 #include "semaim/tasks/pretrain.h"
 #include "semaim/tasks/schema.h"
 #include "semaim/tasks/segment.h"
+#include "semaim/tasks/sweep.h"
+#include "semaim/tasks/visualize.h"
 
 namespace semaim::cli {
 namespace {
@@ -40,6 +42,9 @@ struct Args {
   tasks::DetectEvaluateOptions det_eval;
   tasks::DetectPredictOptions det_predict;
   CLI::App *det_evaluate = nullptr, *det_train = nullptr, *det_predict_cmd = nullptr;
+  std::string sweep_file;
+  tasks::SweepOptions sweep;
+  tasks::VisualizeOptions visualize;
 
   config::Config load() const {
     if (config_path.empty()) {
@@ -191,6 +196,22 @@ std::vector<Subcommand> task_subcommands() {
          tasks::knn(a.load(), frozen_options(a));
          return kExitOk;
        }},
+      {"sweep",
+       "Pretrain and evaluate every point of a sweep file (a base config x axes of overrides), each in its own "
+       "run directory; results.csv / .md / PNGs and TensorBoard hparams in the sweep directory (docs/sweeps.md)",
+       [](CLI::App& c, Args& a) {
+         c.add_option("sweep", a.sweep_file, "Sweep YAML (e.g. configs/sweeps/orderings_fmnist.yaml)")
+             ->required()
+             ->check(CLI::ExistingFile);
+         c.add_flag("--dry-run", a.sweep.dry_run, "Print the plan (one line per point), run nothing");
+         c.add_option("--jobs", a.sweep.jobs, "Points side by side (threads and CUDA devices split between them)")
+             ->check(CLI::PositiveNumber);
+         c.add_flag("--slurm", a.sweep.slurm, "Write <sweep dir>/sweep.sbatch (an array job, a task per point)");
+         c.add_option("--point", a.sweep.point, "Run only point K (0-based; the array task of --slurm)")
+             ->check(CLI::NonNegativeNumber);
+         c.add_option("--out", a.sweep.out, "Sweep directory (default: <output_dir>/<name> of the sweep file)");
+       },
+       [](const Args& a) { return tasks::sweep(a.sweep_file, a.sweep); }},
       {"segment",
        "Semantic segmentation: `segment train CONFIG` (UperNet on the encoder), `segment predict CONFIG` "
        "(palette PNGs), `segment evaluate` (label PNGs scored as mmseg's IoU metric)",
@@ -218,6 +239,28 @@ std::vector<Subcommand> task_subcommands() {
 // Export, launch and config.
 std::vector<Subcommand> tool_subcommands() {
   return {
+      {"visualize",
+       "Picture rows per image: the input, the last block's cls attention, the cls similarity, each strategy's "
+       "order (warm colours first) and the reconstruction under the semantic order",
+       [](CLI::App& c, Args& a) {
+         config_args(c, a, true);
+         tasks::VisualizeOptions& v = a.visualize;
+         c.add_option("--checkpoint", v.checkpoint,
+                      "Pretraining run directory, its checkpoints directory, a manifest or a weights file")
+             ->required();
+         c.add_option("--images", v.images,
+                      "Folder of images (recursive) or one image; or N: the first N validation images")
+             ->required();
+         c.add_option("--strategies", v.strategies, "Orderings, comma-separated (default: raster,stochastic,"
+                                                   "similarity,semantic)")
+             ->delimiter(',');
+         c.add_option("-o,--out", v.out_dir, "Output folder of PNG rows")->required();
+         c.add_flag("--quiet", v.quiet, "No console output");
+       },
+       [](const Args& a) {
+         tasks::visualize(a.load(), a.visualize);
+         return kExitOk;
+       }},
       {"export", "Write a checkpoint's encoder (timm key names) as safetensors",
        [](CLI::App& c, Args& a) {
          c.add_option("--checkpoint", a.checkpoint, "Checkpoint file or run directory")->required();

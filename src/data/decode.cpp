@@ -1,5 +1,6 @@
 // libjpeg-turbo partial decoding (jpeg_crop_scanline / jpeg_skip_scanlines at scale_denom 1..8) and the
-// OpenCV fallback; CMYK handled as PIL does (Adobe-inverted storage, RGB = (255-C)(255-K)/255).
+// OpenCV fallback; CMYK handled as PIL does (Adobe-inverted storage, RGB = (255-C)(255-K)/255). A build with
+// SEMAIM_WITH_OPENCV=0 has neither decoder: decoding throws InputError naming the file (docs/gpu.md).
 #include "semaim/data/decode.h"
 
 #include <fcntl.h>
@@ -11,16 +12,19 @@
 #include <cstdio>
 #include <cstring>
 
+#if SEMAIM_WITH_OPENCV
 // jpeglib.h needs FILE and size_t declared first.
 #include <jerror.h>
 #include <jpeglib.h>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#endif
 
 namespace semaim::data {
 namespace {
 
+#if SEMAIM_WITH_OPENCV
 struct ErrorManager {
   jpeg_error_mgr pub;
   std::jmp_buf jump;
@@ -54,6 +58,12 @@ struct Result {
   int64_t height, width;  // from the frame header libjpeg read
   bool cmyk, adobe, too_large;
 };
+#else
+// InputError, not BadImage: the loader must stop on the first file instead of skipping every image.
+[[noreturn]] void no_image_files(const std::string& where) {
+  throw InputError(where, "cannot decode image files: semaim was built with SEMAIM_WITH_OPENCV=OFF");
+}
+#endif
 
 // BadImage when a header claims more than kMaxImagePixels, named as "width x height".
 void check_size(int64_t width, int64_t height, const std::string& where, const char* format) {
@@ -64,6 +74,7 @@ void check_size(int64_t width, int64_t height, const std::string& where, const c
                             std::to_string(kMaxImagePixels));
 }
 
+#if SEMAIM_WITH_OPENCV
 // All libjpeg calls live here; only trivially destructible locals, so the longjmp of on_error skips no
 // destructor. Returns nullptr, or libjpeg's message for a fatal error.
 const char* run_libjpeg(jpeg_decompress_struct* cinfo, ErrorManager* err, const Request& req, cv::Mat* out,
@@ -126,6 +137,7 @@ cv::Mat cmyk_to_rgb(const cv::Mat& cmyk, bool inverted) {
   }
   return rgb;
 }
+#endif
 
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t be32(const uint8_t* p) { return static_cast<uint32_t>(be16(p)) << 16 | be16(p + 2); }
@@ -210,7 +222,9 @@ DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::s
   for (size_t i = bytes.size() - tail; i + 1 < bytes.size() && !has_eoi; ++i)
     has_eoi = bytes[i] == 0xFF && bytes[i + 1] == 0xD9;
   if (!has_eoi) throw BadImage(where, "truncated JPEG (no end-of-image marker)");
-
+#if !SEMAIM_WITH_OPENCV
+  no_image_files(where);
+#else
   jpeg_decompress_struct cinfo;
   std::memset(&cinfo, 0, sizeof(cinfo));
   ErrorManager err;
@@ -232,6 +246,7 @@ DecodedRegion decode_jpeg_region(const std::vector<uint8_t>& bytes, const std::s
   region.origin_y = res.origin_y;
   region.origin_x = res.origin_x;
   return region;
+#endif
 }
 
 cv::Mat decode_rgb(const std::vector<uint8_t>& bytes, const std::string& where) {
@@ -248,6 +263,9 @@ cv::Mat decode_rgb(const std::vector<uint8_t>& bytes, const std::string& where) 
       throw BadImage(where, "truncated PNG (no IEND chunk)");
     }
   }
+#if !SEMAIM_WITH_OPENCV
+  no_image_files(where);
+#else
   cv::Mat bgr;
   try {
     bgr = cv::imdecode(bytes, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
@@ -258,6 +276,7 @@ cv::Mat decode_rgb(const std::vector<uint8_t>& bytes, const std::string& where) 
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;
+#endif
 }
 
 }  // namespace semaim::data

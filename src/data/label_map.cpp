@@ -1,8 +1,11 @@
 // Label-map PNGs through libpng's progressive-free classic API, so palette images keep their indices (OpenCV
-// would expand them to colours); the values follow PIL's "unchanged" decoding that mmseg's loader uses.
+// would expand them to colours); the values follow PIL's "unchanged" decoding that mmseg's loader uses. A build
+// with SEMAIM_WITH_OPENCV=0 has no libpng: reading and writing label maps throw InputError (docs/gpu.md).
 #include "semaim/data/label_map.h"
 
+#if SEMAIM_WITH_OPENCV
 #include <png.h>
+#endif
 
 #include <algorithm>
 #include <csetjmp>
@@ -12,6 +15,7 @@
 #include "semaim/data/decode.h"
 
 namespace semaim::data {
+#if SEMAIM_WITH_OPENCV
 namespace {
 
 struct ReadSource {
@@ -77,11 +81,21 @@ bool decode_png(ReadSource* src, std::vector<uint8_t>* pixels, std::vector<png_b
 }
 
 }  // namespace
+#else
+namespace {
+[[noreturn]] void no_png(const std::string& where) {
+  throw InputError(where, "cannot read or write PNG label maps: semaim was built with SEMAIM_WITH_OPENCV=OFF");
+}
+}  // namespace
+#endif
 
 at::Tensor decode_label_map(const std::vector<uint8_t>& bytes, const std::string& where) {
   static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0)
     throw InputError(where, "not a PNG file (label maps must be PNG)");
+#if !SEMAIM_WITH_OPENCV
+  no_png(where);
+#else
   ReadSource src{bytes.data(), bytes.size(), 0};
   std::vector<uint8_t> pixels;
   std::vector<png_bytep> rows;
@@ -97,6 +111,7 @@ at::Tensor decode_label_map(const std::vector<uint8_t>& bytes, const std::string
   at::Tensor out = at::empty({static_cast<int64_t>(hdr.height), static_cast<int64_t>(hdr.width)}, at::kByte);
   std::memcpy(out.data_ptr<uint8_t>(), pixels.data(), pixels.size());
   return out;
+#endif
 }
 
 at::Tensor read_label_map(const std::string& path) {
@@ -117,6 +132,7 @@ at::Tensor reduce_zero_label(const at::Tensor& labels) {
   return out;
 }
 
+#if SEMAIM_WITH_OPENCV
 namespace {
 
 void write_bytes(png_structp png, png_bytep data, png_size_t n) {
@@ -148,6 +164,7 @@ bool encode_png(const uint8_t* labels, png_uint_32 height, png_uint_32 width, co
 }
 
 }  // namespace
+#endif
 
 Palette class_palette(int64_t n) {
   if (n < 0 || n > 256) throw InputError("class_palette", "a PNG palette holds 0..256 colours, asked for " + std::to_string(n));
@@ -166,6 +183,9 @@ std::string encode_label_png(const at::Tensor& labels, const Palette& palette) {
     throw InputError("encode_label_png", "labels must be (H, W) uint8, got " + c10::str(labels.sizes()) + " " +
                                              std::string(c10::toString(labels.scalar_type())));
   if (palette.size() > 256) throw InputError("encode_label_png", "a PNG palette holds at most 256 colours");
+#if !SEMAIM_WITH_OPENCV
+  no_png("encode_label_png");
+#else
   const at::Tensor c = labels.contiguous();
   // Indices past the palette's end would make readers reject the file: pad it with black to cover them all.
   const int max_index = c.numel() ? c.max().item<int>() : 0;
@@ -177,6 +197,7 @@ std::string encode_label_png(const at::Tensor& labels, const Palette& palette) {
                   colours.data(), static_cast<int>(colours.size()), &out, &err))
     throw RuntimeFailure(std::string("encoding a label PNG failed: ") + err.text);
   return out;
+#endif
 }
 
 }  // namespace semaim::data

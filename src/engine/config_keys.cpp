@@ -73,6 +73,14 @@ void register_config_keys(config::Schema& s) {
          "TensorBoard event files in the run directory (every metrics.jsonl scalar, the resolved config as "
          "text); "
          "open with `tensorboard --logdir runs/`."});
+  s.add({"log.picture_every_steps", T::kInt, "0",
+         "Every N optimizer steps, `semaim visualize`'s picture rows (input, cls attention, cls similarity, "
+         "orders, reconstruction) of a fixed batch of validation images as TensorBoard images in "
+         "<run dir>/pictures; 0 = off. Needs log.tensorboard.",
+         0});
+  s.add({"log.picture_images", T::kInt, "4",
+         "Validation images (the first ones, evaluation transforms) in log.picture_every_steps' pictures.", 1,
+         64});
 }
 
 void register_training_keys(config::Schema& s, const std::string& section, const TrainingKeyDefaults& d) {

@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <system_error>
@@ -117,6 +118,58 @@ void TensorBoardWriter::add_scalar(const std::string& tag, float value, int64_t 
 void TensorBoardWriter::add_text(const std::string& tag, const std::string& text, int64_t step,
                                  std::optional<double> wall_time) {
   append(tfevents::text_event(wall_time.value_or(now_seconds()), step, tag, text));
+}
+
+namespace image_summary {
+// Protocol-buffer wire format by hand (varints, length-delimited fields), for the one message the generated
+// subset lacks: Summary.Value.image (field 4) = Summary.Image {height 1, width 2, colorspace 3,
+// encoded_image_string 4}, as TensorFlow's summary.proto numbers them.
+void varint(std::string& out, uint64_t v) {
+  for (; v >= 0x80u; v >>= 7) out.push_back(static_cast<char>((v & 0x7fu) | 0x80u));
+  out.push_back(static_cast<char>(v));
+}
+void field_varint(std::string& out, int field, uint64_t v) {
+  varint(out, static_cast<uint64_t>(field) << 3);
+  varint(out, v);
+}
+void field_bytes(std::string& out, int field, const std::string& bytes) {
+  varint(out, (static_cast<uint64_t>(field) << 3) | 2u);
+  varint(out, bytes.size());
+  out += bytes;
+}
+uint32_t be32(const std::string& s, size_t at) {
+  uint32_t v = 0;
+  for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  return v;
+}
+std::string event(double wall_time, int64_t step, const std::string& tag, const std::string& png) {
+  static const std::string kSignature("\x89PNG\r\n\x1a\n", 8);
+  if (png.size() < 33 || png.compare(0, 8, kSignature) != 0 || png.compare(12, 4, "IHDR") != 0)
+    throw InputError(tag, "add_image needs PNG bytes (no PNG signature and IHDR chunk)");
+  // PNG colour type -> Summary.Image colorspace (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA); a palette is RGB.
+  const int type = static_cast<unsigned char>(png[25]);
+  const uint64_t colorspace = type == 0 ? 1 : type == 4 ? 2 : type == 6 ? 4 : 3;
+  std::string image, value, summary, ev;
+  field_varint(image, 1, be32(png, 20));
+  field_varint(image, 2, be32(png, 16));
+  field_varint(image, 3, colorspace);
+  field_bytes(image, 4, png);
+  field_bytes(value, 1, tag);
+  field_bytes(value, 4, image);
+  field_bytes(summary, 1, value);
+  uint64_t bits = 0;
+  std::memcpy(&bits, &wall_time, sizeof(bits));
+  varint(ev, (1u << 3) | 1u);  // wall_time: fixed64 double
+  put_le(ev, bits, 8);
+  field_varint(ev, 2, static_cast<uint64_t>(step));
+  field_bytes(ev, 5, summary);
+  return ev;
+}
+}  // namespace image_summary
+
+void TensorBoardWriter::add_image(const std::string& tag, const std::string& png, int64_t step,
+                                  std::optional<double> wall_time) {
+  append(image_summary::event(wall_time.value_or(now_seconds()), step, tag, png));
 }
 
 void TensorBoardWriter::append(const std::string& event) { pending_ += tfrecord_frame(event); }

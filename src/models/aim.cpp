@@ -22,6 +22,8 @@ void AimConfig::validate(const std::string& where) const {
   if (attention != "causal" && attention != "dense")
     throw InputError(where + ".attention",
                      "unknown attention '" + attention + "' (expected causal or dense)");
+  if (target_dim < 0)
+    throw InputError(where + ".target_dim", "must be >= 0, got " + std::to_string(target_dim));
 }
 
 CrossAttentionImpl::CrossAttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
@@ -215,6 +217,23 @@ at::Tensor AimVitImpl::forward_loss_ordered(const at::Tensor& imgs, const at::Te
                                         : forward_causal(imgs, order, inverse);
   auto target = pixel_target(imgs, vit_cfg_.patch_size, tcfg);
   return pixel_loss(pred, target, tcfg.loss);
+}
+
+// imgs: (N, C, H, W), order/inverse: (N, L), target: (N, L+1, K) -> scalar
+at::Tensor AimVitImpl::forward_feature_loss_ordered(const at::Tensor& imgs, const at::Tensor& order,
+                                                    const at::Tensor& inverse, const at::Tensor& target) {
+  check_images(imgs);
+  check_keys(order, imgs.size(0));
+  check_keys(inverse, imgs.size(0));
+  const int64_t l = vit_cfg_.num_patches();
+  if (target.dim() != 3 || target.size(0) != imgs.size(0) || target.size(1) != l + 1 ||
+      target.size(2) != cfg_.out_dim())
+    throw InputError("feature target", "expected (" + std::to_string(imgs.size(0)) + ", " +
+                                           std::to_string(l + 1) + ", " + std::to_string(cfg_.out_dim()) +
+                                           "), got " + c10::str(target.sizes()));
+  auto pred = cfg_.attention == "dense" ? forward_dense(imgs, inverse.to(at::kFloat))
+                                        : forward_causal(imgs, order, inverse);
+  return feature_loss(pred, target.narrow(1, 1, l));
 }
 
 }  // namespace semaim::models

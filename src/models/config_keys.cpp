@@ -39,6 +39,42 @@ void register_config_keys(config::Schema& s) {
   s.add({"target.norm_pix", T::kBool, "true",
          "Per-patch normalization of the target (unbiased variance, eps 1e-6)."});
   s.add({"target.loss", T::kString, "l2", "Pixel loss.", {}, {}, {"l2", "l1"}});
+  s.add({"target.kind",
+         T::kString,
+         "pixel",
+         "What the model predicts (method.md §7, the reference's predict_feature): `pixel` (blurred, "
+         "normalized patches), `inference` (the online encoder's final-normed tokens of the clean image, no "
+         "grad), `ema` (the EMA encoder's; needs pretrain.ema) or `teacher` (a frozen model from "
+         "target.teacher_path). Feature kinds use the loss 2 - 2 cos per token.",
+         {},
+         {},
+         {"pixel", "inference", "ema", "teacher"}});
+  s.add(
+      {"target.teacher_path", T::kString, "\"\"",
+       "Weights file of the frozen teacher (safetensors or .pth): an open_clip CLIP model (`visual.*` keys; "
+       "the text tower is ignored) or a timm ViT (DINO). Read at start, never saved in checkpoints."});
+  s.add({"target.teacher_format",
+         T::kString,
+         "auto",
+         "Key names of the teacher file: `auto` (from the keys), `open_clip` or `timm`.",
+         {},
+         {},
+         {"auto", "open_clip", "timm"}});
+  s.add({"target.teacher_act",
+         T::kString,
+         "auto",
+         "MLP activation of the teacher: `auto` (QuickGELU for open_clip, as OpenAI CLIP; GELU for timm), "
+         "`gelu` (open_clip models trained without quick_gelu) or `quick_gelu`.",
+         {},
+         {},
+         {"auto", "gelu", "quick_gelu"}});
+  s.add({"target.teacher_width", T::kInt, "0", "Expected teacher width; 0 = read from the file.", 0, 16384});
+  s.add({"target.teacher_depth", T::kInt, "0", "Expected teacher depth; 0 = read from the file.", 0, 1024});
+  s.add({"target.teacher_heads", T::kInt, "0",
+         "Teacher attention heads (not stored in the file); 0 = width / 64.", 0, 1024});
+  s.add({"target.teacher_orders", T::kBool, "true",
+         "With target.kind teacher: the teacher's cls-to-patch similarity drives the semantic pass (the "
+         "reference for CLIP / DINO targets) instead of ordering.source_model."});
 }
 
 }  // namespace semaim::models

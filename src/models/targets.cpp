@@ -1,4 +1,5 @@
-// Pixel targets and losses (method.md §7; reference AimViT.forward_pixel_loss, GaussianConv2d, patchify).
+// Pixel and feature targets and their losses (method.md §7; reference AimViT.forward_pixel_loss,
+// forward_feature_loss, GaussianConv2d, patchify).
 #include "semaim/models/targets.h"
 
 #include <ATen/ATen.h>
@@ -102,6 +103,18 @@ at::Tensor pixel_loss(const at::Tensor& pred, const at::Tensor& target, const st
   if (loss == "l2") return diff.square().mean();
   if (loss == "l1") return diff.abs().mean();
   throw InputError("target.loss", "unknown loss '" + loss + "' (expected l2 or l1)");
+}
+
+// pred: (N, L, K), target: (N, L, K) -> scalar
+at::Tensor feature_loss(const at::Tensor& pred, const at::Tensor& target) {
+  if (pred.sizes() != target.sizes())
+    throw InputError("feature_loss", "prediction " + c10::str(pred.sizes()) + " and target " +
+                                         c10::str(target.sizes()) + " differ in shape");
+  auto unit = [](const at::Tensor& x) {  // F.normalize(x, p=2, dim=-1)
+    const at::Tensor v = x.to(at::kFloat);
+    return v / at::linalg_vector_norm(v, 2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
+  };
+  return (unit(pred) - unit(target.detach())).square().sum(-1).mean();
 }
 
 }  // namespace semaim::models

@@ -237,4 +237,21 @@ Intermediates VitEncoderImpl::forward_intermediates(const at::Tensor& imgs,
   return out;
 }
 
+// x: (N, T, D) -> (N, heads, T, T)
+at::Tensor AttentionImpl::probabilities(const at::Tensor& x) {
+  const int64_t n = x.size(0), t = x.size(1), e = x.size(2) / num_heads;
+  auto qkv_t = qkv(x).view({n, t, 3, num_heads, e}).permute({2, 0, 3, 1, 4});
+  auto scores = at::matmul(qkv_t[0], qkv_t[1].transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(e)));
+  return at::softmax(scores, -1);
+}
+
+// imgs: (N, C, H, W) -> tokens (N, L+1, D), probabilities (N, heads, L+1, L+1)
+std::pair<at::Tensor, at::Tensor> VitEncoderImpl::encode_with_attention(const at::Tensor& imgs) {
+  auto h = embed(imgs);
+  for (int64_t i = 0; i + 1 < depth(); ++i) h = blocks_[static_cast<size_t>(i)](h);
+  Block& last = blocks_.back();
+  at::Tensor probs = last->attn->probabilities(last->norm1(h));
+  return {norm_(last(h)), probs};
+}
+
 }  // namespace semaim::models

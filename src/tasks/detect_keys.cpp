@@ -37,6 +37,11 @@ void register_detect_model_keys(config::Schema& s) {
          "max-pooled from the last. Level strides are patch_size / scale.", 0.001, 4.0});
   s.add({"detect.anchor_sizes", T::kFloatList, "[32, 64, 128, 256, 512]", "RPN anchor size per pyramid level "
          "(aspect ratios 0.5, 1, 2).", 1.0, 1e5});
+  s.add({"detect.rpn_pre_nms_topk_train", T::kInt, "2000", "RPN proposals kept per level before NMS (training).", 1});
+  s.add({"detect.rpn_post_nms_topk_train", T::kInt, "1000", "RPN proposals kept per image after NMS (training).", 1});
+  s.add({"detect.rpn_pre_nms_topk_test", T::kInt, "1000", "RPN proposals kept per level before NMS (inference).", 1});
+  s.add({"detect.rpn_post_nms_topk_test", T::kInt, "1000", "RPN proposals kept per image after NMS (inference); "
+         "the box head's work at test time grows with it.", 1});
   s.add({"detect.rpn_batch_per_image", T::kInt, "256", "Anchors sampled per image for the RPN loss.", 1, 1 << 20});
   s.add({"detect.roi_batch_per_image", T::kInt, "512", "Proposals sampled per image for the RoI heads.", 1, 1 << 20});
   s.add({"detect.head_conv_dim", T::kInt, "256", "Box and mask head convolution channels.", 1, 1 << 16});

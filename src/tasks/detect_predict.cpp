@@ -5,7 +5,9 @@
 #include <iterator>
 
 #include <nlohmann/json.hpp>
+#if SEMAIM_WITH_OPENCV
 #include <opencv2/imgcodecs.hpp>
+#endif
 #include <opencv2/imgproc.hpp>
 
 #include "semaim/core/errors.h"
@@ -60,9 +62,13 @@ std::string draw(const std::string& path, const ImageDetections& d, const std::v
   }
   cv::Mat bgr;
   cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+#if SEMAIM_WITH_OPENCV
   std::vector<uint8_t> png;
   if (!cv::imencode(".png", bgr, png)) throw RuntimeFailure("cannot encode the drawing of " + path + " as PNG");
   return std::string(png.begin(), png.end());
+#else
+  throw InputError(path, "cannot write PNG drawings: semaim was built with SEMAIM_WITH_OPENCV=OFF");
+#endif
 }
 
 }  // namespace

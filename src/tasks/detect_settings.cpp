@@ -42,6 +42,10 @@ void read_model(const config::Config& cfg, int64_t num_classes, DetectSettings& 
     throw InputError("detect.anchor_sizes", "needs one size per pyramid level (" +
                                                 std::to_string(m.scale_factors.size() + 1) + " with the extra level)");
   m.rpn.batch_size_per_image = cfg.get_int("detect.rpn_batch_per_image");
+  m.rpn.pre_nms_topk_train = cfg.get_int("detect.rpn_pre_nms_topk_train");
+  m.rpn.post_nms_topk_train = cfg.get_int("detect.rpn_post_nms_topk_train");
+  m.rpn.pre_nms_topk_test = cfg.get_int("detect.rpn_pre_nms_topk_test");
+  m.rpn.post_nms_topk_test = cfg.get_int("detect.rpn_post_nms_topk_test");
   m.roi.batch_size_per_image = cfg.get_int("detect.roi_batch_per_image");
   m.roi.conv_dim = cfg.get_int("detect.head_conv_dim");
   m.roi.fc_dim = cfg.get_int("detect.head_fc_dim");

@@ -67,6 +67,14 @@ models::TargetConfig target_config(const config::Config& cfg) {
   t.blur_sigma = cfg.get_float("target.blur_sigma");
   t.norm_pix = cfg.get_bool("target.norm_pix");
   t.loss = cfg.get_string("target.loss");
+  t.kind = cfg.get_string("target.kind");
+  t.teacher_path = cfg.get_string("target.teacher_path");
+  t.teacher_format = cfg.get_string("target.teacher_format");
+  t.teacher_act = cfg.get_string("target.teacher_act");
+  t.teacher_width = cfg.get_int("target.teacher_width");
+  t.teacher_depth = cfg.get_int("target.teacher_depth");
+  t.teacher_heads = cfg.get_int("target.teacher_heads");
+  t.teacher_orders = cfg.get_bool("target.teacher_orders");
   return t;
 }
 

@@ -202,3 +202,20 @@ TEST(Detect, CocoRecipesHoldTheReferenceValues) {
   EXPECT_DOUBLE_EQ(l.get_float("detect.layer_decay"), 0.8);
   EXPECT_EQ(l.get_int("detect.iters"), 184375);
 }
+
+TEST(Detect, RpnProposalCountsComeFromTheConfigWithDetectron2Defaults) {
+  const std::string dir = std::string(SEMAIM_SOURCE_DIR) + "/configs/detect/";
+  Config b = Config::load(schema(), dir + "mask-rcnn-vit-b16_8xb8-lsj-1024-100e_coco.yaml", {});
+  const DetectSettings coco = DetectSettings::read(b, 80);
+  EXPECT_EQ(coco.model.rpn.pre_nms_topk_train, 2000);
+  EXPECT_EQ(coco.model.rpn.post_nms_topk_train, 1000);
+  EXPECT_EQ(coco.model.rpn.pre_nms_topk_test, 1000);
+  EXPECT_EQ(coco.model.rpn.post_nms_topk_test, 1000);
+  b.apply_overrides({"detect.rpn_pre_nms_topk_train=300", "detect.rpn_post_nms_topk_train=200",
+                     "detect.rpn_pre_nms_topk_test=100", "detect.rpn_post_nms_topk_test=50"});
+  const DetectSettings s = DetectSettings::read(b, 80);
+  EXPECT_EQ(s.model.rpn.pre_nms_topk_train, 300);
+  EXPECT_EQ(s.model.rpn.post_nms_topk_train, 200);
+  EXPECT_EQ(s.model.rpn.pre_nms_topk_test, 100);
+  EXPECT_EQ(s.model.rpn.post_nms_topk_test, 50);
+}

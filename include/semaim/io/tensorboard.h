@@ -46,6 +46,12 @@ class TensorBoardWriter {
   void add_scalar(const std::string& tag, float value, int64_t step, std::optional<double> wall_time = {});
   void add_text(const std::string& tag, const std::string& text, int64_t step,
                 std::optional<double> wall_time = {});
+  // A PNG as an image of TensorBoard's Images tab: Event{wall_time, step, summary{value{tag, image{height,
+  // width, colorspace, encoded_image_string}}}} (Summary.Image, what torch's SummaryWriter.add_image writes),
+  // the size and colour space read from the PNG's IHDR chunk. InputError naming `tag` for bytes that are not a
+  // PNG.
+  void add_image(const std::string& tag, const std::string& png, int64_t step,
+                 std::optional<double> wall_time = {});
   // Writes the buffered records to the file (one write call per flush).
   void flush();
 

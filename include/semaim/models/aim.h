@@ -25,9 +25,13 @@ struct AimConfig {
   std::string head = "mlp";          // "mlp" (Linear D->4D, GELU, Linear 4D->out) or "linear"
   // "causal": sorted tokens + SDPA is_causal (method.md §4); "dense": the reference masks.
   std::string attention = "causal";
+  // The prediction width for feature targets (the target tokens' width); 0 = pixels, p*p*C.
+  int64_t target_dim = 0;
 
   int64_t step() const { return vit.depth / decoder_depth; }
-  int64_t out_dim() const { return vit.patch_size * vit.patch_size * vit.in_chans; }
+  int64_t out_dim() const {
+    return target_dim > 0 ? target_dim : vit.patch_size * vit.patch_size * vit.in_chans;
+  }
   // Throws InputError naming `where` and the offending field.
   void validate(const std::string& where = "model") const;
 };
@@ -88,6 +92,11 @@ class AimVitImpl : public VitEncoderImpl {
   // (N, L) int64 -> scalar
   at::Tensor forward_loss_ordered(const at::Tensor& imgs, const at::Tensor& order, const at::Tensor& inverse,
                                   const TargetConfig& tcfg);
+  // Feature-target loss (method.md §7, reference forward_feature_loss) under a precomputed permutation: the
+  // prediction of patch j against the target token 1+j (the target's cls token is dropped).
+  // imgs: (N, C, H, W), order/inverse: (N, L) int64, target: (N, L+1, K) -> scalar
+  at::Tensor forward_feature_loss_ordered(const at::Tensor& imgs, const at::Tensor& order,
+                                          const at::Tensor& inverse, const at::Tensor& target);
   const AimConfig& config() const { return cfg_; }
   int64_t decoder_depth() const { return static_cast<int64_t>(query_blocks_.size()); }
   // True for encoder parameters/buffers (timm keys: cls_token, pos_embed, patch_embed.*, blocks.*, norm.*).

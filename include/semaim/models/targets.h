@@ -1,4 +1,5 @@
-// Pixel targets and losses (method.md §7; reference AimViT.forward_pixel_loss, GaussianConv2d, patchify).
+// Pixel and feature targets and their losses (method.md §7; reference AimViT.forward_pixel_loss,
+// forward_feature_loss, GaussianConv2d, patchify).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -12,6 +13,14 @@ struct TargetConfig {
   double blur_sigma = 1.0;
   bool norm_pix = true;
   std::string loss = "l2";  // l2 | l1
+  // pixel | inference (the online encoder's tokens) | ema (the EMA encoder's) | teacher (a frozen model's);
+  // the three feature kinds use feature_loss and ignore the pixel fields above.
+  std::string kind = "pixel";
+  std::string teacher_path, teacher_format = "auto", teacher_act = "auto";
+  int64_t teacher_width = 0, teacher_depth = 0, teacher_heads = 0;
+  bool teacher_orders = true;  // the teacher's tokens drive the semantic pass (the reference's clip/dino)
+
+  bool features() const { return kind != "pixel"; }
 };
 
 // Normalized Gaussian, centred at (k-1)/2, computed in float64. -> (k, k), sums to 1
@@ -37,5 +46,9 @@ at::Tensor pixel_target(const at::Tensor& imgs, int64_t p, const TargetConfig& c
 // Mean over everything of (pred - target)^2 ("l2") or |pred - target| ("l1"), in the wider of the two
 // dtypes. pred, target: same shape -> scalar
 at::Tensor pixel_loss(const at::Tensor& pred, const at::Tensor& target, const std::string& loss);
+// Reference forward_feature_loss: both sides L2-normalized per token (F.normalize, eps 1e-12), the squared
+// difference summed over K (= 2 - 2 cos), averaged over tokens, in float32.
+// pred: (N, L, K), target: (N, L, K) -> scalar
+at::Tensor feature_loss(const at::Tensor& pred, const at::Tensor& target);
 
 }  // namespace semaim::models

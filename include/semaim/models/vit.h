@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -70,6 +71,9 @@ class AttentionImpl : public torch::nn::Module {
   // x: (N, T, D), mask: (N or 1, 1, T, T) bool -> (N, T, D)
   at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask = std::nullopt,
                      bool causal = false);
+  // The bidirectional attention probabilities softmax(q k^T * head_dim^-0.5) that forward (no mask) weighs
+  // v with, for pictures; forward itself runs SDPA and never forms them. x: (N, T, D) -> (N, heads, T, T)
+  at::Tensor probabilities(const at::Tensor& x);
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
   int64_t num_heads;
 };
@@ -133,6 +137,9 @@ class VitEncoderImpl : public torch::nn::Module {
   // timm forward_intermediates: block outputs of the chosen blocks and the final normed tokens.
   // imgs: (N, C, H, W) -> features (N, L+1, D), intermediates (N, D, gh, gw) or (N, L, D) each
   Intermediates forward_intermediates(const at::Tensor& imgs, const IntermediatesOptions& opts = {});
+  // forward_features (the same ops, so the same tokens) plus the last block's attention probabilities.
+  // imgs: (N, C, H, W) -> tokens (N, L+1, D), probabilities (N, heads, L+1, L+1)
+  std::pair<at::Tensor, at::Tensor> encode_with_attention(const at::Tensor& imgs);
   // The position table for a gh x gw grid: the stored one at the configured grid, else resampled (timm).
   // -> (1, 1 + g.h*g.w, D)
   at::Tensor pos_embed_for(Grid g) const;

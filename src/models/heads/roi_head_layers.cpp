@@ -13,34 +13,15 @@ namespace {
 // fvcore c2_msra_fill: kaiming normal (fan_out, ReLU), bias 0.
 void c2_msra_fill(at::Tensor& weight) { torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU); }
 
+constexpr ConvLnOptions kReluMsra{.relu = true, .init = ConvLnOptions::Init::kMsra};
+
 }  // namespace
-
-ChannelLayerNormImpl::ChannelLayerNormImpl(int64_t channels, double eps) : eps_(eps) {
-  weight = register_parameter("weight", at::ones({channels}));
-  bias = register_parameter("bias", at::zeros({channels}));
-}
-
-at::Tensor ChannelLayerNormImpl::forward(const at::Tensor& x) {
-  const at::Tensor u = x.mean(1, true);
-  const at::Tensor s = (x - u).pow(2).mean(1, true);
-  return weight.view({-1, 1, 1}) * ((x - u) / at::sqrt(s + eps_)) + bias.view({-1, 1, 1});
-}
-
-ConvLnReluImpl::ConvLnReluImpl(int64_t in, int64_t out, int64_t kernel) : padding_(kernel / 2) {
-  weight = register_parameter("weight", at::empty({out, in, kernel, kernel}));
-  c2_msra_fill(weight);
-  norm = register_module("norm", ChannelLayerNorm(out));
-}
-
-at::Tensor ConvLnReluImpl::forward(const at::Tensor& x) {
-  return at::relu(norm->forward(at::conv2d(x, weight, {}, 1, padding_)));
-}
 
 BoxHeadImpl::BoxHeadImpl(int64_t in_channels, int64_t resolution, int64_t num_convs, int64_t conv_dim,
                          int64_t fc_dim) {
   int64_t channels = in_channels;
   for (int64_t k = 0; k < num_convs; ++k) {
-    convs.push_back(register_module("conv" + std::to_string(k + 1), ConvLnRelu(channels, conv_dim, 3)));
+    convs.push_back(register_module("conv" + std::to_string(k + 1), ConvLn(channels, conv_dim, 3, kReluMsra)));
     channels = conv_dim;
   }
   fc1 = register_module("fc1", torch::nn::Linear(channels * resolution * resolution, fc_dim));
@@ -71,7 +52,7 @@ std::pair<at::Tensor, at::Tensor> BoxPredictorImpl::forward(const at::Tensor& x)
 MaskHeadImpl::MaskHeadImpl(int64_t in_channels, int64_t num_convs, int64_t conv_dim, int64_t num_classes) {
   int64_t channels = in_channels;
   for (int64_t k = 0; k < num_convs; ++k) {
-    mask_fcns.push_back(register_module("mask_fcn" + std::to_string(k + 1), ConvLnRelu(channels, conv_dim, 3)));
+    mask_fcns.push_back(register_module("mask_fcn" + std::to_string(k + 1), ConvLn(channels, conv_dim, 3, kReluMsra)));
     channels = conv_dim;
   }
   deconv = register_module("deconv",

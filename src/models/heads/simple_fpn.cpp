@@ -43,18 +43,6 @@ torch::nn::Sequential resample_stage(double scale, int64_t dim, int64_t& out_dim
 
 }  // namespace
 
-ConvLnImpl::ConvLnImpl(int64_t in, int64_t out, int64_t kernel) : padding_(kernel / 2) {
-  weight = register_parameter("weight", at::empty({out, in, kernel, kernel}));
-  norm = register_module("norm", ChannelLayerNorm(out));
-  // PyTorch's default Conv2d init, which detectron2 keeps for these convs.
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-}
-
-// x: (N, in, H, W) -> (N, out, H, W)
-at::Tensor ConvLnImpl::forward(const at::Tensor& x) {
-  return norm(at::conv2d(x, weight, {}, /*stride=*/1, /*padding=*/padding_));
-}
-
 SimpleFeaturePyramidImpl::SimpleFeaturePyramidImpl(int64_t in_dim, int64_t out_channels,
                                                    const std::vector<double>& scale_factors,
                                                    int64_t in_stride) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "semaim/models/heads/box_ops.h"
+#include "semaim/models/heads/conv_ln.h"
 #include "semaim/models/heads/detection_types.h"
 
 namespace semaim::models {
@@ -44,40 +45,13 @@ struct RoiHeadsOutput {
   det::LossMap losses;                      // loss_cls, loss_box_reg, loss_mask in training
 };
 
-// detectron2 layers.LayerNorm: normalizes each position over the channels (eps 1e-6), keys weight / bias.
-class ChannelLayerNormImpl : public torch::nn::Module {
- public:
-  explicit ChannelLayerNormImpl(int64_t channels, double eps = 1e-6);
-  // x: (N, C, H, W) -> (N, C, H, W)
-  at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight, bias;
-
- private:
-  double eps_;
-};
-TORCH_MODULE(ChannelLayerNorm);
-
-// detectron2 Conv2d(k x k, padding k/2, bias off, norm=LN, activation=ReLU): keys weight, norm.weight, norm.bias.
-class ConvLnReluImpl : public torch::nn::Module {
- public:
-  ConvLnReluImpl(int64_t in, int64_t out, int64_t kernel);
-  // x: (N, in, H, W) -> (N, out, H, W)
-  at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight;
-  ChannelLayerNorm norm{nullptr};
-
- private:
-  int64_t padding_;
-};
-TORCH_MODULE(ConvLnRelu);
-
 // detectron2 FastRCNNConvFCHead: convs (conv1..), flatten, fcs (fc1..) each followed by ReLU.
 class BoxHeadImpl : public torch::nn::Module {
  public:
   BoxHeadImpl(int64_t in_channels, int64_t resolution, int64_t num_convs, int64_t conv_dim, int64_t fc_dim);
   // x: (R, C, S, S) -> (R, fc_dim)
   at::Tensor forward(const at::Tensor& x);
-  std::vector<ConvLnRelu> convs;
+  std::vector<ConvLn> convs;
   torch::nn::Linear fc1{nullptr};
 };
 TORCH_MODULE(BoxHead);
@@ -98,7 +72,7 @@ class MaskHeadImpl : public torch::nn::Module {
   MaskHeadImpl(int64_t in_channels, int64_t num_convs, int64_t conv_dim, int64_t num_classes);
   // x: (R, C, S, S) -> mask logits (R, K, 2S, 2S)
   at::Tensor forward(const at::Tensor& x);
-  std::vector<ConvLnRelu> mask_fcns;
+  std::vector<ConvLn> mask_fcns;
   torch::nn::ConvTranspose2d deconv{nullptr};
   torch::nn::Conv2d predictor{nullptr};
 };

@@ -10,24 +10,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "semaim/models/heads/roi_heads.h"
+#include "semaim/models/heads/conv_ln.h"
 
 namespace semaim::models {
-
-// detectron2 Conv2d(k x k, padding k/2, bias off, norm=LN) with no activation: keys weight, norm.weight,
-// norm.bias.
-class ConvLnImpl : public torch::nn::Module {
- public:
-  ConvLnImpl(int64_t in, int64_t out, int64_t kernel);
-  // x: (N, in, H, W) -> (N, out, H, W)
-  at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight;
-  ChannelLayerNorm norm{nullptr};
-
- private:
-  int64_t padding_;
-};
-TORCH_MODULE(ConvLn);
 
 // One stage per scale factor, named simfp_<log2 stride>: x4 = deconv 2x2 (D -> D/2), LN, GELU, deconv (->
 // D/4); x2 = deconv (D -> D/2); x1 = identity; x1/2^k = 2^k x 2^k max-pool (ViTDet: x0.5; a patch-4 encoder
