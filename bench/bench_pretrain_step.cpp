@@ -4,7 +4,9 @@
 // ordering.
 //
 // usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats R] [--batch B]
-//        [--device cpu|cuda] [--variants K] [--peak-tflops P]
+//        [--device cpu|cuda] [--variants K] [--peak-tflops P] [--profile]
+// --profile: instead of the timing table, where the first variant's step time goes by category (step_profile.h)
+// with this machine's GEMM and copy peaks measured in the same run.
 // Prints a Markdown table: one row per variant (the first K), median (min, max) images/s over R repeats of N
 // timed steps (after 2 warm-up steps; variants timed round-robin), the ratio to the first row, the model
 // FLOP/s and, given the device's peak P, the model FLOP utilization; then the process's peak RSS.
@@ -27,6 +29,7 @@
 #include "semaim/ordering/ordering.h"
 #include "semaim/tasks/models.h"
 #include "semaim/tasks/schema.h"
+#include "step_profile.h"
 
 using namespace semaim;
 
@@ -90,17 +93,23 @@ class StepRunner {
     const auto& v = mcfg_.vit;
     at::Tensor tokens;
     if (ordering::needs_tokens(ocfg_.strategy)) {
+      RECORD_USER_SCOPE("phase::semantic pass (no-grad encoder)");
       at::NoGradGuard ng;
       engine::AutocastGuard ac(device_.type(), bf16_);
       tokens = model_->encode(imgs_).to(at::kFloat);
     }
-    const auto ord = ordering::make_order(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, device_);
+    ordering::Ordering ord;
+    {
+      RECORD_USER_SCOPE("phase::ordering (keys and permutation)");
+      ord = ordering::make_order(ocfg_, batch_, v.grid_h(), v.grid_w(), tokens, gen_, device_);
+    }
     at::Tensor loss;
     {
       engine::AutocastGuard ac(device_.type(), bf16_);
       loss = model_->forward_loss_ordered(imgs_, ord.order, ord.inverse, tcfg_);
     }
     loss.backward();
+    RECORD_USER_SCOPE("phase::optimizer (clip, AdamW, zero_grad)");
     engine::clip_grad_norm(tensors_, 3.0);
     opt_->step();
     opt_->zero_grad();
@@ -121,102 +130,149 @@ class StepRunner {
   at::Tensor imgs_, last_loss_;
 };
 
+struct Options {
+  std::string config_path, device_name = "cpu";
+  std::vector<std::string> sets;
+  int64_t steps = 5, repeats = 3, num_variants = 3;
+  double peak_tflops = 0;
+  bool profile = false, help = false;
+};
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw InputError(a, "needs a value");
+      return argv[++i];
+    };
+    if (a == "--set")
+      o.sets.push_back(next());
+    else if (a == "--steps")
+      o.steps = std::stoll(next());
+    else if (a == "--repeats")
+      o.repeats = std::stoll(next());
+    else if (a == "--batch")
+      o.sets.push_back("pretrain.batch_size=" + next());
+    else if (a == "--device")
+      o.device_name = next();
+    else if (a == "--variants")
+      o.num_variants = std::stoll(next());
+    else if (a == "--peak-tflops")
+      o.peak_tflops = std::stod(next());
+    else if (a == "--profile")
+      o.profile = true;
+    else if (a == "--help" || a == "-h")
+      o.help = true;
+    else if (a.rfind("--", 0) == 0)
+      throw InputError(a, "unknown option");
+    else
+      o.config_path = a;
+  }
+  if (o.device_name != "cpu" && o.device_name != "cuda") throw InputError("--device", "must be cpu or cuda");
+  if (o.device_name == "cuda" && !at::hasCUDA()) throw InputError("--device", "cuda asked for, no CUDA device");
+  return o;
+}
+
+// --profile: the first variant's step, 2 warm-up steps, then `steps` profiled ones, and the peaks.
+void run_profile(const config::Config& cfg, at::Device device, int64_t steps) {
+  StepRunner runner(cfg, device);
+  for (int i = 0; i < 2; ++i) runner.step();
+  runner.sync();
+  auto [cats, wall] = bench::profile_steps(
+      [&] {
+        runner.step();
+        runner.sync();
+      },
+      steps);
+  const bool bf16 = cfg.get_bool("pretrain.bf16");
+  const double fp32 = bench::gemm_peak_tflops(at::kFloat), bf = bench::gemm_peak_tflops(at::kBFloat16);
+  std::printf("this machine, measured now: GEMM peak %.3f TFLOP/s fp32, %.3f TFLOP/s bf16; copy %.1f GB/s\n\n", fp32,
+              bf, bench::copy_peak_gbs());
+  bench::print_profile(cats, wall, steps, bf16 ? bf : fp32, bf16 ? "bf16" : "fp32");
+  std::printf("model FLOPs per image (analytic): %.3g; at the measured wall time %.3f TFLOP/s\n",
+              runner.flops_per_image(),
+              runner.flops_per_image() * static_cast<double>(runner.batch() * steps) / wall / 1e12);
+}
+
+void print_header(const config::Config& base, const at::Device& device, const Options& o) {
+  const auto mc = tasks::aim_config(base);
+  std::printf(
+      "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %s, %d threads, "
+      "%lld steps x %lld repeats\n\n",
+      base.get_string("model.name").c_str(), (long long)mc.vit.embed_dim, (long long)mc.vit.depth,
+      (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
+      (long long)base.get_int("pretrain.batch_size"), base.get_bool("pretrain.bf16") ? "on" : "off",
+      device.str().c_str(), at::get_num_threads(), (long long)o.steps, (long long)o.repeats);
+}
+
+// Variants are timed round-robin (repeat r of every variant before repeat r+1) so drift in the machine's speed
+// spreads over all of them; each gets 2 warm-up steps first.
+void run_timing(const config::Config& base, at::Device device, const Options& o, const std::vector<Variant>& variants) {
+  std::vector<std::unique_ptr<StepRunner>> runners;
+  for (const auto& v : variants) {
+    auto cfg = base;
+    cfg.apply_overrides(v.sets);
+    runners.push_back(std::make_unique<StepRunner>(cfg, device));
+    for (int i = 0; i < 2; ++i) runners.back()->step();
+    runners.back()->sync();
+  }
+  const double rss = peak_rss_mb();
+  std::vector<std::vector<double>> rates(variants.size());
+  for (int64_t r = 0; r < o.repeats; ++r) {
+    for (size_t i = 0; i < runners.size(); ++i) {
+      const auto t0 = core::Clock::now();
+      for (int64_t s = 0; s < o.steps; ++s) runners[i]->step();
+      runners[i]->sync();
+      rates[i].push_back(static_cast<double>(o.steps * runners[i]->batch()) / core::seconds_since(t0));
+    }
+  }
+  std::printf(
+      "| variant | images/s (median) | min | max | ratio to first | model TFLOP/s | MFU |\n"
+      "|---|---|---|---|---|---|---|\n");
+  const double first = core::median(rates[0]);
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const auto [mn, mx] = std::minmax_element(rates[i].begin(), rates[i].end());
+    const double tflops = core::median(rates[i]) * runners[i]->flops_per_image() / 1e12;
+    char mfu[32] = "n/a";
+    if (o.peak_tflops > 0) std::snprintf(mfu, sizeof(mfu), "%.1f%%", 100 * tflops / o.peak_tflops);
+    std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.3g | %s |\n", variants[i].name.c_str(), core::median(rates[i]),
+                *mn, *mx, core::median(rates[i]) / first, tflops, mfu);
+  }
+  std::printf("\npeak RSS of the process (all variants built and warmed up): %.0f MB; after timing: %.0f MB\n", rss,
+              peak_rss_mb());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    std::string config_path;
-    std::vector<std::string> sets;
-    int64_t steps = 5, repeats = 3, num_variants = 3;
-    std::string device_name = "cpu";
-    double peak_tflops = 0;
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      auto next = [&]() -> std::string {
-        if (i + 1 >= argc) throw InputError(a, "needs a value");
-        return argv[++i];
-      };
-      if (a == "--set")
-        sets.push_back(next());
-      else if (a == "--steps")
-        steps = std::stoll(next());
-      else if (a == "--repeats")
-        repeats = std::stoll(next());
-      else if (a == "--batch")
-        sets.push_back("pretrain.batch_size=" + next());
-      else if (a == "--device")
-        device_name = next();
-      else if (a == "--variants")
-        num_variants = std::stoll(next());
-      else if (a == "--peak-tflops")
-        peak_tflops = std::stod(next());
-      else if (a == "--help" || a == "-h") {
-        std::cout << "usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats "
-                     "R] [--batch B] [--device cpu|cuda] [--variants K] [--peak-tflops P]\n";
-        return 0;
-      } else if (a.rfind("--", 0) == 0)
-        throw InputError(a, "unknown option");
-      else
-        config_path = a;
+    const Options o = parse_options(argc, argv);
+    if (o.help) {
+      std::cout << "usage: bench_pretrain_step [CONFIG.yaml] [--set key=value ...] [--steps N] [--repeats R] "
+                   "[--batch B] [--device cpu|cuda] [--variants K] [--peak-tflops P] [--profile]\n";
+      return 0;
     }
-    auto base = config_path.empty() ? config::Config::defaults(tasks::schema())
-                                    : config::Config::load(tasks::schema(), config_path);
-    base.apply_overrides(sets);
+    auto base = o.config_path.empty() ? config::Config::defaults(tasks::schema())
+                                      : config::Config::load(tasks::schema(), o.config_path);
+    base.apply_overrides(o.sets);
     std::vector<Variant> variants = {
         {"semantic, sorted-causal SDPA (default)", {"model.attention=causal", "ordering.strategy=semantic"}},
         {"semantic, dense-mask reference", {"model.attention=dense", "ordering.strategy=semantic"}},
         {"stochastic (SAIM), sorted-causal SDPA", {"model.attention=causal", "ordering.strategy=stochastic"}},
     };
-    if (num_variants < 1 || num_variants > static_cast<int64_t>(variants.size()))
+    if (o.num_variants < 1 || o.num_variants > static_cast<int64_t>(variants.size()))
       throw InputError("--variants", "must be 1.." + std::to_string(variants.size()));
-    variants.resize(static_cast<size_t>(num_variants));
-    if (device_name != "cpu" && device_name != "cuda") throw InputError("--device", "must be cpu or cuda");
-    if (device_name == "cuda" && !at::hasCUDA()) throw InputError("--device", "cuda asked for, no CUDA device");
-    const at::Device device(device_name == "cuda" ? at::kCUDA : at::kCPU);
-    auto mc = tasks::aim_config(base);
-    std::printf(
-        "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %s, %d threads, "
-        "%lld steps x %lld repeats\n\n",
-        base.get_string("model.name").c_str(), (long long)mc.vit.embed_dim, (long long)mc.vit.depth,
-        (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
-        (long long)base.get_int("pretrain.batch_size"), base.get_bool("pretrain.bf16") ? "on" : "off",
-        device.str().c_str(), at::get_num_threads(), (long long)steps, (long long)repeats);
-    // Variants are timed round-robin (repeat r of every variant before repeat r+1) so drift in the machine's
-    // speed spreads over all of them; each gets 2 warm-up steps first.
-    std::vector<std::unique_ptr<StepRunner>> runners;
-    for (const auto& v : variants) {
+    variants.resize(static_cast<size_t>(o.num_variants));
+    const at::Device device(o.device_name == "cuda" ? at::kCUDA : at::kCPU);
+    print_header(base, device, o);
+    if (o.profile) {
       auto cfg = base;
-      cfg.apply_overrides(v.sets);
-      runners.push_back(std::make_unique<StepRunner>(cfg, device));
-      for (int i = 0; i < 2; ++i) runners.back()->step();
-      runners.back()->sync();
+      cfg.apply_overrides(variants[0].sets);
+      run_profile(cfg, device, o.steps);
+    } else {
+      run_timing(base, device, o, variants);
     }
-    const double rss = peak_rss_mb();
-    std::vector<std::vector<double>> rates(variants.size());
-    for (int64_t r = 0; r < repeats; ++r) {
-      for (size_t i = 0; i < runners.size(); ++i) {
-        const auto t0 = core::Clock::now();
-        for (int64_t s = 0; s < steps; ++s) runners[i]->step();
-        runners[i]->sync();
-        const double dt = core::seconds_since(t0);
-        rates[i].push_back(steps * runners[i]->batch() / dt);
-      }
-    }
-    std::printf(
-        "| variant | images/s (median) | min | max | ratio to first | model TFLOP/s | MFU |\n"
-        "|---|---|---|---|---|---|---|\n");
-    const double first = core::median(rates[0]);
-    for (size_t i = 0; i < variants.size(); ++i) {
-      const auto [mn, mx] = std::minmax_element(rates[i].begin(), rates[i].end());
-      const double tflops = core::median(rates[i]) * runners[i]->flops_per_image() / 1e12;
-      char mfu[32] = "n/a";
-      if (peak_tflops > 0) std::snprintf(mfu, sizeof(mfu), "%.1f%%", 100 * tflops / peak_tflops);
-      std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.3g | %s |\n", variants[i].name.c_str(),
-                  core::median(rates[i]), *mn, *mx, core::median(rates[i]) / first, tflops, mfu);
-    }
-    std::printf(
-        "\npeak RSS of the process (all variants built and warmed up): %.0f MB; after timing: %.0f MB\n", rss,
-        peak_rss_mb());
     return 0;
   } catch (const InputError& e) {
     std::cerr << "bench_pretrain_step: error: " << e.what() << "\n";
