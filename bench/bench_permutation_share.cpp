@@ -22,6 +22,7 @@
 #include "semaim/core/timing.h"
 #include "semaim/engine/autocast.h"
 #include "semaim/engine/optimizer.h"
+#include "semaim/engine/settings.h"
 #include "semaim/ordering/ordering.h"
 #include "semaim/tasks/models.h"
 #include "semaim/tasks/schema.h"
@@ -37,12 +38,13 @@ struct Size {
 
 void run_size(const Size& size, int64_t repeats) {
   auto cfg = config::Config::defaults(tasks::schema());
+  cfg.apply_overrides({"pretrain.precision=fp32"});  // the table in docs/benchmarks.md is fp32
   cfg.apply_overrides(size.sets);
   const auto mcfg = tasks::aim_config(cfg);
   const auto ocfg = tasks::ordering_config(cfg);
   const auto tcfg = tasks::target_config(cfg);
   const int64_t batch = cfg.get_int("pretrain.batch_size");
-  const bool bf16 = cfg.get_bool("pretrain.bf16");
+  const bool bf16 = engine::TrainSettings::read(cfg, "pretrain").bf16;
   const auto& v = mcfg.vit;
   models::AimVit model = tasks::build_aim(cfg);
   model->train();

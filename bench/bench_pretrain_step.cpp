@@ -26,6 +26,7 @@
 #include "semaim/core/timing.h"
 #include "semaim/engine/autocast.h"
 #include "semaim/engine/optimizer.h"
+#include "semaim/engine/settings.h"
 #include "semaim/ordering/ordering.h"
 #include "semaim/tasks/models.h"
 #include "semaim/tasks/schema.h"
@@ -55,7 +56,7 @@ class StepRunner {
         ocfg_(tasks::ordering_config(cfg)),
         tcfg_(tasks::target_config(cfg)),
         batch_(cfg.get_int("pretrain.batch_size")),
-        bf16_(cfg.get_bool("pretrain.bf16")),
+        bf16_(engine::TrainSettings::read(cfg, "pretrain").bf16),
         model_(tasks::build_aim(cfg)),
         gen_(at::make_generator<at::CPUGeneratorImpl>(0)) {
     model_->to(device_);
@@ -185,7 +186,7 @@ void run_profile(const config::Config& cfg, at::Device device, int64_t steps) {
         runner.sync();
       },
       steps);
-  const bool bf16 = cfg.get_bool("pretrain.bf16");
+  const bool bf16 = engine::TrainSettings::read(cfg, "pretrain").bf16;
   const double fp32 = bench::gemm_peak_tflops(at::kFloat), bf = bench::gemm_peak_tflops(at::kBFloat16);
   std::printf("this machine, measured now: GEMM peak %.3f TFLOP/s fp32, %.3f TFLOP/s bf16; copy %.1f GB/s\n\n", fp32,
               bf, bench::copy_peak_gbs());
@@ -198,11 +199,11 @@ void run_profile(const config::Config& cfg, at::Device device, int64_t steps) {
 void print_header(const config::Config& base, const at::Device& device, const Options& o) {
   const auto mc = tasks::aim_config(base);
   std::printf(
-      "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, bf16 %s, %s, %d threads, "
+      "model %s (D %lld, depth %lld, decoder %lld, img %lld, patch %lld), batch %lld, precision %s, %s, %d threads, "
       "%lld steps x %lld repeats\n\n",
       base.get_string("model.name").c_str(), (long long)mc.vit.embed_dim, (long long)mc.vit.depth,
       (long long)mc.decoder_depth, (long long)mc.vit.img_size, (long long)mc.vit.patch_size,
-      (long long)base.get_int("pretrain.batch_size"), base.get_bool("pretrain.bf16") ? "on" : "off",
+      (long long)base.get_int("pretrain.batch_size"), engine::TrainSettings::read(base, "pretrain").precision_reason.c_str(),
       device.str().c_str(), at::get_num_threads(), (long long)o.steps, (long long)o.repeats);
 }
 

@@ -153,7 +153,7 @@ pretrain_run() {
   # shellcheck disable=SC2086
   with_deps env NVIDIA_TF32_OVERRIDE=0 "$BUILD_DIR/semaim" pretrain "$root/configs/pretrain/aim-fmnist-p4_1xb128-semantic_fmnist.yaml" \
     --set run.output_dir="$runs" --set run.name="pretrain-$device" --set run.device="$device" --set run.seed=0 \
-    --set data.root="$deps/share/datasets/fashion-mnist" --set pretrain.max_steps=50 --set pretrain.bf16=false \
+    --set data.root="$deps/share/datasets/fashion-mnist" --set pretrain.max_steps=50 --set pretrain.precision=fp32 \
     --set ordering.pass_dtype=fp32 --set log.every_steps=50 --set log.progress=off ${PRETRAIN_SETS:-} >&2
   "$PYTHON" - "$dir/metrics.jsonl" <<'PY'
 import json, sys
@@ -214,11 +214,11 @@ s_bench_pretrain() {
     peak=$(peak_tflops "$name")
     echo "device $name, dense bf16 peak ${peak} TFLOP/s (0: unknown, set GPU_PEAK_TFLOPS)"
     with_deps "$BUILD_DIR/bench_pretrain_step" "$root/configs/pretrain/aim-base-p16_8xb256-semantic-800e_in1k.yaml" \
-      --device cuda --set pretrain.bf16=true --batch 128 --variants 1 --steps 10 --repeats 3 \
+      --device cuda --set pretrain.precision=bf16 --batch 128 --variants 1 --steps 10 --repeats 3 \
       --peak-tflops "$peak" | tee "$out"
   else
     with_deps "$BUILD_DIR/bench_pretrain_step" "$root/configs/pretrain/aim-fmnist-p4_1xb128-semantic_fmnist.yaml" \
-      --device cpu --set pretrain.bf16=true --batch 32 --variants 1 --steps 2 --repeats 1 | tee "$out"
+      --device cpu --set pretrain.precision=bf16 --batch 32 --variants 1 --steps 2 --repeats 1 | tee "$out"
   fi
   # The first row of the table: | variant | images/s | min | max | ratio | model TFLOP/s | MFU |
   row=$(grep -m1 '^| semantic' "$out")

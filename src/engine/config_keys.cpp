@@ -106,12 +106,20 @@ void register_training_keys(config::Schema& s, const std::string& section, const
   s.add({p + "eps", T::kFloat, float_yaml(d.eps), "AdamW epsilon.", 0.0, 1.0});
   s.add({p + "clip_grad", T::kFloat, float_yaml(d.clip_grad), "Max global gradient norm; 0 = no clipping.",
          0.0, 1e9});
-  s.add({p + "bf16", T::kBool, "false",
-         "bf16 autocast for the forward passes (weights and optimizer stay fp32)."});
+  s.add({p + "precision", T::kString, d.precision,
+         "Forward-pass precision: fp32, bf16 (autocast; weights, optimizer and loss stay fp32), or auto (bf16 "
+         "on CPUs with AVX-512 BF16 or AMX-BF16 and on CUDA devices of compute capability >= 8.0, else fp32).",
+         {}, {}, {"fp32", "bf16", "auto"}});
   s.add({p + "ema", T::kBool, bool_yaml(d.ema), "Keep an exponential moving average of the weights."});
   s.add({p + "ema_decay", T::kFloat, float_yaml(d.ema_decay), "EMA decay per optimizer step.", 0.0, 1.0});
   s.add({p + "max_consecutive_skips", T::kInt, "10",
          "Stop with a checkpoint after this many consecutive non-finite losses.", 1});
+  s.add({p + "checkpoint_blocks", T::kInt, "0",
+         "Activation checkpointing: the first N transformer blocks of each stack keep only their input and "
+         "recompute their activations in the backward pass (less memory, about one more forward); 0 = off, a "
+         "value >= the depth = every block.",
+         0, 100000});
+  s.rename(p + "bf16", p + "precision");
 }
 
 }  // namespace semaim::engine

@@ -6,6 +6,8 @@
 #include <thread>
 
 #include "semaim/core/errors.h"
+#include "semaim/engine/precision.h"
+#include "semaim/engine/run.h"
 
 namespace semaim::engine {
 
@@ -29,10 +31,14 @@ TrainSettings TrainSettings::read(const config::Config& cfg, const std::string& 
   s.beta2 = betas[1];
   s.eps = cfg.get_float(key("eps"));
   s.clip_grad = cfg.get_float(key("clip_grad"));
-  s.bf16 = cfg.get_bool(key("bf16"));
+  s.precision = cfg.get_string(key("precision"));
+  const PrecisionChoice choice = resolve_precision(s.precision, select_device(cfg.get_string("run.device")));
+  s.bf16 = choice.bf16;
+  s.precision_reason = choice.reason;
   s.ema = cfg.get_bool(key("ema"));
   s.ema_decay = cfg.get_float(key("ema_decay"));
   s.max_consecutive_skips = cfg.get_int(key("max_consecutive_skips"));
+  s.checkpoint_blocks = cfg.get_int(key("checkpoint_blocks"));
   return s;
 }
 

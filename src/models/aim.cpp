@@ -6,9 +6,11 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <vector>
 
 #include "kernels/permute_rows/permute_rows.h"
 #include "semaim/core/errors.h"
+#include "semaim/models/recompute.h"
 
 namespace semaim::models {
 
@@ -58,6 +60,18 @@ DecoderBlockImpl::DecoderBlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidde
 // g: (N, Tq, D), h: (N, Tk, D) -> (N, Tq, D)
 at::Tensor DecoderBlockImpl::forward(const at::Tensor& g, const at::Tensor& h,
                                      const std::optional<at::Tensor>& mask, bool causal) {
+  if (recompute && recompute_applies(is_training(), {g, h}))
+    return recompute_in_backward(
+        [this, mask, causal](const std::vector<at::Tensor>& in) {
+          return forward_block(in[0], in[1], mask, causal);
+        },
+        {g, h});
+  return forward_block(g, h, mask, causal);
+}
+
+// g: (N, Tq, D), h: (N, Tk, D) -> (N, Tq, D)
+at::Tensor DecoderBlockImpl::forward_block(const at::Tensor& g, const at::Tensor& h,
+                                           const std::optional<at::Tensor>& mask, bool causal) {
   auto x = g + attn(norm1(g), norm1(h), mask, causal);
   return x + mlp(norm2(x));
 }
@@ -107,6 +121,11 @@ bool AimVitImpl::is_encoder_key(const std::string& name) {
   for (const char* prefix : {"patch_embed.", "blocks.", "norm."})
     if (name.rfind(prefix, 0) == 0) return true;
   return name == "cls_token" || name == "pos_embed";
+}
+
+void AimVitImpl::set_checkpoint_blocks(int64_t n) {
+  VitEncoderImpl::set_checkpoint_blocks(n);
+  for (int64_t i = 0; i < decoder_depth(); ++i) query_blocks_[static_cast<size_t>(i)]->recompute = i < n;
 }
 
 // imgs: (N, C, H, W) -> (N, L+1, D)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "semaim/core/errors.h"
+#include "semaim/models/recompute.h"
 
 namespace semaim::models {
 
@@ -126,6 +127,17 @@ BlockImpl::BlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidden, double drop
 
 // x: (N, T, D) -> (N, T, D)
 at::Tensor BlockImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& mask, bool causal) {
+  if (recompute && recompute_applies(is_training(), {x}))
+    return recompute_in_backward(
+        [this, mask, causal](const std::vector<at::Tensor>& in) {
+          return forward_block(in[0], mask, causal);
+        },
+        {x});
+  return forward_block(x, mask, causal);
+}
+
+// x: (N, T, D) -> (N, T, D)
+at::Tensor BlockImpl::forward_block(const at::Tensor& x, const std::optional<at::Tensor>& mask, bool causal) {
   // drop_path returns its input untouched at rate 0 or in eval: then this is the plain pre-norm block.
   auto h = x + drop_path(attn(norm1(x), mask, causal), drop_path_rate, is_training());
   return h + drop_path(mlp(norm2(h)), drop_path_rate, is_training());
@@ -158,6 +170,12 @@ VitEncoderImpl::VitEncoderImpl(const VitConfig& cfg) : vit_cfg_(cfg) {
   }
   norm_ = register_module("norm", make_layer_norm(d));
   torch::nn::init::normal_(cls_token_, 0.0, 0.02);
+}
+
+void VitEncoderImpl::set_checkpoint_blocks(int64_t n) {
+  if (n < 0) throw InputError("checkpoint_blocks", "must be >= 0, got " + std::to_string(n));
+  checkpoint_blocks_ = n;
+  for (int64_t i = 0; i < depth(); ++i) blocks_[static_cast<size_t>(i)]->recompute = i < n;
 }
 
 void VitEncoderImpl::check_images(const at::Tensor& imgs) const {

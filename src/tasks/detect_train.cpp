@@ -248,7 +248,7 @@ DetectResult detect_train(const config::Config& cfg, const DetectTrainOptions& o
                  std::to_string(train_set->size()) + " training images, " + std::to_string(loop.total_steps) +
                  " steps, batch " + std::to_string(eff_batch) + ", lr " + std::to_string(loop.schedule.base_lr) +
                  ", layer decay " + std::to_string(s.layer_decay) + ", init " + (init.empty() ? "random" : init) +
-                 ", run dir " + ctx.run.dir);
+                 ", " + s.train.precision_reason + ", run dir " + ctx.run.dir);
   engine::Trainer trainer(ctx, t.w->state, ckpt, sinks, console, loop);
   engine::EvalHook hook;
   hook.every_steps = s.eval_every;

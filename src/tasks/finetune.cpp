@@ -142,6 +142,7 @@ struct Trainables {
     if (!init.empty()) load_init_encoder(*model, init);
     model->to(ctx.device);
     model->train();
+    model->set_checkpoint_blocks(s.train.checkpoint_blocks);
     if (s.train.ema) {
       ema_model.emplace(s.model);
       (*ema_model)->to(ctx.device);
@@ -253,8 +254,8 @@ void log_start(const config::Config& cfg, const FinetuneSettings& s, const engin
                  std::to_string(loader.size()) + " images, " + std::to_string(loop.total_steps) +
                  " steps, effective batch " + std::to_string(loop.images_per_step) + ", lr " +
                  std::to_string(loop.schedule.base_lr) + ", layer decay " + std::to_string(s.layer_decay) +
-                 (s.mixing() ? ", mixup/cutmix" : "") + ", init " + (init.empty() ? "random" : init) +
-                 ", run dir " + ctx.run.dir);
+                 (s.mixing() ? ", mixup/cutmix" : "") + ", init " + (init.empty() ? "random" : init) + ", " +
+                 s.train.precision_reason + ", run dir " + ctx.run.dir);
 }
 
 // The classification task of `probe` (false: fine-tuning) from encoder weights `init`, in `subdir` of the

@@ -124,6 +124,7 @@ struct Trainables {
     }
     model->to(ctx.device);
     model->train();
+    model->set_checkpoint_blocks(s.train.checkpoint_blocks);
     if (s.train.ema) {
       ema_model.emplace(s.model);
       (*ema_model)->to(ctx.device);
@@ -226,7 +227,8 @@ PretrainResult pretrain(const config::Config& cfg, const PretrainOptions& opts) 
                  " steps/epoch x " + std::to_string(s.train.epochs) + " epochs, effective batch " +
                  std::to_string(eff_batch) + " (" + std::to_string(ctx.world()) + " rank(s), " +
                  ctx.comm->backend() + "), lr " + std::to_string(loop.schedule.base_lr) + ", ordering " +
-                 cfg.get_string("ordering.strategy") + ", run dir " + ctx.run.dir);
+                 cfg.get_string("ordering.strategy") + ", " + s.train.precision_reason + ", run dir " +
+                 ctx.run.dir);
   engine::Trainer trainer(ctx, t.w->state, ckpt, sinks, console, loop);
   const engine::TrainSummary sum = trainer.run(loader, [&](data::Loader& data, double lr) {
     engine::StepResult r = pretrain_step(s, ctx, t, opts, data, lr);

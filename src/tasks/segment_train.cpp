@@ -51,6 +51,7 @@ struct SegTrainables {
     if (!init.empty()) load_init_encoder(*model->backbone, init);
     model->to(ctx.device);
     model->train();
+    model->backbone->set_checkpoint_blocks(s.train.checkpoint_blocks);
     if (ctx.world() > 1) {  // SyncBN: the heads' batch statistics cover every rank's batch
       dist::Communicator* comm = ctx.comm.get();
       models::set_sync_batchnorm(*model, std::make_shared<const models::SumAcrossRanks>(
@@ -155,7 +156,7 @@ SegmentResult segment_train(const config::Config& cfg, const SegmentTrainOptions
                  std::to_string(train_set->size()) + " training images, " + std::to_string(loop.total_steps) +
                  " steps, batch " + std::to_string(eff_batch) + ", lr " + std::to_string(loop.schedule.base_lr) +
                  ", layer decay " + std::to_string(s.layer_decay) + ", init " + (init.empty() ? "random" : init) +
-                 ", run dir " + ctx.run.dir);
+                 ", " + s.train.precision_reason + ", run dir " + ctx.run.dir);
   engine::Trainer trainer(ctx, t.w->state, ckpt, sinks, console, loop);
   engine::EvalHook hook;
   hook.every_steps = s.eval_every;

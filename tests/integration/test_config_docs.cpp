@@ -63,7 +63,7 @@ TEST(ConfigDocs, PretrainDefaultsAreTheFormerTrainDefaults) {
       {"weight_decay", 0.05}, {"eps", 1e-8}, {"clip_grad", 3.0}, {"ema_decay", 0.999}};
   for (const auto& [k, v] : floats) EXPECT_EQ(d.get_float("pretrain." + k), v) << k;
   EXPECT_EQ(d.get_floats("pretrain.betas"), (std::vector<double>{0.9, 0.95}));
-  EXPECT_FALSE(d.get_bool("pretrain.bf16"));
+  EXPECT_EQ(d.get_string("pretrain.precision"), "auto");
   EXPECT_FALSE(d.get_bool("pretrain.ema"));
 }
 

@@ -169,7 +169,7 @@ TEST(Pretrain, Bf16AndEmaSourceRun) {
   const fs::path d = tmp.path();
   Config c = tiny_config(d, "b");
   c.apply_overrides(
-      {"pretrain.max_steps=2", "pretrain.bf16=true", "pretrain.ema=true", "ordering.source_model=ema"});
+      {"pretrain.max_steps=2", "pretrain.precision=bf16", "pretrain.ema=true", "ordering.source_model=ema"});
   PretrainOptions o = quiet();
   auto r = pretrain(c, o);
   EXPECT_EQ(r.steps, 2);

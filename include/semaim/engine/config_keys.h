@@ -25,11 +25,12 @@ struct TrainingKeyDefaults {
   double clip_grad = 3.0;
   bool ema = false;
   double ema_decay = 0.999;
+  std::string precision = "auto";  // fp32 | bf16 | auto
 };
 
 // Registers into the task's declared `section` (which may hold task-specific keys too): epochs, max_steps,
-// batch_size, accum_steps, base_lr, lr, min_lr, warmup_epochs, weight_decay, betas, eps, clip_grad, bf16,
-// ema, ema_decay and max_consecutive_skips, with the task's `defaults`.
+// batch_size, accum_steps, base_lr, lr, min_lr, warmup_epochs, weight_decay, betas, eps, clip_grad, precision,
+// ema, ema_decay, max_consecutive_skips and checkpoint_blocks, with the task's `defaults`.
 void register_training_keys(config::Schema& schema, const std::string& section,
                             const TrainingKeyDefaults& defaults);
 

@@ -16,9 +16,13 @@ struct TrainSettings {
   int64_t epochs = 1, max_steps = 0, batch_size = 1, accum_steps = 1;
   double base_lr = 0, lr = 0, min_lr = 0, warmup_epochs = 0;
   double weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, clip_grad = 0;
-  bool bf16 = false, ema = false;
+  std::string precision = "auto";  // as configured: fp32 | bf16 | auto
+  bool bf16 = false;                // resolved for run.device (engine/precision.h)
+  std::string precision_reason;     // why, for the start-of-run log line
+  bool ema = false;
   double ema_decay = 0.999;
   int64_t max_consecutive_skips = 10;
+  int64_t checkpoint_blocks = 0;  // activation checkpointing of the first N blocks of each stack; 0 = off
 
   static TrainSettings read(const config::Config& cfg, const std::string& section);
   // lr as configured: the absolute `lr` when set, else base_lr x effective batch / 256.

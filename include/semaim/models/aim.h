@@ -52,12 +52,19 @@ TORCH_MODULE(CrossAttention);
 class DecoderBlockImpl : public torch::nn::Module {
  public:
   DecoderBlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden);
-  // g: (N, Tq, D), h: (N, Tk, D) -> (N, Tq, D)
+  // With `recompute` set, a training call with grad keeps only g and h and recomputes the block in the
+  // backward pass (models/recompute.h). g: (N, Tq, D), h: (N, Tk, D) -> (N, Tq, D)
   at::Tensor forward(const at::Tensor& g, const at::Tensor& h,
                      const std::optional<at::Tensor>& mask = std::nullopt, bool causal = false);
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   CrossAttention attn{nullptr};
   Mlp mlp{nullptr};
+  bool recompute = false;  // activation checkpointing (a runtime switch, not in the state dict)
+
+ private:
+  // g: (N, Tq, D), h: (N, Tk, D) -> (N, Tq, D)
+  at::Tensor forward_block(const at::Tensor& g, const at::Tensor& h, const std::optional<at::Tensor>& mask,
+                           bool causal);
 };
 TORCH_MODULE(DecoderBlock);
 
@@ -99,6 +106,8 @@ class AimVitImpl : public VitEncoderImpl {
                                           const at::Tensor& inverse, const at::Tensor& target);
   const AimConfig& config() const { return cfg_; }
   int64_t decoder_depth() const { return static_cast<int64_t>(query_blocks_.size()); }
+  // The first n blocks of each stack (encoder blocks, query-stream blocks) checkpointed; see VitEncoderImpl.
+  void set_checkpoint_blocks(int64_t n) override;
   // True for encoder parameters/buffers (timm keys: cls_token, pos_embed, patch_embed.*, blocks.*, norm.*).
   static bool is_encoder_key(const std::string& name);
 

@@ -83,6 +83,8 @@ TORCH_MODULE(Attention);
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_hidden, double drop_rate = 0.0);
+  // With `recompute` set, a training call with grad keeps only x and recomputes the block in the backward
+  // pass (models/recompute.h); the result and the gradients are those of the plain block.
   // x: (N, T, D) -> (N, T, D)
   at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask = std::nullopt,
                      bool causal = false);
@@ -90,6 +92,11 @@ class BlockImpl : public torch::nn::Module {
   Attention attn{nullptr};
   Mlp mlp{nullptr};
   double drop_path_rate;
+  bool recompute = false;  // activation checkpointing (a runtime switch, not in the state dict)
+
+ private:
+  // x: (N, T, D) -> (N, T, D)
+  at::Tensor forward_block(const at::Tensor& x, const std::optional<at::Tensor>& mask, bool causal);
 };
 TORCH_MODULE(Block);
 
@@ -149,6 +156,11 @@ class VitEncoderImpl : public torch::nn::Module {
   const torch::nn::LayerNorm& final_norm() const { return norm_; }
   const at::Tensor& cls_token() const { return cls_token_; }
   const at::Tensor& pos_embed() const { return pos_embed_; }
+  // Activation checkpointing (train.checkpoint_blocks): the first n blocks (all when n >= depth, none when 0)
+  // keep only their inputs in training and recompute in the backward pass. A runtime switch: parameters and
+  // the state dict are unchanged. n < 0 -> InputError.
+  virtual void set_checkpoint_blocks(int64_t n);
+  int64_t checkpoint_blocks() const { return checkpoint_blocks_; }
 
  protected:
   // Throws InputError unless imgs is (N, C, H, W) of the configured size.
@@ -169,6 +181,7 @@ class VitEncoderImpl : public torch::nn::Module {
   torch::nn::ModuleList blocks_list_{nullptr};
   std::vector<Block> blocks_;
   torch::nn::LayerNorm norm_{nullptr};
+  int64_t checkpoint_blocks_ = 0;
 };
 TORCH_MODULE(VitEncoder);
 
