@@ -45,8 +45,7 @@ at::Tensor CrossAttentionImpl::forward(const at::Tensor& q_in, const at::Tensor&
   auto heads = [&](const at::Tensor& x, int64_t t) {
     return x.view({n, t, num_heads, e}).transpose(1, 2).contiguous();
   };
-  auto out = at::scaled_dot_product_attention(heads(q(q_in), tq), heads(k(kv_in), tk), heads(v(kv_in), tk),
-                                              mask, 0.0, causal);
+  auto out = attention(heads(q(q_in), tq), heads(k(kv_in), tk), heads(v(kv_in), tk), mask, causal);
   return proj(out.transpose(1, 2).reshape({n, tq, d}));
 }
 

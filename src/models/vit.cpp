@@ -3,10 +3,12 @@
 #include "semaim/models/vit.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/nn/init.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -100,6 +102,22 @@ MlpImpl::MlpImpl(int64_t in, int64_t hidden, int64_t out) {
 // x: (..., in) -> (..., out)
 at::Tensor MlpImpl::forward(const at::Tensor& x) { return fc2(at::gelu(fc1(x))); }
 
+// q: (N, h, Tq, E), k/v: (N, h, Tk, E) -> (N, h, Tq, E)
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const std::optional<at::Tensor>& mask, bool causal) {
+  const bool cpu_bf16 = q.is_cpu() && at::autocast::is_autocast_enabled(at::kCPU) &&
+                        at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
+  if (!cpu_bf16) return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal);
+  const int64_t tq = q.size(-2), tk = k.size(-2);
+  auto scores = at::matmul(q, k.transpose(-2, -1)).to(at::kFloat) * (1.0 / std::sqrt(double(q.size(-1))));
+  if (mask) scores = scores.masked_fill(mask->logical_not(), -std::numeric_limits<float>::infinity());
+  if (causal) {
+    const auto future = at::ones({tq, tk}, q.options().dtype(at::kBool)).triu(1);
+    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  }
+  return at::matmul(scores.softmax(-1), v);
+}
+
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
   qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(true)));
   proj = register_module("proj", torch::nn::Linear(dim, dim));
@@ -113,7 +131,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
   // (N, T, 3D) -> (3, N, heads, T, E) in one copy: the CPU flash backward is faster on contiguous q/k/v than
   // on strided views.
   auto qkv_t = qkv(x).view({n, t, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4}).contiguous();
-  auto out = at::scaled_dot_product_attention(qkv_t[0], qkv_t[1], qkv_t[2], mask, 0.0, causal);
+  auto out = attention(qkv_t[0], qkv_t[1], qkv_t[2], mask, causal);
   return proj(out.transpose(1, 2).reshape({n, t, d}));
 }
 

@@ -63,6 +63,13 @@ class MlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// softmax(q k^T / sqrt(E) + mask) v with SDPA's mask conventions (bool mask: true = take part; causal: top-left
+// aligned). On the CPU under bf16 autocast it is computed as two matmuls and an fp32 softmax, which run on the bf16
+// GEMM units; ATen's CPU SDPA kernels run at fp32 speed there. Elsewhere it is
+// at::scaled_dot_product_attention. q: (N, h, Tq, E), k/v: (N, h, Tk, E), mask: (N or 1, 1, Tq, Tk) -> (N, h, Tq, E)
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const std::optional<at::Tensor>& mask = std::nullopt, bool causal = false);
+
 // Multi-head self-attention with a fused qkv Linear (timm Attention). Either a bool mask (true = take
 // part), causal (top-left aligned), or neither (bidirectional).
 class AttentionImpl : public torch::nn::Module {
