@@ -25,7 +25,35 @@ inline constexpr const char* kPhasePrefix = "phase::";
 struct CategoryTime {
   double self_ns = 0;
   double flops = 0;  // the profiler's FLOP estimate (GEMMs and convolutions); 0 where it has none
+  double bytes = 0;    // memory traffic estimated from the leaf ATen ops' input shapes (event_bytes)
+  double leaf_ns = 0;  // the self time of the leaf ATen ops (those whose bytes are counted)
 };
+
+// Bytes per element of a profiler dtype string ("float", "c10::BFloat16", "long int", ...); 0 for non-tensors.
+inline double dtype_bytes(const std::string& t) {
+  if (t.find("BFloat16") != std::string::npos || t.find("Half") != std::string::npos || t == "short int") return 2;
+  if (t == "double" || t.find("long") != std::string::npos) return 8;
+  if (t == "bool" || t.find("char") != std::string::npos) return 1;
+  if (t == "float" || t == "int" || t == "unsigned int") return 4;
+  return 0;
+}
+
+// Memory traffic of one op from its recorded inputs: every tensor input read once, plus one output the size of
+// the largest input written (an in-place op, name ending in '_', writes an input and adds nothing). A floor:
+// ops that read an input twice or reduce to a small output are counted at one pass.
+inline double event_bytes(const std::string& name, const std::vector<std::vector<int64_t>>& shapes,
+                          const std::vector<std::string>& dtypes) {
+  double sum = 0, largest = 0;
+  for (size_t i = 0; i < shapes.size() && i < dtypes.size(); ++i) {
+    const double b = dtype_bytes(dtypes[i]);
+    if (b == 0 || shapes[i].empty()) continue;
+    double n = b;
+    for (const int64_t d : shapes[i]) n *= static_cast<double>(d);
+    sum += n;
+    largest = std::max(largest, n);
+  }
+  return name.back() == '_' ? sum : sum + largest;
+}
 
 inline bool has(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
@@ -46,19 +74,26 @@ inline std::string op_category(const std::string& name) {
 
 // Self time per category over the profiled events. Events nest per thread by time; a phase scope's name
 // ("phase::x") becomes the category of everything under it.
+// `ops`, when given, gets the same totals per "category / op name".
 inline std::map<std::string, CategoryTime> categorize(
-    const std::vector<torch::autograd::profiler::KinetoEvent>& events) {
+    const std::vector<torch::autograd::profiler::KinetoEvent>& events,
+    std::map<std::string, CategoryTime>* ops = nullptr) {
   struct Ev {
     uint64_t start, end, flops;
     std::string name;
-    int64_t parent = -1;
+    double bytes = 0;
+    bool leaf = true;
     double self = 0;
     std::string phase;
   };
   std::map<uint64_t, std::vector<Ev>> by_thread;
   for (const auto& e : events) {
     if (e.deviceType() != c10::DeviceType::CPU || e.isAsync() || e.endNs() <= e.startNs()) continue;
-    by_thread[e.startThreadId()].push_back({e.startNs(), e.endNs(), e.flops(), e.name()});
+    const auto shapes = e.shapes();
+    const auto dtypes = e.dtypes();
+    by_thread[e.startThreadId()].push_back(
+        {e.startNs(), e.endNs(), e.flops(), e.name(),
+         event_bytes(e.name(), {shapes.begin(), shapes.end()}, {dtypes.begin(), dtypes.end()})});
   }
   std::map<std::string, CategoryTime> out;
   for (auto& [tid, evs] : by_thread) {
@@ -72,28 +107,39 @@ inline std::map<std::string, CategoryTime> categorize(
       if (!stack.empty()) {
         Ev& p = evs[static_cast<size_t>(stack.back())];
         p.self -= static_cast<double>(e.end - e.start);
+        p.leaf = false;
         e.phase = p.phase;
       }
       if (e.name.rfind(kPhasePrefix, 0) == 0) e.phase = e.name.substr(std::string(kPhasePrefix).size());
       stack.push_back(i);
     }
     for (const Ev& e : evs) {
-      CategoryTime& c = out[e.phase.empty() ? op_category(e.name) : e.phase];
-      c.self_ns += std::max(0.0, e.self);
-      c.flops += static_cast<double>(e.flops);
+      const std::string cat = e.phase.empty() ? op_category(e.name) : e.phase;
+      for (CategoryTime* c : {&out[cat], ops ? &(*ops)[cat + " / " + e.name] : nullptr}) {
+        if (!c) continue;
+        c->self_ns += std::max(0.0, e.self);
+        c->flops += static_cast<double>(e.flops);
+        // Only ATen ops without children: a parent's inputs are its children's again (to -> _to_copy -> copy_),
+        // and autograd nodes record their inputs without moving them.
+        if (e.leaf && e.name.rfind("aten::", 0) == 0) {
+          c->bytes += e.bytes;
+          c->leaf_ns += std::max(0.0, e.self);
+        }
+      }
     }
   }
   return out;
 }
 
-// Runs `step` `steps` times under the profiler. -> self time per category, and the wall seconds of the steps
-inline std::pair<std::map<std::string, CategoryTime>, double> profile_steps(const std::function<void()>& step,
-                                                                           int64_t steps) {
+// Runs `step` `steps` times under the profiler, with or without the ops' input shapes. -> the events' categories
+// (and per op when `ops` is given), and the wall seconds of the steps
+inline std::pair<std::map<std::string, CategoryTime>, double> profile_run(
+    const std::function<void()>& step, int64_t steps, bool shapes, std::map<std::string, CategoryTime>* ops) {
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
   using torch::profiler::impl::ProfilerConfig;
   using torch::profiler::impl::ProfilerState;
-  const ProfilerConfig cfg(ProfilerState::KINETO, /*report_input_shapes=*/true, /*profile_memory=*/false,
+  const ProfilerConfig cfg(ProfilerState::KINETO, /*report_input_shapes=*/shapes, /*profile_memory=*/false,
                            /*with_stack=*/false, /*with_flops=*/true);
   const std::set<ActivityType> activities{ActivityType::CPU};
   prof::prepareProfiler(cfg, activities);
@@ -102,7 +148,32 @@ inline std::pair<std::map<std::string, CategoryTime>, double> profile_steps(cons
   for (int64_t s = 0; s < steps; ++s) step();
   const double wall = semaim::core::seconds_since(t0);
   const auto result = prof::disableProfiler();
-  return {categorize(result->events()), wall};
+  return {categorize(result->events(), ops), wall};
+}
+
+// Runs `step` 2 x `steps` times under the profiler: first for the times (without input shapes: recording them
+// slows some ops several-fold, which inflated the elementwise and copy rows of earlier tables), then with input
+// shapes for the FLOPs and bytes of each category. -> self time, FLOPs and bytes per category (the times from the first
+// run), and the wall seconds of the first run's steps
+inline std::pair<std::map<std::string, CategoryTime>, double> profile_steps(const std::function<void()>& step,
+                                                                           int64_t steps) {
+  std::map<std::string, CategoryTime> ops;
+  auto [cats, wall] = profile_run(step, steps, /*shapes=*/false, &ops);
+  const auto with_shapes = profile_run(step, steps, /*shapes=*/true, nullptr).first;
+  for (auto& [name, c] : cats) {
+    const auto it = with_shapes.find(name);
+    // The FLOP counts come from the input shapes too.
+    c.bytes = it == with_shapes.end() ? 0 : it->second.bytes;
+    c.flops = it == with_shapes.end() ? 0 : it->second.flops;
+  }
+  // The ops that take the most self time, for finding what to cut.
+  std::vector<std::pair<std::string, CategoryTime>> top(ops.begin(), ops.end());
+  std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.second.self_ns > b.second.self_ns; });
+  std::printf("top ops by self time (category / op: ms per step):\n");
+  for (size_t i = 0; i < std::min<size_t>(top.size(), 25); ++i)
+    std::printf("  %8.1f  %s\n", top[i].second.self_ns / 1e6 / static_cast<double>(steps), top[i].first.c_str());
+  std::printf("\n");
+  return {cats, wall};
 }
 
 // The machine's peaks, measured now: GEMM TFLOP/s of a (2048 x 1024) @ (1024 x 1024) product in `dtype`,
@@ -132,12 +203,13 @@ inline double copy_peak_gbs() {
 
 // The table: one row per category, largest first; FLOP/s where the profiler counts FLOPs, against the peak.
 inline void print_profile(const std::map<std::string, CategoryTime>& cats, double wall, int64_t steps,
-                          double peak_tflops, const char* peak_name) {
+                          double peak_tflops, const char* peak_name, double copy_gbs) {
   double total = 0;
   for (const auto& [k, c] : cats) total += c.self_ns;
   std::vector<std::pair<std::string, CategoryTime>> rows(cats.begin(), cats.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.self_ns > b.second.self_ns; });
-  std::printf("| category | ms per step | share | achieved TFLOP/s | of the %s GEMM peak |\n|---|---|---|---|---|\n",
+  std::printf("| category | ms per step | share | achieved TFLOP/s | of the %s GEMM peak | estimated GB/s | of the "
+              "copy peak |\n|---|---|---|---|---|---|---|\n",
               peak_name);
   for (const auto& [name, c] : rows) {
     char tf[32] = "-", of[32] = "-";
@@ -147,8 +219,15 @@ inline void print_profile(const std::map<std::string, CategoryTime>& cats, doubl
       std::snprintf(tf, sizeof(tf), "%.3f", t);
       std::snprintf(of, sizeof(of), "%.0f%%", 100 * t / peak_tflops);
     }
-    std::printf("| %s | %.1f | %.1f%% | %s | %s |\n", name.c_str(), c.self_ns / 1e6 / static_cast<double>(steps),
-                100 * c.self_ns / total, tf, of);
+    // Bandwidth where FLOPs say nothing: the leaf ops' estimated bytes over their self time.
+    char gb[32] = "-", ofc[32] = "-";
+    if (t < 0.01 * peak_tflops && c.leaf_ns > 0 && c.bytes > 0) {
+      const double g = c.bytes / c.leaf_ns;
+      std::snprintf(gb, sizeof(gb), "%.1f", g);
+      std::snprintf(ofc, sizeof(ofc), "%.0f%%", 100 * g / copy_gbs);
+    }
+    std::printf("| %s | %.1f | %.1f%% | %s | %s | %s | %s |\n", name.c_str(),
+                c.self_ns / 1e6 / static_cast<double>(steps), 100 * c.self_ns / total, tf, of, gb, ofc);
   }
   std::printf("\nprofiled: %lld steps, %.1f ms per step wall (%.1f ms per step in op self times; the rest is the "
               "profiler's own cost and time outside ops)\n",

@@ -25,7 +25,8 @@ order of the two flips every round. Medians are over rounds.
 usage: bench_reference_step.py --reference DIR [--configs small,vits,fmnist] [--orderings semantic,stochastic]
                                [--precisions fp32,bf16,defaults] [--rounds R] [--steps K] [--warmup W]
                                [--threads T] [--reference-pass step|fp32] [--semaim-bin PATH] [--quick]
-                               [--json FILE]
+                               [--json FILE] [--profile]
+--profile prints the reference step's time by category instead (bench_pretrain_step --profile's categories).
 DIR is a checkout of the reference (git clone https://github.com/skyoux/SemAIM); its code is imported, not
 changed. Exit codes: 2 bad input (no such DIR, the import fails, the binary is missing), 1 runtime failure.
 """
@@ -201,7 +202,8 @@ class ReferenceStep:
         enc_tokens, attention = None, None
         if "attention" in self.permutation_type:  # predict_feature 'none', attention_type 'cls', no EMA
             self.model.eval()
-            with torch.no_grad(), (self.autocast() if self.pass_at_step_precision else contextlib.nullcontext()):
+            with torch.no_grad(), (self.autocast() if self.pass_at_step_precision else contextlib.nullcontext()), \
+                    torch.profiler.record_function(PHASE + "semantic pass (no-grad encoder)"):
                 enc_tokens, feature_attention, self_attention = self.model(samples, forward_encoder=True)
             self.model.train()
             attention = feature_attention.detach()
@@ -213,8 +215,9 @@ class ReferenceStep:
         loss /= self.args.accum_iter
         if self.loss_scaler is None:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), RECIPE["clip_grad"])
-            self.optimizer.step()
+            with torch.profiler.record_function(PHASE + "optimizer (clip, AdamW, zero_grad)"):
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), RECIPE["clip_grad"])
+                self.optimizer.step()
         else:
             self.loss_scaler(loss, self.optimizer, parameters=self.model.parameters(), clip_grad=RECIPE["clip_grad"],
                              update_grad=True)
@@ -228,6 +231,72 @@ class ReferenceStep:
         for _ in range(steps):
             self.step()
         return steps * self.batch / (time.perf_counter() - t0)
+
+
+PHASE = "phase::"  # the scope names bench/step_profile.h counts as phases
+
+
+def op_category(name):
+    """bench/step_profile.h's op_category, for the reference's ops."""
+    if "scaled_dot_product" in name or "flash_attention" in name or "softmax" in name:
+        return "attention (SDPA kernels, softmax)"
+    if "layer_norm" in name:
+        return "norms (LayerNorm fwd + bwd)"
+    if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation") or \
+            "convolution" in name or "mkldnn_" in name:
+        return "GEMMs and convolutions"
+    if any(k in name for k in ("copy_", "clone", "contiguous", "index", "gather", "scatter")) or \
+            name in ("aten::cat", "aten::stack"):
+        return "layout copies, gathers, cat"
+    if name.startswith("aten::"):
+        return "elementwise and reductions"
+    return "autograd, dispatch and Python overhead"
+
+
+def profile_categories(step, steps, with_flops):
+    """{category: [self us, FLOPs]} over `steps` profiled steps, and their wall seconds."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=with_flops) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step.step()
+        wall = time.perf_counter() - t0
+    cats, ops = {}, {}
+    for ev in prof.events():
+        phase, p = None, ev
+        while p is not None:
+            if p.name.startswith(PHASE):
+                phase = p.name[len(PHASE):]
+                break
+            p = p.cpu_parent
+        cat = phase or op_category(ev.name)
+        for c in (cats.setdefault(cat, [0.0, 0.0]), ops.setdefault(f"{cat} / {ev.name}", [0.0, 0.0])):
+            c[0] += ev.self_cpu_time_total  # us
+            c[1] += ev.flops or 0
+    return cats, wall, ops
+
+
+def profile_reference(ref, cfg, ordering, precision, batch, args):
+    """The reference step's time by category, as bench_pretrain_step --profile prints semaim's: each op's self
+    time under its phase scope (semantic pass, optimizer) or else by its name. As there, the times come from a
+    run without FLOP counting (which records input shapes and slows some ops several-fold), the FLOPs from a
+    second run with it."""
+    step = ReferenceStep(ref, cfg, ordering, precision, batch, args.reference_pass == "step")
+    for _ in range(max(args.warmup, 1)):
+        step.step()
+    cats, wall, ops = profile_categories(step, args.steps, with_flops=False)
+    flops = profile_categories(step, args.steps, with_flops=True)[0]
+    total = sum(v[0] for v in cats.values())
+    print(f"\nreference step, {cfg['img']} px, D {cfg['dim']}, {cfg['depth']}+{cfg['decoder']}, batch {batch}, "
+          f"{ordering}, {precision}: {1e3 * wall / args.steps:.1f} ms per step wall, {total / 1e3 / args.steps:.1f} "
+          f"ms in op self times\n")
+    print("top ops by self time (category / op: ms per step):")
+    for name, (us, _) in sorted(ops.items(), key=lambda kv: -kv[1][0])[:25]:
+        print(f"  {us / 1e3 / args.steps:8.1f}  {name}")
+    print("\n| category | ms per step | share | achieved TFLOP/s |\n|---|---|---|---|")
+    for name, (us, _) in sorted(cats.items(), key=lambda kv: -kv[1][0]):
+        f = flops.get(name, [0, 0])[1]
+        tf = f"{f / us / 1e6:.3f}" if f > 1e-3 * us * 1e6 and us else "-"
+        print(f"| {name} | {us / 1e3 / args.steps:.1f} | {100 * us / total:.1f}% | {tf} |")
 
 
 SEMAIM_HEADER = re.compile(r"precision (.+), (\S+), (\d+) threads, ")
@@ -363,6 +432,9 @@ def parse_args():
     ap.add_argument("--semaim-bin", default=str(ROOT / os.environ.get("SEMAIM_BUILD", "build") / "bench_pretrain_step"))
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 step at small batches")
     ap.add_argument("--json", default="", help="also write the raw rates to this file")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of timing: the reference step's time by category (torch.profiler), the same "
+                         "categories as bench_pretrain_step --profile, --steps steps per config, ordering and precision")
     args = ap.parse_args()
     args.configs = [c for c in args.configs.split(",") if c]
     args.orderings = tuple(o for o in args.orderings.split(",") if o)
@@ -392,6 +464,16 @@ def main():
     print(f"reference {Path(args.reference).resolve()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads on both sides, {args.rounds} rounds x {args.steps} steps per side, reference warm-up "
           f"{args.warmup}, semantic pass in bf16 rows: {args.reference_pass}\n", flush=True)
+    if args.profile:
+        for name in args.configs:
+            cfg = CONFIGS[name]
+            if reference_cannot_build(cfg):
+                continue
+            for ordering in args.orderings or cfg["orderings"]:
+                for precision in args.precisions:
+                    profile_reference(ref, cfg, ordering, precision,
+                                      args.batch_override.get(name, cfg["batch"]), args)
+        return
     results = []
     t0 = time.perf_counter()
     try:

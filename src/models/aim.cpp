@@ -45,8 +45,9 @@ at::Tensor CrossAttentionImpl::forward(const at::Tensor& q_in, const at::Tensor&
   auto heads = [&](const at::Tensor& x, int64_t t) {
     return x.view({n, t, num_heads, e}).transpose(1, 2).contiguous();
   };
-  auto out = attention(heads(q(q_in), tq), heads(k(kv_in), tk), heads(v(kv_in), tk), mask, causal);
-  return proj(out.transpose(1, 2).reshape({n, tq, d}));
+  auto out = attention(heads(linear(q, q_in), tq), heads(linear(k, kv_in), tk), heads(linear(v, kv_in), tk), mask,
+                       causal);
+  return linear(proj, out.transpose(1, 2).reshape({n, tq, d}));
 }
 
 DecoderBlockImpl::DecoderBlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidden) {
@@ -160,7 +161,7 @@ at::Tensor AimVitImpl::forward_ordered(const at::Tensor& imgs, const at::Tensor&
 // g: (N, T, D) -> (N, T, out)
 at::Tensor AimVitImpl::predict(const at::Tensor& g) {
   auto x = norm_(g);
-  return head_mlp_ ? head_mlp_(x) : head_linear_(x);
+  return head_mlp_ ? head_mlp_(x) : linear(head_linear_, x);
 }
 
 // imgs: (N, C, H, W), order/inverse: (N, L) -> (N, L, out)

@@ -100,7 +100,33 @@ MlpImpl::MlpImpl(int64_t in, int64_t hidden, int64_t out) {
 }
 
 // x: (..., in) -> (..., out)
-at::Tensor MlpImpl::forward(const at::Tensor& x) { return fc2(at::gelu(fc1(x))); }
+at::Tensor linear(const torch::nn::Linear& lin, const at::Tensor& x) { return at::linear(x, lin->weight, lin->bias); }
+
+// x: (..., in) -> (..., out)
+at::Tensor MlpImpl::forward(const at::Tensor& x) { return linear(fc2, at::gelu(linear(fc1, x))); }
+
+// q: (N, h, Tq, E), k/v: (N, h, Tk, E) -> (N, h, Tq, E)
+at::Tensor attention_matmul(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const std::optional<at::Tensor>& mask, bool causal) {
+  const int64_t n = q.size(0), h = q.size(1), tq = q.size(2), tk = k.size(2), e = q.size(3);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(e));
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  // The scale (and a causal mask, as an additive bias) go into the GEMM itself: scores = bias + scale q k^T, with
+  // no elementwise pass over the (Tq, Tk) scores forward or backward. beta = 0 leaves the bias unread.
+  at::Tensor bias;
+  if (causal)
+    bias = at::zeros({tq, tk}, q.options()).masked_fill_(at::ones({tq, tk}, q.options().dtype(at::kBool)).triu(1),
+                                                         neg_inf);
+  else
+    bias = at::zeros({1, 1, 1}, q.options());
+  auto scores = at::baddbmm(bias, q.reshape({n * h, tq, e}), k.reshape({n * h, tk, e}).transpose(1, 2),
+                            /*beta=*/causal ? 1.0 : 0.0, /*alpha=*/scale)
+                    .view({n, h, tq, tk});
+  if (mask) scores = scores.masked_fill(mask->logical_not(), neg_inf);
+  // Softmax in the scores' dtype: ATen's CPU and CUDA kernels keep the row max and sum in fp32 for bf16 input.
+  auto probs = scores.softmax(-1);
+  return at::bmm(probs.view({n * h, tq, tk}), v.reshape({n * h, tk, e})).view({n, h, tq, e});
+}
 
 // q: (N, h, Tq, E), k/v: (N, h, Tk, E) -> (N, h, Tq, E)
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -108,14 +134,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const bool cpu_bf16 = q.is_cpu() && at::autocast::is_autocast_enabled(at::kCPU) &&
                         at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16;
   if (!cpu_bf16) return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal);
-  const int64_t tq = q.size(-2), tk = k.size(-2);
-  auto scores = at::matmul(q, k.transpose(-2, -1)).to(at::kFloat) * (1.0 / std::sqrt(double(q.size(-1))));
-  if (mask) scores = scores.masked_fill(mask->logical_not(), -std::numeric_limits<float>::infinity());
-  if (causal) {
-    const auto future = at::ones({tq, tk}, q.options().dtype(at::kBool)).triu(1);
-    scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
-  }
-  return at::matmul(scores.softmax(-1), v);
+  return attention_matmul(q, k, v, mask, causal);
 }
 
 AttentionImpl::AttentionImpl(int64_t dim, int64_t heads) : num_heads(heads) {
@@ -130,9 +149,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
   const int64_t n = x.size(0), t = x.size(1), d = x.size(2);
   // (N, T, 3D) -> (3, N, heads, T, E) in one copy: the CPU flash backward is faster on contiguous q/k/v than
   // on strided views.
-  auto qkv_t = qkv(x).view({n, t, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4}).contiguous();
+  auto qkv_t = linear(qkv, x).view({n, t, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4}).contiguous();
   auto out = attention(qkv_t[0], qkv_t[1], qkv_t[2], mask, causal);
-  return proj(out.transpose(1, 2).reshape({n, t, d}));
+  return linear(proj, out.transpose(1, 2).reshape({n, t, d}));
 }
 
 BlockImpl::BlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidden, double drop_rate)
@@ -276,7 +295,7 @@ Intermediates VitEncoderImpl::forward_intermediates(const at::Tensor& imgs,
 // x: (N, T, D) -> (N, heads, T, T)
 at::Tensor AttentionImpl::probabilities(const at::Tensor& x) {
   const int64_t n = x.size(0), t = x.size(1), e = x.size(2) / num_heads;
-  auto qkv_t = qkv(x).view({n, t, 3, num_heads, e}).permute({2, 0, 3, 1, 4});
+  auto qkv_t = linear(qkv, x).view({n, t, 3, num_heads, e}).permute({2, 0, 3, 1, 4});
   auto scores = at::matmul(qkv_t[0], qkv_t[1].transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(e)));
   return at::softmax(scores, -1);
 }

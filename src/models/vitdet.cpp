@@ -137,7 +137,7 @@ at::Tensor VitDetAttentionImpl::forward(const at::Tensor& x) {
   const int64_t b = x.size(0), h = x.size(1), w = x.size(2), d = x.size(3), l = h * w;
   // (B, H, W, 3D) -> (3, B, heads, L, E)
   const at::Tensor qkv_t =
-      qkv(x).reshape({b, l, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4}).contiguous();
+      linear(qkv, x).reshape({b, l, 3, num_heads, d / num_heads}).permute({2, 0, 3, 1, 4}).contiguous();
   const at::Tensor q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
   std::optional<at::Tensor> bias;
   if (rel_pos_h.defined())  // from the unscaled queries, as detectron2
@@ -145,7 +145,7 @@ at::Tensor VitDetAttentionImpl::forward(const at::Tensor& x) {
                .reshape({b, num_heads, l, l})
                .to(q.scalar_type());
   const at::Tensor out = at::scaled_dot_product_attention(q, k, v, bias);  // (B, heads, L, E)
-  return proj(out.transpose(1, 2).reshape({b, h, w, d}));
+  return linear(proj, out.transpose(1, 2).reshape({b, h, w, d}));
 }
 
 VitDetBlockImpl::VitDetBlockImpl(int64_t dim, int64_t heads, int64_t mlp_hidden, double drop_rate,

@@ -64,11 +64,23 @@ class MlpImpl : public torch::nn::Module {
 TORCH_MODULE(Mlp);
 
 // softmax(q k^T / sqrt(E) + mask) v with SDPA's mask conventions (bool mask: true = take part; causal: top-left
-// aligned). On the CPU under bf16 autocast it is computed as two matmuls and an fp32 softmax, which run on the bf16
-// GEMM units; ATen's CPU SDPA kernels run at fp32 speed there. Elsewhere it is
-// at::scaled_dot_product_attention. q: (N, h, Tq, E), k/v: (N, h, Tk, E), mask: (N or 1, 1, Tq, Tk) -> (N, h, Tq, E)
+// aligned). On the CPU under bf16 autocast it is attention_matmul, whose batched GEMMs run on the bf16 units; ATen's
+// CPU SDPA kernels run at fp32 speed there (3-9x slower, bench_attention). Elsewhere, fp32 on the CPU included
+// (where the two forms are within about 10% of each other), it is at::scaled_dot_product_attention. q: (N, h, Tq, E), k/v: (N, h, Tk, E), mask: (N or 1, 1, Tq, Tk) -> (N, h, Tq, E)
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const std::optional<at::Tensor>& mask = std::nullopt, bool causal = false);
+
+// lin(x) as ATen's linear: one addmm with the bias fused for 2-D and contiguous 3-D inputs. The C++ frontend's
+// torch::nn::Linear::forward computes (..., in) inputs of more than 2 dims as matmul and then an in-place bias add,
+// a second pass over the output. x: (..., in) -> (..., out)
+at::Tensor linear(const torch::nn::Linear& lin, const at::Tensor& x);
+
+// attention() as batched GEMMs around a softmax, whatever the device and autocast state: scores = causal bias +
+// scale * q k^T in one baddbmm (no elementwise pass over the scores), a bool mask applied with masked_fill, the
+// softmax in the scores' dtype (ATen keeps its row max and sum in fp32 for bf16), then probabilities @ v. The form
+// attention() takes on the CPU under bf16 autocast.
+at::Tensor attention_matmul(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const std::optional<at::Tensor>& mask = std::nullopt, bool causal = false);
 
 // Multi-head self-attention with a fused qkv Linear (timm Attention). Either a bool mask (true = take
 // part), causal (top-left aligned), or neither (bidirectional).
