@@ -8,7 +8,9 @@
 //
 // usage: bench_attention [--repeats R] [--precision fp32,bf16] [--sizes fmnist,small,vits]
 // Prints a Markdown table: median ms over R alternated runs (after 2 warm-ups each) of SDPA and of the
-// matmul form, and SDPA / matmul (> 1: the matmul form is faster).
+// matmul form, and SDPA / matmul (> 1: the matmul form is faster); and each form's rate in dense-equivalent
+// TFLOP/s (4 N H Tq Tk E per forward, 3x that forward + backward, causal or not) against a GEMM of this
+// machine in the same precision, measured in the same run.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -21,6 +23,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "bench_common.h"
+#include "step_profile.h"
 #include "semaim/core/timing.h"
 #include "semaim/engine/autocast.h"
 #include "semaim/models/vit.h"
@@ -88,9 +91,13 @@ int main(int argc, char** argv) {
                                  nullptr,
                                  "usage: bench_attention [--repeats R] [--precision fp32,bf16] "
                                  "[--sizes fmnist,small,vits]");
-    std::printf("threads: %d, repeats: %lld\n\n", at::get_num_threads(), static_cast<long long>(repeats));
-    std::printf("| size (N, heads, L, E) | use | precision | SDPA ms | matmul ms | SDPA / matmul | max |diff| |\n");
-    std::printf("|---|---|---|---|---|---|---|\n");
+    std::printf("threads: %d, repeats: %lld\n", at::get_num_threads(), static_cast<long long>(repeats));
+    const double peak_fp32 = ::bench::gemm_peak_tflops(at::kFloat),
+                 peak_bf16 = ::bench::gemm_peak_tflops(at::kBFloat16);
+    std::printf("GEMM peak, measured now: %.3f TFLOP/s fp32, %.3f TFLOP/s bf16\n\n", peak_fp32, peak_bf16);
+    std::printf("| size (N, heads, L, E) | use | precision | SDPA ms | matmul ms | SDPA / matmul | SDPA TFLOP/s (of "
+                "peak) | matmul TFLOP/s (of peak) | max |diff| |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
     int ran = 0;
     for (const auto& s : kShapes) {
       if (("," + sizes + ",").find("," + s.name + ",") == std::string::npos) continue;
@@ -119,10 +126,18 @@ int main(int argc, char** argv) {
           const auto [t_sdpa, t_mm] = semaim::core::paired_median_ms(
               step(&sdpa, use, q, k, v, grad, bf16),
               step(&semaim::models::attention_matmul, use, q, k, v, grad, bf16), static_cast<int>(repeats));
-          std::printf("| %s (%lld, %lld, %lld, %lld) | %s | %s | %.2f | %.2f | %.2f | %.1e |\n", s.name.c_str(),
-                      static_cast<long long>(s.n), static_cast<long long>(s.heads), static_cast<long long>(s.l),
-                      static_cast<long long>(s.e), use.name.c_str(), p.c_str(), t_sdpa, t_mm, t_sdpa / t_mm,
-                      diff);
+          const double flops = 4.0 * static_cast<double>(s.n * s.heads * tq * tk * s.e) * (use.backward ? 3 : 1);
+          const double peak = bf16 ? peak_bf16 : peak_fp32;
+          auto rate = [&](double ms) {
+            const double tf = flops / (ms * 1e-3) / 1e12;
+            char buf[48];
+            std::snprintf(buf, sizeof(buf), "%.3f (%.0f%%)", tf, 100 * tf / peak);
+            return std::string(buf);
+          };
+          std::printf("| %s (%lld, %lld, %lld, %lld) | %s | %s | %.2f | %.2f | %.2f | %s | %s | %.1e |\n",
+                      s.name.c_str(), static_cast<long long>(s.n), static_cast<long long>(s.heads),
+                      static_cast<long long>(s.l), static_cast<long long>(s.e), use.name.c_str(), p.c_str(), t_sdpa,
+                      t_mm, t_sdpa / t_mm, rate(t_sdpa).c_str(), rate(t_mm).c_str(), diff);
           std::fflush(stdout);
         }
       }

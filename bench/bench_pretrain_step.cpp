@@ -188,10 +188,11 @@ void run_profile(const config::Config& cfg, at::Device device, int64_t steps) {
       steps);
   const bool bf16 = engine::TrainSettings::read(cfg, "pretrain").bf16;
   const double fp32 = bench::gemm_peak_tflops(at::kFloat), bf = bench::gemm_peak_tflops(at::kBFloat16);
-  const double copy = bench::copy_peak_gbs();
-  std::printf("this machine, measured now: GEMM peak %.3f TFLOP/s fp32, %.3f TFLOP/s bf16; copy %.1f GB/s\n\n", fp32,
-              bf, copy);
-  bench::print_profile(cats, wall, steps, bf16 ? bf : fp32, bf16 ? "bf16" : "fp32", copy);
+  const double copy = bench::copy_peak_gbs(), cache_copy = bench::copy_peak_gbs(4LL << 20);
+  std::printf("this machine, measured now: GEMM peak %.3f TFLOP/s fp32, %.3f TFLOP/s bf16; copy %.1f GB/s from DRAM "
+              "(256 MB), %.1f GB/s in cache (4 MB)\n\n",
+              fp32, bf, copy, cache_copy);
+  bench::print_profile(cats, wall, steps, bf16 ? bf : fp32, bf16 ? "bf16" : "fp32", copy, cache_copy);
   std::printf("model FLOPs per image (analytic): %.3g; at the measured wall time %.3f TFLOP/s\n",
               runner.flops_per_image(),
               runner.flops_per_image() * static_cast<double>(runner.batch() * steps) / wall / 1e12);

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,18 @@ inline double dtype_bytes(const std::string& t) {
 // ops that read an input twice or reduce to a small output are counted at one pass.
 inline double event_bytes(const std::string& name, const std::vector<std::vector<int64_t>>& shapes,
                           const std::vector<std::string>& dtypes) {
+  // Views, allocations and metadata move no bytes; counting their inputs inflated the elementwise row's GB/s
+  // several-fold (a view of a 40 MB tensor in a microsecond).
+  static const std::set<std::string> kNoTraffic = {
+      "aten::view", "aten::_unsafe_view", "aten::reshape", "aten::_reshape_alias", "aten::as_strided",
+      "aten::expand", "aten::expand_as", "aten::transpose", "aten::t", "aten::permute", "aten::unsqueeze",
+      "aten::squeeze", "aten::slice", "aten::select", "aten::narrow", "aten::alias", "aten::detach",
+      "aten::empty", "aten::empty_strided", "aten::empty_like", "aten::split", "aten::split_with_sizes",
+      "aten::chunk", "aten::unbind", "aten::unflatten", "aten::flatten", "aten::lift_fresh", "aten::to",
+      "aten::contiguous", "aten::resolve_conj", "aten::resolve_neg", "aten::result_type", "aten::item",
+      "aten::_local_scalar_dense", "aten::is_nonzero", "aten::size", "aten::stride", "aten::numel",
+      "aten::set_", "aten::resize_"};
+  if (kNoTraffic.count(name) != 0) return 0;
   double sum = 0, largest = 0;
   for (size_t i = 0; i < shapes.size() && i < dtypes.size(); ++i) {
     const double b = dtype_bytes(dtypes[i]);
@@ -159,7 +172,8 @@ inline std::pair<std::map<std::string, CategoryTime>, double> profile_steps(cons
                                                                            int64_t steps) {
   std::map<std::string, CategoryTime> ops;
   auto [cats, wall] = profile_run(step, steps, /*shapes=*/false, &ops);
-  const auto with_shapes = profile_run(step, steps, /*shapes=*/true, nullptr).first;
+  std::map<std::string, CategoryTime> ops_shapes;
+  const auto with_shapes = profile_run(step, steps, /*shapes=*/true, &ops_shapes).first;
   for (auto& [name, c] : cats) {
     const auto it = with_shapes.find(name);
     // The FLOP counts come from the input shapes too.
@@ -169,9 +183,16 @@ inline std::pair<std::map<std::string, CategoryTime>, double> profile_steps(cons
   // The ops that take the most self time, for finding what to cut.
   std::vector<std::pair<std::string, CategoryTime>> top(ops.begin(), ops.end());
   std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) { return a.second.self_ns > b.second.self_ns; });
-  std::printf("top ops by self time (category / op: ms per step):\n");
-  for (size_t i = 0; i < std::min<size_t>(top.size(), 25); ++i)
-    std::printf("  %8.1f  %s\n", top[i].second.self_ns / 1e6 / static_cast<double>(steps), top[i].first.c_str());
+  std::printf("top ops by self time (category / op: ms per step, and estimated GB/s where the op moves bytes):\n");
+  for (size_t i = 0; i < std::min<size_t>(top.size(), 25); ++i) {
+    const CategoryTime& c = top[i].second;
+    const auto it = ops_shapes.find(top[i].first);
+    char gb[48] = "";
+    if (it != ops_shapes.end() && it->second.bytes > 0 && c.leaf_ns > 0 &&
+        top[i].first.rfind("GEMMs", 0) != 0)
+      std::snprintf(gb, sizeof(gb), "  (%.1f GB/s)", it->second.bytes / c.leaf_ns);
+    std::printf("  %8.1f  %s%s\n", c.self_ns / 1e6 / static_cast<double>(steps), top[i].first.c_str(), gb);
+  }
   std::printf("\n");
   return {cats, wall};
 }
@@ -189,27 +210,31 @@ inline double gemm_peak_tflops(at::ScalarType dtype) {
   return semaim::core::median(r);
 }
 
-inline double copy_peak_gbs() {
-  const int64_t n = 64LL << 20;
+// Copy GB/s (read + write) of a `bytes` float buffer: 256 MB streams from DRAM; 4 MB (8 MB of traffic) stays in
+// this CPU's 32 MB L3, as the step's activations of a few MB do between one op and the next.
+inline double copy_peak_gbs(int64_t bytes = 256LL << 20) {
+  const int64_t n = bytes / 4;
+  const int reps = static_cast<int>(std::max<int64_t>(1, (256LL << 20) / bytes));  // ~256 MB per sample
   const at::Tensor src = at::ones({n}), dst = at::empty({n});
+  dst.copy_(src);
   std::vector<double> r;
   for (int k = 0; k < 6; ++k) {
     const auto t0 = semaim::core::Clock::now();
-    dst.copy_(src);
-    if (k > 0) r.push_back(2.0 * static_cast<double>(n) * 4 / semaim::core::seconds_since(t0) / 1e9);
+    for (int i = 0; i < reps; ++i) dst.copy_(src);
+    if (k > 0) r.push_back(2.0 * static_cast<double>(n) * 4 * reps / semaim::core::seconds_since(t0) / 1e9);
   }
   return semaim::core::median(r);
 }
 
 // The table: one row per category, largest first; FLOP/s where the profiler counts FLOPs, against the peak.
 inline void print_profile(const std::map<std::string, CategoryTime>& cats, double wall, int64_t steps,
-                          double peak_tflops, const char* peak_name, double copy_gbs) {
+                          double peak_tflops, const char* peak_name, double copy_gbs, double cache_copy_gbs) {
   double total = 0;
   for (const auto& [k, c] : cats) total += c.self_ns;
   std::vector<std::pair<std::string, CategoryTime>> rows(cats.begin(), cats.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.self_ns > b.second.self_ns; });
   std::printf("| category | ms per step | share | achieved TFLOP/s | of the %s GEMM peak | estimated GB/s | of the "
-              "copy peak |\n|---|---|---|---|---|---|---|\n",
+              "DRAM copy | of the in-cache copy |\n|---|---|---|---|---|---|---|---|\n",
               peak_name);
   for (const auto& [name, c] : rows) {
     char tf[32] = "-", of[32] = "-";
@@ -220,14 +245,15 @@ inline void print_profile(const std::map<std::string, CategoryTime>& cats, doubl
       std::snprintf(of, sizeof(of), "%.0f%%", 100 * t / peak_tflops);
     }
     // Bandwidth where FLOPs say nothing: the leaf ops' estimated bytes over their self time.
-    char gb[32] = "-", ofc[32] = "-";
+    char gb[32] = "-", ofc[32] = "-", ofl3[32] = "-";
     if (t < 0.01 * peak_tflops && c.leaf_ns > 0 && c.bytes > 0) {
       const double g = c.bytes / c.leaf_ns;
       std::snprintf(gb, sizeof(gb), "%.1f", g);
       std::snprintf(ofc, sizeof(ofc), "%.0f%%", 100 * g / copy_gbs);
+      std::snprintf(ofl3, sizeof(ofl3), "%.0f%%", 100 * g / cache_copy_gbs);
     }
-    std::printf("| %s | %.1f | %.1f%% | %s | %s | %s | %s |\n", name.c_str(),
-                c.self_ns / 1e6 / static_cast<double>(steps), 100 * c.self_ns / total, tf, of, gb, ofc);
+    std::printf("| %s | %.1f | %.1f%% | %s | %s | %s | %s | %s |\n", name.c_str(),
+                c.self_ns / 1e6 / static_cast<double>(steps), 100 * c.self_ns / total, tf, of, gb, ofc, ofl3);
   }
   std::printf("\nprofiled: %lld steps, %.1f ms per step wall (%.1f ms per step in op self times; the rest is the "
               "profiler's own cost and time outside ops)\n",
