@@ -191,6 +191,7 @@ VitDetBackboneImpl::VitDetBackboneImpl(const VitDetConfig& cfg) : cfg_(cfg) {
   }
   torch::NoGradGuard no_grad;
   pos_embed.normal_(0.0, 0.02);  // detectron2: trunc_normal_(std=0.02), bounds +-2
+  if (cfg_.sincos_abs_pos) pos_embed.set_requires_grad(false);
 }
 
 // images: (N, C, H, W) -> (N, D, H/p, W/p)
@@ -204,7 +205,12 @@ at::Tensor VitDetBackboneImpl::forward(const at::Tensor& images) {
                                         std::to_string(p) + ", got " + c10::str(images.sizes()));
   const Grid g{images.size(2) / p, images.size(3) / p};
   at::Tensor x = patch_embed(images).reshape({images.size(0), g.h, g.w, v.embed_dim});
-  x = x + get_abs_pos(pos_embed, /*has_cls=*/true, v.grid(), g);
+  if (cfg_.sincos_abs_pos) {
+    const at::Tensor table = sincos_pos_embed_2d(v.embed_dim, g.h, g.w, at::kFloat).to(x.device());
+    x = x + table.narrow(1, 1, g.h * g.w).reshape({1, g.h, g.w, v.embed_dim});
+  } else {
+    x = x + get_abs_pos(pos_embed, /*has_cls=*/true, v.grid(), g);
+  }
   for (auto& blk : blocks_) x = blk(x);
   return x.permute({0, 3, 1, 2}).contiguous();
 }

@@ -187,6 +187,48 @@ TEST(VitDet, GradientsReachRelPosButNotTheUnusedClsToken) {
   EXPECT_GT(net->pos_embed.grad().abs().sum().item<float>(), 0.0f);
 }
 
+// detect.abs_pos: sincos adds MAE's table computed at the input grid (one position step per patch), not the
+// stored table resampled; it equals a resample backbone whose table is that sin-cos grid itself, and the frozen
+// pos_embed neither matters nor learns.
+TEST(VitDet, SincosAbsPosIsMaesTableAtTheInputGridAndFrozen) {
+  m::VitDetConfig c = small_config();
+  c.sincos_abs_pos = true;
+  m::VitDetBackbone net(c);
+  perturb(*net, 21);
+  EXPECT_FALSE(net->pos_embed.requires_grad());
+  // The same weights, with a table stored at the 6x6 input grid (img 48) holding the sin-cos values: no resampling.
+  m::VitDetConfig r = small_config();
+  r.vit.img_size = 48;
+  m::VitDetBackbone ref(r);
+  auto weights = m::module_weights(*net);
+  for (auto& [k, t] : weights)
+    if (k == "pos_embed") t = m::sincos_pos_embed_2d(48, 6, 6);
+  const auto report = m::load_weights(*ref, weights, {.strict = true});
+  EXPECT_TRUE(report.shape_mismatch.empty());
+  net->eval();
+  ref->eval();
+  const at::Tensor x = at::randn({2, 3, 48, 48});
+  at::Tensor got;
+  {
+    at::NoGradGuard ng;
+    got = net->forward(x);
+    expect_close(got, ref->forward(x), "sincos backbone vs a table at the input grid", 1e-6);
+    // Not the resampled 4x4 sin-cos table: that squeezes 1.5 patches into one position step.
+    m::VitDetBackbone resampled(small_config());
+    auto w4 = m::module_weights(*net);
+    for (auto& [k, t] : w4)
+      if (k == "pos_embed") t = m::sincos_pos_embed_2d(48, 4, 4);
+    m::load_weights(*resampled, w4, {.strict = true});
+    resampled->eval();
+    EXPECT_GT((resampled->forward(x) - got).abs().max().item<float>(), 1e-3f);
+    net->pos_embed.add_(1.0);
+    EXPECT_TRUE(at::equal(net->forward(x), got));  // the stored table is unused
+  }
+  net->train();
+  net->forward(x).pow(2).mean().backward();
+  EXPECT_FALSE(net->pos_embed.grad().defined());
+}
+
 TEST(VitDet, RunsUnderBf16AutocastWithTheRelPosBiasInTheQueriesDtype) {
   m::VitDetBackbone net(small_config());
   m::SimpleFeaturePyramid fpn(48, 16, std::vector<double>{4.0, 2.0, 1.0, 0.5}, 8);

@@ -166,6 +166,22 @@ TEST(Detect, PredictWritesResultsAndDrawings) {
   }
 }
 
+TEST(Detect, AbsPosKeyChoosesTheSincosTableAndRejectsOtherValues) {
+  Config c = Config::load(
+      schema(), std::string(SEMAIM_SOURCE_DIR) + "/configs/detect/mask-rcnn-fmnist-p4_1xb4-lsj-64_fmnist_det.yaml", {});
+  c.apply_overrides({"detect.abs_pos=resample"});
+  EXPECT_FALSE(DetectSettings::read(c, 10).model.backbone.sincos_abs_pos);
+  c.apply_overrides({"detect.abs_pos=sincos"});
+  EXPECT_TRUE(DetectSettings::read(c, 10).model.backbone.sincos_abs_pos);
+  c.apply_overrides({"detect.abs_pos=bicubic"});
+  try {
+    (void)DetectSettings::read(c, 10);
+    FAIL() << "detect.abs_pos=bicubic was accepted";
+  } catch (const semaim::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("detect.abs_pos"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Detect, CocoRecipesHoldTheReferenceValues) {
   const std::string dir = std::string(SEMAIM_SOURCE_DIR) + "/configs/detect/";
   const Config b = Config::load(schema(), dir + "mask-rcnn-vit-b16_8xb8-lsj-1024-100e_coco.yaml", {});
@@ -184,6 +200,7 @@ TEST(Detect, CocoRecipesHoldTheReferenceValues) {
   EXPECT_EQ(b.get_int("detect.window_size"), 14);
   EXPECT_EQ(b.get_ints("detect.global_blocks"), (std::vector<int64_t>{2, 5, 8, 11}));
   EXPECT_TRUE(b.get_bool("detect.rel_pos"));
+  EXPECT_EQ(b.get_string("detect.abs_pos"), "resample");  // detectron2's resampled learned table
   EXPECT_EQ(b.get_int("detect.fpn_channels"), 256);
   EXPECT_EQ(b.get_floats("detect.pyramid_scales"), (std::vector<double>{4.0, 2.0, 1.0, 0.5}));
   EXPECT_EQ(b.get_floats("detect.anchor_sizes"), (std::vector<double>{32, 64, 128, 256, 512}));

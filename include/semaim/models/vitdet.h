@@ -30,6 +30,12 @@ struct VitDetConfig {
   // Blocks attending over the whole grid; every other block attends within windows.
   std::vector<int64_t> global_blocks{2, 5, 8, 11};
   bool use_rel_pos = true;
+  // false (detectron2): the learned table, resampled bicubically from vit's grid to the input's. true: MAE's
+  // fixed 2-D sin-cos table computed at the input's grid, one position unit per patch, as a sin-cos-pretrained
+  // encoder (semaim's default, learnable_pos_embed false) saw it; the pos_embed parameter is then frozen and
+  // unused, kept so a pretrained state dict loads unchanged. Resampling a 7x7 sin-cos table to 16x16 instead
+  // squeezes 2.3 patches into one pretraining position step.
+  bool sincos_abs_pos = false;
 
   bool is_global(int64_t block) const;
   // The side S of a block's attention grid, so its rel-pos tables are (2*S-1, head_dim): the window for
