@@ -11,7 +11,7 @@
 //                     [--precision fp32,bf16]
 //        bench_detect --mode eval [--images N] [--categories K] [--detections D] [--repeats R] [--dir DIR]
 //                     [--python PY]
-// CONFIG: a detect config (default configs/detect/mask-rcnn-fmnist-p4_1xb4-lsj-64_fmnist_det.yaml); the batch
+// CONFIG: a detect config (default configs/detect/mask-rcnn-fmnist-p4_1xb4-lsj-96_fmnist_det.yaml); the batch
 // is B random images at data.lsj_size with G random boxes and elliptic masks each, K classes (default: the
 // categories of the config's training annotations when they exist, else COCO's 80). Inference keeps the
 // config's test settings; an untrained model's class scores sit near 1 / (K + 1), so how many candidates pass
@@ -54,7 +54,7 @@ namespace {
 struct Options {
   std::string mode = "step";
   std::string config_path =
-      std::string(SEMAIM_SOURCE_DIR) + "/configs/detect/mask-rcnn-fmnist-p4_1xb4-lsj-64_fmnist_det.yaml";
+      std::string(SEMAIM_SOURCE_DIR) + "/configs/detect/mask-rcnn-fmnist-p4_1xb4-lsj-96_fmnist_det.yaml";
   std::vector<std::string> sets;
   std::vector<std::string> precisions{"fp32", "bf16"};
   int64_t batch = 0, objects = 4, classes = 0, steps = 2, repeats = 3, warmup = 1, threads = 2;

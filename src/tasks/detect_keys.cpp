@@ -28,9 +28,15 @@ void register_detect_model_keys(config::Schema& s) {
   s.add({"detect.global_blocks", T::kIntList, "[2, 5, 8, 11]", "Blocks with global attention (ViT-L: 5, 11, 17, 23).",
          0, 1000});
   s.add({"detect.rel_pos", T::kBool, "true", "Decomposed relative position bias, initialized to zero."});
-  s.add({"detect.abs_pos", T::kString, "\"resample\"", "Absolute positions: resample (detectron2: the learned "
-         "table resized bicubically to the input grid) or sincos (MAE's fixed 2-D sin-cos table at the input grid, "
-         "one position per patch, as a sin-cos-pretrained encoder saw it; pos_embed frozen and unused)."});
+  s.add({"detect.abs_pos",
+         T::kString,
+         "resample",
+         "Absolute positions: `resample` (detectron2: the learned table resized bicubically to the input grid) or "
+         "`sincos` (MAE's fixed 2-D sin-cos table at the input grid, one position per patch, as a sin-cos-pretrained "
+         "encoder saw it; pos_embed frozen and unused).",
+         {},
+         {},
+         {"resample", "sincos"}});
   s.add({"detect.drop_path", T::kFloat, "0.1", "Encoder drop-path rate.", 0.0, 1.0});
   s.add({"detect.layer_decay", T::kFloat, "0.7", "Layer-wise lr decay of the encoder (pyramid and heads at scale 1).",
          0.0, 1.0});
