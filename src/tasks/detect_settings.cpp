@@ -35,10 +35,7 @@ void read_model(const config::Config& cfg, int64_t num_classes, DetectSettings& 
   m.backbone.window_size = cfg.get_int("detect.window_size");
   m.backbone.global_blocks = cfg.get_ints("detect.global_blocks");
   m.backbone.use_rel_pos = cfg.get_bool("detect.rel_pos");
-  const std::string abs_pos = cfg.get_string("detect.abs_pos");
-  if (abs_pos != "resample" && abs_pos != "sincos")
-    throw InputError("detect.abs_pos", "must be resample or sincos, got '" + abs_pos + "'");
-  m.backbone.sincos_abs_pos = abs_pos == "sincos";
+  m.backbone.sincos_abs_pos = cfg.get_string("detect.abs_pos") == "sincos";  // the schema allows only these two
   m.fpn_channels = cfg.get_int("detect.fpn_channels");
   m.scale_factors = cfg.get_floats("detect.pyramid_scales");
   m.rpn.anchor_sizes = cfg.get_floats("detect.anchor_sizes");
