@@ -37,6 +37,7 @@ const char* kSweep = R"(name: tiny
 base: %SRC%/configs/pretrain/aim-fmnist-p4_1xb128-semantic_fmnist.yaml
 set:
   data.limit: 320
+  pretrain.epochs: 1
   pretrain.batch_size: 16
   checkpoint.every_steps: 1
   log.every_steps: 1
